@@ -1,0 +1,43 @@
+# memory_pipeline — every target creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+# torch must come first and exactly this version: a CPU wheel of it lies on local disk,
+# any other spec pulls a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: run test bench eval lint format install clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH_PIN)
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/memory-pipeline up
+
+test: $(STAMP)
+	$(PY) -m pytest -q memory_pipeline_tests
+
+bench: $(STAMP)
+	$(PY) -m memory_pipeline_bench
+
+eval: $(STAMP)
+	$(PY) -m memory_pipeline_bench.locomo_eval
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check memory_pipeline memory_pipeline_tests memory_pipeline_bench
+	$(VENV)/bin/ruff format --check memory_pipeline memory_pipeline_tests memory_pipeline_bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format memory_pipeline memory_pipeline_tests memory_pipeline_bench
+	$(VENV)/bin/ruff check --fix memory_pipeline memory_pipeline_tests memory_pipeline_bench
+
+clean:
+	rm -rf $(VENV) .memory_pipeline

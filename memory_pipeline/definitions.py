@@ -1,0 +1,18 @@
+"""The Dagster code location: ``memory_pipeline.definitions:defs``.
+
+Importing this module must stay light (no torch, no sentence-transformers): the code server,
+the daemon's sensor evaluation and every run process import it (DESIGN §7).
+"""
+
+from dagster import Definitions, in_process_executor
+
+from memory_pipeline.defs.assets import tenant_memory_vectors
+from memory_pipeline.defs.resources import default_resources
+from memory_pipeline.defs.sensors import pending_rows_sensor
+
+defs = Definitions(
+    assets=[tenant_memory_vectors],
+    sensors=[pending_rows_sensor],
+    resources=default_resources(),
+    executor=in_process_executor,
+)

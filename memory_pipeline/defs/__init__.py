@@ -1,0 +1,1 @@
+"""The thin Dagster layer: partitions, assets, sensors, schedules, checks and resources."""

@@ -1,0 +1,147 @@
+"""The pending-rows sensor: Postgres decides what is left to do, not a cursor (DESIGN §4).
+
+Every tick it asks Postgres which tenants have workable rows or tombstones, adds partitions for
+new tenants, and requests runs. Consecutive tenants (in partition order) are grouped into one
+ranged run up to a row budget, because a run costs seconds whatever its size; per-tenant
+lineage stays visible (each partition of the range is materialized). Run keys are built from a
+fingerprint of each tenant's pending set, so new work always gets a new key, and tenants that
+already have a queued or running run are left for the next tick.
+"""
+
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
+
+from memory_pipeline.defs.assets import tenant_memory_vectors
+from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
+from memory_pipeline.defs.resources import PostgresResource
+from memory_pipeline.settings import Settings
+from memory_pipeline.storage import memory_logs as q
+
+SENSOR_TAG = "memory_pipeline/trigger"
+#: Budget of one grouped run: rows (pending + tombstones) and tenants.
+MAX_ROWS_PER_RUN = 2000
+MAX_TENANTS_PER_RUN = 250
+ACTIVE_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+@dataclass(frozen=True)
+class TenantWork:
+    tenant_key: str
+    rows: int
+    fingerprint: str
+
+
+def group_into_runs(
+    order: Sequence[str], work: Iterable[TenantWork], *, max_rows: int, max_tenants: int
+) -> list[list[TenantWork]]:
+    """Group tenants that are adjacent in partition ``order`` into runs within the budgets.
+
+    A group's tenants are consecutive partitions, so the group is exactly a partition range.
+    """
+    position = {key: i for i, key in enumerate(order)}
+    ordered = sorted(work, key=lambda w: position[w.tenant_key])
+    groups: list[list[TenantWork]] = []
+    current: list[TenantWork] = []
+    rows = 0
+    for item in ordered:
+        adjacent = bool(current) and position[item.tenant_key] == position[current[-1].tenant_key] + 1
+        fits = rows + item.rows <= max_rows and len(current) < max_tenants
+        if current and adjacent and fits:
+            current.append(item)
+            rows += item.rows
+        else:
+            if current:
+                groups.append(current)
+            current, rows = [item], item.rows
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _run_request(group: list[TenantWork]) -> RunRequest:
+    digest = hashlib.sha256(
+        "|".join(f"{w.tenant_key}={w.fingerprint}" for w in group).encode()
+    ).hexdigest()[:24]
+    tags = {SENSOR_TAG: "pending_rows_sensor"}
+    if len(group) == 1:
+        return RunRequest(
+            run_key=f"{group[0].tenant_key}:{digest}",
+            partition_key=group[0].tenant_key,
+            tags=tags,
+        )
+    return RunRequest(
+        run_key=f"range:{digest}",
+        tags={
+            **tags,
+            ASSET_PARTITION_RANGE_START_TAG: group[0].tenant_key,
+            ASSET_PARTITION_RANGE_END_TAG: group[-1].tenant_key,
+        },
+    )
+
+
+def _tenants_in_active_runs(context: SensorEvaluationContext, order: Sequence[str]) -> set[str]:
+    runs = context.instance.get_runs(
+        filters=RunsFilter(statuses=ACTIVE_STATUSES, tags={SENSOR_TAG: "pending_rows_sensor"})
+    )
+    position = {key: i for i, key in enumerate(order)}
+    busy: set[str] = set()
+    for run in runs:
+        tags = run.tags
+        if PARTITION_NAME_TAG in tags:
+            busy.add(tags[PARTITION_NAME_TAG])
+        start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+        if start in position and end in position:
+            busy.update(order[position[start] : position[end] + 1])
+    return busy
+
+
+@sensor(
+    name="pending_rows_sensor",
+    target=[tenant_memory_vectors],
+    minimum_interval_seconds=Settings.from_env().sensor_interval_seconds,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Launches tenant runs for pending/failed-due memory rows and deletes (state in Postgres).",
+)
+def pending_rows_sensor(context: SensorEvaluationContext, postgres: PostgresResource) -> SensorResult | SkipReason:
+    with postgres.database().connection() as conn:
+        tenants = q.workable_tenants(conn)
+    if not tenants:
+        return SkipReason("no pending memory rows")
+    known = list(context.instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+    known_set = set(known)
+    new_keys = [t["tenant_key"] for t in tenants if t["tenant_key"] not in known_set]
+    order = known + new_keys
+    busy = _tenants_in_active_runs(context, order)
+    work = [
+        TenantWork(t["tenant_key"], int(t["rows"]) + int(t["tombstones"]), t["fingerprint"])
+        for t in tenants
+        if t["tenant_key"] not in busy
+    ]
+    groups = group_into_runs(order, work, max_rows=MAX_ROWS_PER_RUN, max_tenants=MAX_TENANTS_PER_RUN)
+    return SensorResult(
+        run_requests=[_run_request(g) for g in groups],
+        dynamic_partitions_requests=[tenant_partitions.build_add_request(new_keys)] if new_keys else [],
+    )

@@ -1,0 +1,266 @@
+"""``MemoryStore``: the Python API of DESIGN §5, over Postgres, Chroma and the embedder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from memory_pipeline.embedding import Embedder, load_embedder
+from memory_pipeline.processing import ProcessCounts, ProcessOptions, process_tenant
+from memory_pipeline.search import MemorySearch, SearchResult
+from memory_pipeline.services import ServiceEndpoints, ensure_services
+from memory_pipeline.settings import Settings
+from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage.database import Database
+from memory_pipeline.storage.migrations import apply_migrations
+from memory_pipeline.storage.vector_indexes import ensure_model_index
+from memory_pipeline.tenancy import Tenant
+from memory_pipeline.vector_store import ChromaVectorStore, VectorStoreUnavailable, connect_chroma
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_STATES = ("embedded", "skipped", "dead")
+
+
+def validate_raw_data(raw_data: Any, max_document_bytes: int) -> dict[str, Any]:
+    """Return ``raw_data`` if the database will take it; else raise ``ValueError`` (one line).
+
+    It must be a JSON object without ``\\u0000`` (jsonb rejects it) and at most
+    ``max_document_bytes`` long as JSON.
+    """
+    if isinstance(raw_data, str | bytes):
+        try:
+            raw_data = json.loads(raw_data)
+        except ValueError as exc:
+            raise ValueError(f"raw_data is not valid JSON: {exc}") from None
+    if not isinstance(raw_data, dict):
+        raise ValueError(f"raw_data must be a JSON object, got {type(raw_data).__name__}")
+    try:
+        text = json.dumps(raw_data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"raw_data is not JSON-serialisable: {exc}") from None
+    if "\\u0000" in text:
+        raise ValueError("raw_data contains a \\u0000 character, which PostgreSQL jsonb rejects")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("raw_data contains a lone surrogate, which is not valid Unicode") from None
+    if size > max_document_bytes:
+        raise ValueError(f"raw_data is {size} bytes; the limit is {max_document_bytes}")
+    return raw_data
+
+
+def validate_external_id(external_id: Any) -> str | None:
+    if external_id is None:
+        return None
+    if not isinstance(external_id, str) or not external_id or len(external_id) > 1024:
+        raise ValueError("external_id must be a string of 1 to 1024 characters")
+    if "\x00" in external_id:
+        raise ValueError("external_id contains a NUL character")
+    return external_id
+
+
+class MemoryStore:
+    """Memories of every tenant: write them, process them, search them.
+
+    Build it with :meth:`from_env` (which starts the home's local services when needed) or from
+    explicit endpoints; use it as a context manager to close its connections.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        endpoints: ServiceEndpoints,
+        *,
+        embedder: Embedder | None = None,
+        migrate: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        if migrate:
+            apply_migrations(endpoints.database_url)
+        self.db = Database(endpoints.database_url)
+        self._store: ChromaVectorStore | None = None
+        self.embedder = embedder or load_embedder(
+            settings.embedding_model, settings.embedding_batch_size
+        )
+        self._model_index_ready = False
+
+    @classmethod
+    def from_env(cls, *, embedder: Embedder | None = None) -> MemoryStore:
+        """A store configured from the environment; local services start if needed."""
+        settings = Settings.from_env()
+        return cls(settings, ensure_services(settings), embedder=embedder)
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --------------------------------------------------------------------------- components
+    @property
+    def vector_store(self) -> ChromaVectorStore:
+        """The Chroma server's collections (connected on first use)."""
+        if self._store is None:
+            ep = self.endpoints
+            self._store = ChromaVectorStore(connect_chroma(ep.chroma_host, ep.chroma_port, ep.chroma_token))
+        return self._store
+
+    @property
+    def search(self) -> MemorySearch:
+        try:
+            store: ChromaVectorStore | None = self.vector_store
+        except VectorStoreUnavailable as exc:
+            logger.warning("%s; searching pgvector only", exc)
+            store = None
+        return MemorySearch(self.db, store, self.embedder)
+
+    def process_options(self, **overrides: Any) -> ProcessOptions:
+        s = self.settings
+        base = {
+            "max_attempts": s.max_attempts,
+            "retry_backoff_seconds": s.retry_backoff_seconds,
+            "max_document_bytes": s.max_document_bytes,
+        }
+        return ProcessOptions(**{**base, **overrides})
+
+    def ensure_model_index(self) -> None:
+        """Create the pgvector index for the configured model once its dimension is known."""
+        if not self._model_index_ready:
+            ensure_model_index(
+                self.endpoints.database_url, self.embedder.model_id, self.embedder.dimension
+            )
+            self._model_index_ready = True
+
+    # ------------------------------------------------------------------------------- writes
+    def create_memory_log(
+        self,
+        user_id: str,
+        project_id: str,
+        raw_data: dict[str, Any],
+        *,
+        external_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> int:
+        """Store a memory (``pending``) and return its id; a repeated external id returns the old id."""
+        tenant = Tenant(user_id, project_id)
+        raw = validate_raw_data(raw_data, self.settings.max_document_bytes)
+        external_id = validate_external_id(external_id)
+        if occurred_at is not None:
+            if not isinstance(occurred_at, datetime):
+                raise ValueError("occurred_at must be a datetime")
+            if occurred_at.tzinfo is None:
+                occurred_at = occurred_at.replace(tzinfo=UTC)
+        with self.db.connection() as conn:
+            log_id, _ = q.insert_memory_log(
+                conn, tenant, raw, external_id=external_id, occurred_at=occurred_at
+            )
+        return log_id
+
+    def get_memory_log(self, log_id: int) -> dict[str, Any] | None:
+        """The memory's fields (those of the CLI's ``get``), or ``None``."""
+        with self.db.connection() as conn:
+            return q.get_memory_log(conn, int(log_id))
+
+    def update_memory_log(self, log_id: int, raw_data: dict[str, Any]) -> None:
+        """Replace a memory's ``raw_data``; it is re-processed (re-embedded only if its text changed)."""
+        raw = validate_raw_data(raw_data, self.settings.max_document_bytes)
+        with self.db.connection() as conn:
+            if not q.update_raw_data(conn, int(log_id), raw):
+                raise ValueError(f"memory {log_id} does not exist")
+
+    def delete_memory_log(self, log_id: int) -> bool:
+        """Delete a memory; its vectors leave Chroma on the tenant's next run. Returns whether it existed."""
+        with self.db.connection() as conn:
+            return q.delete_memory_log(conn, int(log_id))
+
+    def retry(self, user_id: str | None = None, project_id: str | None = None) -> int:
+        """Put failed and dead rows back to pending; return how many."""
+        key = Tenant(user_id, project_id).key if user_id is not None or project_id is not None else None
+        with self.db.connection() as conn:
+            return q.reset_for_retry(conn, key)
+
+    # --------------------------------------------------------------------------- processing
+    def tenants_with_work(self) -> list[Tenant]:
+        with self.db.connection() as conn:
+            return [Tenant(r["user_id"], r["project_id"]) for r in q.workable_tenants(conn)]
+
+    def process_tenant(self, tenant: Tenant, options: ProcessOptions | None = None) -> ProcessCounts:
+        """Run the store step for one tenant (what the Dagster asset calls)."""
+        self.ensure_model_index()
+        return process_tenant(
+            self.db, self.vector_store, self.embedder, tenant, options or self.process_options()
+        )
+
+    def process_pending(
+        self, user_id: str | None = None, project_id: str | None = None, *,
+        options: ProcessOptions | None = None,
+    ) -> dict[str, int]:
+        """Process the pending work of one tenant, or of every tenant; counts by outcome."""
+        if (user_id is None) != (project_id is None):
+            raise ValueError("give both user_id and project_id, or neither")
+        tenants = [Tenant(user_id, project_id)] if user_id is not None else self.tenants_with_work()  # type: ignore[arg-type]
+        total = ProcessCounts()
+        for tenant in tenants:
+            total.add(self.process_tenant(tenant, options))
+        return total.as_dict()
+
+    def wait_until_embedded(self, ids: Iterable[int], timeout: float = 60.0) -> dict[int, str]:
+        """Block until every id is ``embedded`` (or finally ``skipped``/``dead``); return their states.
+
+        Raises ``TimeoutError`` naming the ids still pending after ``timeout`` seconds, and
+        ``ValueError`` for an id that does not exist.
+        """
+        wanted = sorted({int(i) for i in ids})
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            with self.db.connection() as conn:
+                rows = conn.execute(
+                    "SELECT id, status FROM memory_log WHERE id = ANY(%s)", (wanted,)
+                ).fetchall()
+            states = {int(r["id"]): r["status"] for r in rows}
+            missing = [i for i in wanted if i not in states]
+            if missing:
+                raise ValueError(f"memories do not exist: {missing[:10]}")
+            waiting = [i for i, s in states.items() if s not in TERMINAL_STATES]
+            if not waiting:
+                return states
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{len(waiting)} memories not embedded after {timeout:.0f} s: {waiting[:10]}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    # ------------------------------------------------------------------------------- search
+    def search_similar_memories(self, query: str, user_id: str, project_id: str, limit: int = 10,
+                                where_filter: dict[str, Any] | None = None,
+                                min_similarity: float = 0.0, enable_temporal_decay: bool = False,
+                                half_life_days: float = 30.0, **options: Any) -> list[SearchResult]:
+        """See :meth:`MemorySearch.search_similar_memories` (DESIGN §5)."""
+        return self.search.search_similar_memories(
+            query, user_id, project_id, limit, where_filter, min_similarity,
+            enable_temporal_decay, half_life_days, **options)
+
+    def search_many(self, queries: Sequence[str], user_id: str, project_id: str,
+                    limit: int = 10, **options: Any) -> list[list[SearchResult]]:
+        """Many queries for one tenant, embedded in one call."""
+        return self.search.search_many(queries, user_id, project_id, limit, **options)
+
+    # ------------------------------------------------------------------------------- status
+    def status(self) -> dict[str, Any]:
+        """Counts by state per tenant and in total (the CLI's ``status``)."""
+        with self.db.connection() as conn:
+            tenants = [dict(r) for r in q.status_counts(conn)]
+        states = ("pending", "embedded", "skipped", "failed", "dead")
+        totals = {s: sum(int(t[s]) for t in tenants) for s in states}
+        return {"tenants": tenants, "totals": totals}

@@ -1,0 +1,240 @@
+"""The store step (DESIGN §4): claim → extract → batch embed → upsert Chroma → write Postgres.
+
+Each batch runs in one Postgres transaction that holds its rows locked (``FOR UPDATE SKIP
+LOCKED``). Chroma is written before Postgres and by vector id, so a crash anywhere leaves the rows
+pending (the transaction rolls back) and the rerun overwrites the same ids: nothing is lost and
+nothing is duplicated. A failure of one row marks only that row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from memory_pipeline.embedding import Embedder
+from memory_pipeline.extraction import extract_memory
+from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage.database import Database
+from memory_pipeline.tenancy import Tenant
+from memory_pipeline.vector_store import ChromaVectorStore, vector_id
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ProcessCounts:
+    """How the rows of one or more runs ended (DESIGN §5 ``process_pending``)."""
+
+    embedded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    dead: int = 0
+    unchanged: int = 0  # embedded rows whose content hash matched: nothing re-embedded
+    deleted: int = 0  # tombstones applied to Chroma
+
+    def add(self, other: ProcessCounts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """Knobs of the store step."""
+
+    batch_rows: int = 256
+    max_attempts: int = 5
+    retry_backoff_seconds: float = 30.0
+    max_document_bytes: int = 1024 * 1024
+    #: Called after the Chroma upsert and before the Postgres write (fault injection in tests).
+    after_vector_upsert: Callable[[Sequence[int]], None] | None = field(default=None, compare=False)
+
+
+def content_hash(search_text: str, model_id: str) -> str:
+    """Hash of what gets embedded and by which model: unchanged hash, no re-embed."""
+    return hashlib.sha256(f"{model_id}\n{search_text}".encode()).hexdigest()
+
+
+def _occurred_at(row: q.ClaimedRow, extracted: datetime | None) -> datetime:
+    if row.occurred_at_explicit:
+        return row.occurred_at
+    return extracted or row.created_at
+
+
+def _chroma_metadata(
+    tenant: Tenant, model_id: str, log_id: int, chunk: int, memory_type: str, occurred_at: datetime
+) -> dict[str, str | int | float]:
+    return {
+        "log_id": log_id,
+        "chunk_index": chunk,
+        "user_id": tenant.user_id,
+        "project_id": tenant.project_id,
+        "memory_type": memory_type,
+        "occurred_at": occurred_at.astimezone(UTC).timestamp(),
+        "embedding_model": model_id,
+    }
+
+
+def apply_tombstones(db: Database, store: ChromaVectorStore, tenant: Tenant) -> int:
+    """Remove deleted memories' vectors from Chroma, then forget their tombstones."""
+    with db.connection() as conn, conn.transaction():
+        log_ids = q.take_tombstones(conn, tenant.key)
+        if log_ids:
+            store.delete_memories(tenant, log_ids)
+            q.clear_tombstones(conn, log_ids)
+    return len(log_ids)
+
+
+def _embed_isolating_failures(
+    embedder: Embedder, texts_per_row: dict[int, list[str]]
+) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    """Vectors per row id; rows whose texts cannot be embedded are returned as errors instead."""
+    ids = list(texts_per_row)
+    flat = [text for rid in ids for text in texts_per_row[rid]]
+    try:
+        vectors = embedder.embed_batch(flat)
+    except Exception as batch_error:  # one bad row must not fail its batch: retry row by row
+        logger.warning("batch embedding failed (%s); isolating the failing rows", batch_error)
+        good: dict[int, np.ndarray] = {}
+        errors: dict[int, str] = {}
+        for rid in ids:
+            try:
+                good[rid] = embedder.embed_batch(texts_per_row[rid])
+            except Exception as exc:
+                errors[rid] = f"embedding failed: {type(exc).__name__}: {exc}"
+        return good, errors
+    out: dict[int, np.ndarray] = {}
+    start = 0
+    for rid in ids:
+        n = len(texts_per_row[rid])
+        out[rid] = vectors[start : start + n]
+        start += n
+    return out, {}
+
+
+def _process_batch(
+    conn: object,
+    rows: Sequence[q.ClaimedRow],
+    tenant: Tenant,
+    embedder: Embedder,
+    store: ChromaVectorStore,
+    options: ProcessOptions,
+) -> ProcessCounts:
+    model_id = embedder.model_id
+    counts = ProcessCounts()
+    skipped: list[tuple[int, str, str, datetime]] = []
+    failures: list[tuple[int, str]] = []
+    to_embed: dict[int, list[str]] = {}
+    prepared: dict[int, tuple[q.ClaimedRow, str, bool, str, datetime, str]] = {}
+    reused: list[q.EmbeddedRow] = []
+
+    for row in rows:
+        try:
+            if row.raw_bytes > options.max_document_bytes:
+                skipped.append((row.id, f"raw_data is {row.raw_bytes} bytes; the limit is "
+                                f"{options.max_document_bytes}", "other", _occurred_at(row, None)))
+                continue
+            extracted = extract_memory(row.raw_data)
+            occurred = _occurred_at(row, extracted.occurred_at)
+            if not extracted.text:
+                skipped.append((row.id, extracted.skip_reason or "no text to embed",
+                                extracted.memory_type, occurred))
+                continue
+            digest = content_hash(extracted.text, model_id)
+            if (
+                digest == row.content_hash
+                and row.embedding_model == model_id
+                and row.chunk_count > 0
+            ):
+                reused.append(q.EmbeddedRow(
+                    row.id, extracted.text, extracted.truncated, extracted.memory_type, occurred,
+                    digest, [""] * row.chunk_count, np.zeros((row.chunk_count, 0)), reused=True))
+                continue
+            chunks = embedder.chunk_text(extracted.text)
+            to_embed[row.id] = chunks
+            prepared[row.id] = (row, extracted.text, extracted.truncated,
+                                extracted.memory_type, occurred, digest)
+        except Exception as exc:  # extraction promises not to raise; stay safe if it does
+            failures.append((row.id, f"extraction failed: {type(exc).__name__}: {exc}"))
+
+    vectors, embed_errors = _embed_isolating_failures(embedder, to_embed) if to_embed else ({}, {})
+    failures.extend(embed_errors.items())
+
+    embedded: list[q.EmbeddedRow] = []
+    ids: list[str] = []
+    metadatas: list[dict[str, str | int | float]] = []
+    stale_ids: list[str] = []
+    for rid, row_vectors in vectors.items():
+        row, text, truncated, memory_type, occurred, digest = prepared[rid]
+        chunks = to_embed[rid]
+        embedded.append(q.EmbeddedRow(rid, text, truncated, memory_type, occurred, digest,
+                                      chunks, row_vectors))
+        for index in range(len(chunks)):
+            ids.append(vector_id(rid, index))
+            metadatas.append(_chroma_metadata(tenant, model_id, rid, index, memory_type, occurred))
+        # a re-embedded memory with fewer chunks than before: its extra old vectors go
+        stale_ids.extend(vector_id(rid, n) for n in range(len(chunks), row.chunk_count))
+
+    # Skipped rows that had vectors before (their text went away) leave Chroma too.
+    had_vectors = {r.id: r.chunk_count for r in rows if r.chunk_count > 0}
+    for rid, *_ in skipped:
+        stale_ids.extend(vector_id(rid, n) for n in range(had_vectors.get(rid, 0)))
+
+    if ids:
+        all_vectors = np.concatenate([e.vectors for e in embedded])
+        store.upsert_vectors(tenant, model_id, ids, all_vectors, metadatas)
+    if stale_ids:
+        store.delete_vectors(tenant, stale_ids)
+    if options.after_vector_upsert is not None:
+        options.after_vector_upsert([e.id for e in embedded])
+
+    q.write_vectors(conn, tenant.key, model_id, embedded)  # type: ignore[arg-type]
+    q.mark_embedded(conn, model_id, [*embedded, *reused])  # type: ignore[arg-type]
+    q.mark_skipped(conn, skipped)  # type: ignore[arg-type]
+    outcome = q.mark_failed(
+        conn,  # type: ignore[arg-type]
+        failures,
+        max_attempts=options.max_attempts,
+        backoff_seconds=options.retry_backoff_seconds,
+    )
+    counts.embedded = len(embedded) + len(reused)
+    counts.unchanged = len(reused)
+    counts.skipped = len(skipped)
+    counts.failed = outcome["failed"]
+    counts.dead = outcome["dead"]
+    for rid, error in failures:
+        logger.warning("memory %s of tenant %s failed: %s", rid, tenant, error)
+    return counts
+
+
+def process_tenant(
+    db: Database,
+    store: ChromaVectorStore,
+    embedder: Embedder,
+    tenant: Tenant,
+    options: ProcessOptions | None = None,
+) -> ProcessCounts:
+    """Process every workable row of ``tenant`` (each at most once) and apply its tombstones.
+
+    Raises ``VectorStoreUnavailable`` or a psycopg error when a store fails; the rows of the
+    batch in flight stay pending for the next run.
+    """
+    options = options or ProcessOptions()
+    counts = ProcessCounts()
+    counts.deleted = apply_tombstones(db, store, tenant)
+    last_id = 0
+    while True:
+        with db.connection() as conn, conn.transaction():
+            rows = q.claim_workable_rows(conn, tenant.key, options.batch_rows, last_id)
+            if not rows:
+                break
+            last_id = rows[-1].id
+            counts.add(_process_batch(conn, rows, tenant, embedder, store, options))
+    return counts

@@ -1,0 +1,34 @@
+"""The search result type (DESIGN §5)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One memory returned by a search.
+
+    ``similarity`` is the raw cosine similarity of its best chunk (vector modes) or the keyword
+    score normalised to 0..1 (keyword mode); ``score`` is the final ranking value (after fusion
+    and temporal decay), higher is better.
+    """
+
+    log_id: int
+    external_id: str | None
+    score: float
+    similarity: float
+    text: str
+    memory_type: str
+    occurred_at: datetime
+    created_at: datetime
+    raw_data: dict[str, Any] = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: datetimes as ISO 8601."""
+        out = asdict(self)
+        out["occurred_at"] = self.occurred_at.isoformat()
+        out["created_at"] = self.created_at.isoformat()
+        return out

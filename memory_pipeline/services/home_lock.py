@@ -1,0 +1,20 @@
+"""An inter-process lock on a home, so concurrent processes start each service once."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def home_lock(home: Path, name: str = "services") -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<home>/.<name>.lock`` for the block."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / f".{name}.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,140 @@
+"""The local Chroma server of a home (``chroma run`` from the chromadb wheel, DESIGN §6).
+
+Every process of the platform talks to this one server; its port and pid are recorded under
+``<home>/chroma/server.json`` so other processes find it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ChromaServerInfo:
+    pid: int
+    host: str
+    port: int
+
+
+def _state_file(data_dir: Path) -> Path:
+    return data_dir / "server.json"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0): look at its state.
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def heartbeat_ok(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a Chroma server answers its heartbeat at ``host:port``."""
+    try:
+        with urllib.request.urlopen(
+            f"http://{host}:{port}/api/v2/heartbeat", timeout=timeout
+        ) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def running_local_chroma(data_dir: Path) -> ChromaServerInfo | None:
+    """The home's Chroma server if it is running and answering, else ``None``."""
+    try:
+        state = json.loads(_state_file(data_dir).read_text())
+        info = ChromaServerInfo(int(state["pid"]), str(state["host"]), int(state["port"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    if _pid_alive(info.pid) and heartbeat_ok(info.host, info.port):
+        return info
+    return None
+
+
+def chroma_command(data_dir: Path, host: str, port: int) -> list[str]:
+    """The command line that runs a Chroma server on ``data_dir``."""
+    script = Path(sys.executable).with_name("chroma")
+    runner = [str(script)] if script.exists() else [sys.executable, "-m", "chromadb.cli.cli"]
+    return [*runner, "run", "--path", str(data_dir / "data"), "--host", host, "--port", str(port)]
+
+
+def start_local_chroma(data_dir: Path, host: str = "127.0.0.1") -> ChromaServerInfo:
+    """Start the home's Chroma server (or return the running one) and wait until it answers."""
+    running = running_local_chroma(data_dir)
+    if running is not None:
+        return running
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port(host)
+    log_path = data_dir / "server.log"
+    logger.info("starting Chroma server on %s:%s (data in %s)", host, port, data_dir)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            chroma_command(data_dir, host, port),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives this process, until `db stop`
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+        )
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"Chroma server exited with code {process.returncode}; see {log_path}"
+            )
+        if heartbeat_ok(host, port):
+            info = ChromaServerInfo(process.pid, host, port)
+            _state_file(data_dir).write_text(json.dumps(info.__dict__))
+            return info
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"Chroma server did not answer within {START_TIMEOUT_SECONDS:.0f} s; see {log_path}")
+
+
+def stop_local_chroma(data_dir: Path, timeout: float = 15.0) -> bool:
+    """Stop the home's Chroma server; return whether one was running."""
+    try:
+        state = json.loads(_state_file(data_dir).read_text())
+        pid = int(state["pid"])
+    except (OSError, ValueError, KeyError):
+        return False
+    _state_file(data_dir).unlink(missing_ok=True)
+    if not _pid_alive(pid):
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+    return True

@@ -1,0 +1,341 @@
+"""Queries on memory_log and its vectors: create, read, update, delete, claim and record results.
+
+Every function takes an open psycopg connection; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from memory_pipeline.tenancy import Tenant
+
+#: Columns a caller of get_memory_log sees (the CLI's ``get``).
+PUBLIC_COLUMNS = (
+    "id, user_id, project_id, tenant_key, external_id, status, attempts, last_error, "
+    "next_attempt_at, memory_type, occurred_at, created_at, updated_at, embedded_at, "
+    "embedding_model, content_hash, chunk_count, text_truncated, search_text, raw_data"
+)
+
+#: Rows the pipeline may work on now.
+WORKABLE = "(status = 'pending' OR (status = 'failed' AND next_attempt_at <= now()))"
+
+
+def insert_memory_log(
+    conn: psycopg.Connection,
+    tenant: Tenant,
+    raw_data: dict[str, Any],
+    *,
+    external_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> tuple[int, bool]:
+    """Insert a pending row; return ``(id, inserted)``.
+
+    A repeated ``(tenant, external_id)`` inserts nothing and returns the existing id.
+    """
+    row = conn.execute(
+        """INSERT INTO memory_log (user_id, project_id, tenant_key, raw_data, external_id,
+                                   occurred_at, occurred_at_explicit)
+           VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s)
+           ON CONFLICT (tenant_key, external_id) WHERE external_id IS NOT NULL DO NOTHING
+           RETURNING id""",
+        (
+            tenant.user_id,
+            tenant.project_id,
+            tenant.key,
+            Jsonb(raw_data),
+            external_id,
+            occurred_at,
+            occurred_at is not None,
+        ),
+    ).fetchone()
+    if row is not None:
+        return int(row["id"]), True
+    existing = conn.execute(
+        "SELECT id FROM memory_log WHERE tenant_key = %s AND external_id = %s",
+        (tenant.key, external_id),
+    ).fetchone()
+    if existing is None:  # deleted between the two statements
+        raise RuntimeError(f"memory with external_id {external_id!r} of tenant {tenant} vanished")
+    return int(existing["id"]), False
+
+
+def get_memory_log(conn: psycopg.Connection, log_id: int) -> dict[str, Any] | None:
+    """The row's public fields, or ``None``."""
+    return conn.execute(
+        f"SELECT {PUBLIC_COLUMNS} FROM memory_log WHERE id = %s", (log_id,)
+    ).fetchone()
+
+
+def update_raw_data(conn: psycopg.Connection, log_id: int, raw_data: dict[str, Any]) -> bool:
+    """Replace ``raw_data`` (the trigger puts the row back to pending); return whether it existed."""
+    cur = conn.execute(
+        "UPDATE memory_log SET raw_data = %s WHERE id = %s", (Jsonb(raw_data), log_id)
+    )
+    return cur.rowcount > 0
+
+
+def delete_memory_log(conn: psycopg.Connection, log_id: int) -> bool:
+    """Delete the row (the trigger records a tombstone); return whether it existed."""
+    return conn.execute("DELETE FROM memory_log WHERE id = %s", (log_id,)).rowcount > 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRow:
+    """A row locked by this transaction for processing."""
+
+    id: int
+    raw_data: Any
+    raw_bytes: int
+    created_at: datetime
+    occurred_at: datetime
+    occurred_at_explicit: bool
+    attempts: int
+    content_hash: str | None
+    embedding_model: str | None
+    chunk_count: int
+    status: str
+
+
+def claim_workable_rows(
+    conn: psycopg.Connection, tenant_key: str, limit: int, after_id: int = 0
+) -> list[ClaimedRow]:
+    """Lock up to ``limit`` workable rows of a tenant with ``id > after_id``, in id order.
+
+    ``FOR UPDATE SKIP LOCKED``: rows locked by another transaction are skipped, so overlapping
+    runs never share a row; ``after_id`` keeps one run from taking a row twice.
+    """
+    rows = conn.execute(
+        f"""SELECT id, raw_data, octet_length(raw_data::text) AS raw_bytes, created_at,
+                   occurred_at, occurred_at_explicit, attempts, content_hash, embedding_model,
+                   chunk_count, status
+            FROM memory_log
+            WHERE tenant_key = %s AND {WORKABLE} AND id > %s
+            ORDER BY id
+            LIMIT %s
+            FOR UPDATE SKIP LOCKED""",
+        (tenant_key, after_id, limit),
+    ).fetchall()
+    return [ClaimedRow(**row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedRow:
+    """The result for one row whose vectors were written."""
+
+    id: int
+    search_text: str
+    text_truncated: bool
+    memory_type: str
+    occurred_at: datetime
+    content_hash: str
+    chunk_texts: Sequence[str]
+    vectors: np.ndarray  # one row per chunk
+    reused: bool = False  # unchanged content: vectors kept, nothing re-embedded
+
+
+def write_vectors(
+    conn: psycopg.Connection, tenant_key: str, model_id: str, rows: Sequence[EmbeddedRow]
+) -> None:
+    """Replace the rows' vectors of ``model_id`` in memory_vector (binary COPY)."""
+    fresh = [r for r in rows if not r.reused]
+    if not fresh:
+        return
+    conn.execute(
+        "DELETE FROM memory_vector WHERE log_id = ANY(%s) AND embedding_model = %s",
+        ([r.id for r in fresh], model_id),
+    )
+    with conn.cursor() as cur, cur.copy(
+        "COPY memory_vector (log_id, embedding_model, chunk_index, tenant_key, chunk_text, embedding)"
+        " FROM STDIN WITH (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int8", "text", "int4", "text", "text", "vector"])
+        for row in fresh:
+            for index, (text, vector) in enumerate(zip(row.chunk_texts, row.vectors, strict=True)):
+                copy.write_row((row.id, model_id, index, tenant_key, text, vector))
+
+
+def mark_embedded(conn: psycopg.Connection, model_id: str, rows: Sequence[EmbeddedRow]) -> None:
+    """Record text, hash, first-chunk vector and ``embedded`` status for the rows."""
+    if not rows:
+        return
+    conn.execute(
+        """UPDATE memory_log AS m
+           SET status = 'embedded', search_text = u.search_text, text_truncated = u.truncated,
+               memory_type = u.memory_type, occurred_at = u.occurred_at,
+               content_hash = u.content_hash, embedding_model = %s, chunk_count = u.chunk_count,
+               embedding = v.embedding, last_error = NULL, next_attempt_at = NULL,
+               embedded_at = CASE WHEN u.reused THEN coalesce(m.embedded_at, now()) ELSE now() END
+           FROM unnest(%s::bigint[], %s::text[], %s::bool[], %s::text[], %s::timestamptz[],
+                       %s::text[], %s::int[], %s::bool[])
+                AS u(id, search_text, truncated, memory_type, occurred_at, content_hash,
+                     chunk_count, reused)
+           LEFT JOIN memory_vector AS v
+                  ON v.log_id = u.id AND v.chunk_index = 0 AND v.embedding_model = %s
+           WHERE m.id = u.id""",
+        (
+            model_id,
+            [r.id for r in rows],
+            [r.search_text for r in rows],
+            [r.text_truncated for r in rows],
+            [r.memory_type for r in rows],
+            [r.occurred_at for r in rows],
+            [r.content_hash for r in rows],
+            [len(r.chunk_texts) for r in rows],
+            [r.reused for r in rows],
+            model_id,
+        ),
+    )
+
+
+def mark_skipped(
+    conn: psycopg.Connection,
+    skipped: Sequence[tuple[int, str, str, datetime]],
+) -> None:
+    """Record ``skipped`` with its reason (``(id, reason, memory_type, occurred_at)``); drop vectors."""
+    if not skipped:
+        return
+    ids = [s[0] for s in skipped]
+    conn.execute("DELETE FROM memory_vector WHERE log_id = ANY(%s)", (ids,))
+    conn.execute(
+        """UPDATE memory_log AS m
+           SET status = 'skipped', last_error = u.reason, memory_type = u.memory_type,
+               occurred_at = u.occurred_at, search_text = NULL, content_hash = NULL,
+               embedding = NULL, embedding_model = NULL, chunk_count = 0,
+               next_attempt_at = NULL
+           FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
+                AS u(id, reason, memory_type, occurred_at)
+           WHERE m.id = u.id""",
+        (ids, [s[1] for s in skipped], [s[2] for s in skipped], [s[3] for s in skipped]),
+    )
+
+
+def mark_failed(
+    conn: psycopg.Connection,
+    failures: Sequence[tuple[int, str]],
+    *,
+    max_attempts: int,
+    backoff_seconds: float,
+) -> dict[str, int]:
+    """Count an attempt for each ``(id, error)``: ``failed`` with backoff, or ``dead`` when spent.
+
+    Returns how many became ``failed`` and ``dead``.
+    """
+    if not failures:
+        return {"failed": 0, "dead": 0}
+    rows = conn.execute(
+        """UPDATE memory_log AS m
+           SET attempts = m.attempts + 1,
+               last_error = u.error,
+               status = CASE WHEN m.attempts + 1 >= %s THEN 'dead' ELSE 'failed' END,
+               next_attempt_at = CASE WHEN m.attempts + 1 >= %s THEN NULL
+                    ELSE now() + make_interval(secs => %s * power(2, m.attempts)) END
+           FROM unnest(%s::bigint[], %s::text[]) AS u(id, error)
+           WHERE m.id = u.id
+           RETURNING m.status""",
+        (
+            max_attempts,
+            max_attempts,
+            backoff_seconds,
+            [f[0] for f in failures],
+            [f[1][:2000] for f in failures],
+        ),
+    ).fetchall()
+    dead = sum(1 for r in rows if r["status"] == "dead")
+    return {"failed": len(rows) - dead, "dead": dead}
+
+
+def take_tombstones(conn: psycopg.Connection, tenant_key: str) -> list[int]:
+    """Lock the tenant's tombstones (``SKIP LOCKED``); return their memory ids."""
+    rows = conn.execute(
+        "SELECT log_id FROM memory_tombstone WHERE tenant_key = %s ORDER BY log_id "
+        "FOR UPDATE SKIP LOCKED",
+        (tenant_key,),
+    ).fetchall()
+    return [int(r["log_id"]) for r in rows]
+
+
+def clear_tombstones(conn: psycopg.Connection, log_ids: Sequence[int]) -> None:
+    conn.execute("DELETE FROM memory_tombstone WHERE log_id = ANY(%s)", (list(log_ids),))
+
+
+def reset_for_retry(conn: psycopg.Connection, tenant_key: str | None = None) -> int:
+    """Put ``failed`` and ``dead`` rows (of one tenant, or all) back to pending; return the count."""
+    cur = conn.execute(
+        """UPDATE memory_log SET status = 'pending', attempts = 0, next_attempt_at = NULL
+           WHERE status IN ('failed', 'dead') AND (%s::text IS NULL OR tenant_key = %s)""",
+        (tenant_key, tenant_key),
+    )
+    return cur.rowcount
+
+
+def tenant_of(conn: psycopg.Connection, tenant_key: str) -> Tenant | None:
+    """The tenant recorded under ``tenant_key``, if any."""
+    row = conn.execute(
+        "SELECT user_id, project_id FROM memory_tenant WHERE tenant_key = %s", (tenant_key,)
+    ).fetchone()
+    return Tenant(row["user_id"], row["project_id"]) if row else None
+
+
+def workable_tenants(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Tenants with work: workable rows or tombstones, with a fingerprint of that work.
+
+    The fingerprint changes whenever the set of workable rows changes (new rows, updates,
+    retries), so a run key built from it is never reused for different work.
+    """
+    return conn.execute(
+        f"""WITH work AS (
+                SELECT tenant_key, count(*) AS rows, max(id) AS max_id,
+                       max(updated_at) AS last_change, sum(id) AS id_sum
+                FROM memory_log WHERE {WORKABLE} GROUP BY tenant_key
+            ), tomb AS (
+                SELECT tenant_key, count(*) AS tombstones, max(log_id) AS max_tomb
+                FROM memory_tombstone GROUP BY tenant_key
+            )
+            SELECT t.tenant_key, t.user_id, t.project_id,
+                   coalesce(w.rows, 0) AS rows, coalesce(tb.tombstones, 0) AS tombstones,
+                   concat_ws(':', w.rows, w.max_id, w.id_sum,
+                             extract(epoch FROM w.last_change), tb.tombstones, tb.max_tomb)
+                       AS fingerprint
+            FROM memory_tenant t
+            LEFT JOIN work w USING (tenant_key)
+            LEFT JOIN tomb tb USING (tenant_key)
+            WHERE w.tenant_key IS NOT NULL OR tb.tenant_key IS NOT NULL
+            ORDER BY t.created_at, t.tenant_key"""
+    ).fetchall()
+
+
+def status_counts(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Per tenant: how many rows are in each state."""
+    return conn.execute(
+        """SELECT t.user_id, t.project_id, t.tenant_key,
+                  count(*) FILTER (WHERE m.status = 'pending')  AS pending,
+                  count(*) FILTER (WHERE m.status = 'embedded') AS embedded,
+                  count(*) FILTER (WHERE m.status = 'skipped')  AS skipped,
+                  count(*) FILTER (WHERE m.status = 'failed')   AS failed,
+                  count(*) FILTER (WHERE m.status = 'dead')     AS dead
+           FROM memory_tenant t JOIN memory_log m USING (tenant_key)
+           GROUP BY t.user_id, t.project_id, t.tenant_key, t.created_at
+           ORDER BY t.created_at, t.tenant_key"""
+    ).fetchall()
+
+
+def vector_ids_of_tenant(conn: psycopg.Connection, tenant_key: str, model_id: str) -> set[str]:
+    """The tenant's vector ids of ``model_id`` in Postgres."""
+    rows = conn.execute(
+        "SELECT vector_id FROM memory_vector WHERE tenant_key = %s AND embedding_model = %s",
+        (tenant_key, model_id),
+    ).fetchall()
+    return {r["vector_id"] for r in rows}
+
+
+def dumps_raw(raw_data: Any) -> str:
+    """``raw_data`` as compact JSON text (for size checks)."""
+    return json.dumps(raw_data, ensure_ascii=False, separators=(",", ":"))

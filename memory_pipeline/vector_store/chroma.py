@@ -1,0 +1,265 @@
+"""Chroma access: per-tenant collections, upserts by vector id, tenant-filtered queries.
+
+Chroma never embeds anything here: collections are created with ``embedding_function=None`` and
+every call passes vectors we computed (Chroma's default function would try to download a model).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from memory_pipeline.tenancy import Tenant
+
+logger = logging.getLogger(__name__)
+
+Metadata = Mapping[str, str | int | float | bool]
+
+
+class VectorStoreUnavailable(RuntimeError):
+    """Chroma could not be reached or refused a request; the run should fail and be retried."""
+
+
+def vector_id(log_id: int, chunk_index: int) -> str:
+    """The id of a memory's vector: ``str(id)`` for chunk 0, ``f"{id}#{n}"`` for chunk n."""
+    return str(log_id) if chunk_index == 0 else f"{log_id}#{chunk_index}"
+
+
+def connect_chroma(host: str, port: int, token: str | None = None) -> Any:
+    """An ``HttpClient`` for the Chroma server at ``host:port`` (token auth when given)."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    options: dict[str, Any] = {"anonymized_telemetry": False}
+    if token:
+        options["chroma_client_auth_provider"] = "chromadb.auth.token_authn.TokenAuthClientProvider"
+        options["chroma_client_auth_credentials"] = token
+    try:
+        client = chromadb.HttpClient(host=host, port=port, settings=ChromaSettings(**options))
+        client.heartbeat()
+    except Exception as exc:
+        raise VectorStoreUnavailable(f"cannot reach the Chroma server at {host}:{port}: {exc}") from exc
+    return client
+
+
+@dataclass(frozen=True, slots=True)
+class VectorHit:
+    """One vector returned by a query: its id, cosine similarity and metadata."""
+
+    vector_id: str
+    similarity: float
+    metadata: Mapping[str, Any]
+
+    @property
+    def log_id(self) -> int:
+        return int(self.metadata["log_id"])
+
+
+def _batches(count: int, size: int) -> Iterator[slice]:
+    for start in range(0, count, size):
+        yield slice(start, min(start + size, count))
+
+
+class ChromaVectorStore:
+    """The tenants' collections on one Chroma server."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._max_batch = int(client.get_max_batch_size())
+
+    def _call(self, what: str, tenant: Tenant, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (VectorStoreUnavailable, ValueError):
+            raise
+        except Exception as exc:
+            raise VectorStoreUnavailable(f"Chroma {what} failed for tenant {tenant}: {exc}") from exc
+
+    def collection(self, tenant: Tenant, model_id: str, *, name: str | None = None) -> Any:
+        """Open (creating if needed) the tenant's collection and check it belongs to it.
+
+        Raises ``ValueError`` if the collection's recorded tenant or model differs.
+        """
+        name = name or tenant.collection_name
+        metadata = {
+            "user_id": tenant.user_id,
+            "project_id": tenant.project_id,
+            "embedding_model": model_id,
+        }
+        collection = self._call(
+            "open collection",
+            tenant,
+            self.client.get_or_create_collection,
+            name,
+            metadata=metadata,
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
+        self._verify(collection, tenant, model_id)
+        return collection
+
+    def existing_collection(self, tenant: Tenant, *, name: str | None = None) -> Any | None:
+        """The tenant's collection if it exists (never creates one)."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            return self.client.get_collection(
+                name or tenant.collection_name, embedding_function=None
+            )
+        except NotFoundError:
+            return None
+        except Exception as exc:
+            raise VectorStoreUnavailable(f"Chroma open collection failed for tenant {tenant}: {exc}") from exc
+
+    @staticmethod
+    def _verify(collection: Any, tenant: Tenant, model_id: str | None) -> None:
+        meta = collection.metadata or {}
+        if meta.get("user_id") != tenant.user_id or meta.get("project_id") != tenant.project_id:
+            raise ValueError(
+                f"Chroma collection {collection.name} belongs to "
+                f"{meta.get('user_id')!r}:{meta.get('project_id')!r}, not to tenant {tenant}"
+            )
+        if model_id is not None and meta.get("embedding_model") != model_id:
+            raise ValueError(
+                f"Chroma collection {collection.name} holds vectors of model "
+                f"{meta.get('embedding_model')!r}, not {model_id!r} (tenant {tenant})"
+            )
+
+    def upsert_vectors(
+        self,
+        tenant: Tenant,
+        model_id: str,
+        ids: Sequence[str],
+        embeddings: np.ndarray,
+        metadatas: Sequence[Metadata],
+        *,
+        collection_name: str | None = None,
+    ) -> None:
+        """Insert or replace vectors by id (idempotent: a retry never duplicates)."""
+        if not ids:
+            return
+        collection = self.collection(tenant, model_id, name=collection_name)
+        for part in _batches(len(ids), self._max_batch):
+            self._call(
+                "upsert",
+                tenant,
+                collection.upsert,
+                ids=list(ids[part]),
+                embeddings=embeddings[part],
+                metadatas=[dict(m) for m in metadatas[part]],
+            )
+
+    def delete_vectors(
+        self, tenant: Tenant, ids: Sequence[str], *, collection_name: str | None = None
+    ) -> None:
+        """Remove vectors by id; ids that are not there are ignored."""
+        if not ids:
+            return
+        collection = self.existing_collection(tenant, name=collection_name)
+        if collection is None:
+            return
+        for part in _batches(len(ids), self._max_batch):
+            self._call("delete", tenant, collection.delete, ids=list(ids[part]))
+
+    def delete_memories(
+        self, tenant: Tenant, log_ids: Sequence[int], *, collection_name: str | None = None
+    ) -> None:
+        """Remove every vector (all chunks) of the given memories."""
+        if not log_ids:
+            return
+        collection = self.existing_collection(tenant, name=collection_name)
+        if collection is None:
+            return
+        for part in _batches(len(log_ids), 1000):
+            self._call(
+                "delete",
+                tenant,
+                collection.delete,
+                where={"log_id": {"$in": [int(i) for i in log_ids[part]]}},
+            )
+
+    def query(
+        self,
+        tenant: Tenant,
+        model_id: str,
+        query_vectors: np.ndarray,
+        n_results: int,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[list[VectorHit]] | None:
+        """Nearest vectors of the tenant for each query vector, or ``None`` if it has no collection.
+
+        The tenant filter is always added to ``where``, whatever the caller passes.
+        """
+        collection = self.existing_collection(tenant)
+        if collection is None:
+            return None
+        self._verify(collection, tenant, model_id)
+        tenant_filter: list[Mapping[str, Any]] = [
+            {"user_id": tenant.user_id},
+            {"project_id": tenant.project_id},
+        ]
+        full_where = {"$and": [*tenant_filter, *([where] if where else [])]}
+        result = self._call(
+            "query",
+            tenant,
+            collection.query,
+            query_embeddings=query_vectors,
+            n_results=n_results,
+            where=full_where,
+            include=["distances", "metadatas"],
+        )
+        hits: list[list[VectorHit]] = []
+        for ids, distances, metas in zip(
+            result["ids"], result["distances"], result["metadatas"], strict=True
+        ):
+            hits.append(
+                [
+                    VectorHit(vid, 1.0 - float(dist), meta or {})
+                    for vid, dist, meta in zip(ids, distances, metas, strict=True)
+                    # belt and braces: the where filter already restricts to the tenant
+                    if meta
+                    and meta.get("user_id") == tenant.user_id
+                    and meta.get("project_id") == tenant.project_id
+                ]
+            )
+        return hits
+
+    def vector_ids(self, tenant: Tenant, *, collection_name: str | None = None) -> set[str]:
+        """Every vector id in the tenant's collection (empty if there is none)."""
+        collection = self.existing_collection(tenant, name=collection_name)
+        if collection is None:
+            return set()
+        ids: set[str] = set()
+        offset, page = 0, 5000
+        while True:
+            got = self._call(
+                "get", tenant, collection.get, include=[], limit=page, offset=offset
+            )
+            ids.update(got["ids"])
+            if len(got["ids"]) < page:
+                return ids
+            offset += page
+
+    def get_vectors(
+        self, tenant: Tenant, ids: Sequence[str], *, collection_name: str | None = None
+    ) -> dict[str, np.ndarray]:
+        """The stored vectors for ``ids`` that exist."""
+        collection = self.existing_collection(tenant, name=collection_name)
+        if collection is None or not ids:
+            return {}
+        got = self._call("get", tenant, collection.get, ids=list(ids), include=["embeddings"])
+        return {
+            vid: np.asarray(vec, dtype=np.float32)
+            for vid, vec in zip(got["ids"], got["embeddings"], strict=True)
+        }
+
+    def drop_collection(self, tenant: Tenant, *, name: str | None = None) -> bool:
+        """Delete the tenant's collection; return whether it existed."""
+        if self.existing_collection(tenant, name=name) is None:
+            return False
+        self._call("delete collection", tenant, self.client.delete_collection, name or tenant.collection_name)
+        return True
