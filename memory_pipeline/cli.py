@@ -203,6 +203,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from memory_pipeline.imports import import_files
+
+    with _store() as store:
+        result = import_files(store, args.files, progress=not args.json)
+    _emit(args, result, lambda d: " ".join(f"{k}={v}" for k, v in d.items()))
+    return 0
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     user, project = _tenant_args(args)
     with _store() as store:
@@ -261,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["vector", "keyword", "hybrid"], default=None)
     p.add_argument("--backend", choices=["chroma", "pgvector"], default=None)
     p.add_argument("query")
+
+    p = verb("import", cmd_import, "bulk-load memories from JSONL, CSV or Parquet files")
+    p.add_argument("files", nargs="+", metavar="FILE")
 
     verb("status", cmd_status, "counts of memories by state, per tenant")
 

@@ -1,0 +1,95 @@
+"""Session fixtures: a real embedded PostgreSQL + pgvector, a real Chroma server, the real model.
+
+Everything runs under one temporary ``MEMORY_PIPELINE_HOME`` (short, for the Unix socket path
+limit); tests isolate themselves with their own tenants (``new_tenant``), not by truncating.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from memory_pipeline.embedding import Embedder, load_embedder
+from memory_pipeline.memory_store import MemoryStore
+from memory_pipeline.services import ServiceEndpoints, ensure_services, stop_services
+from memory_pipeline.settings import DEFAULT_EMBEDDING_MODEL, Settings
+from memory_pipeline.storage.migrations import apply_migrations
+from memory_pipeline.tenancy import Tenant
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def test_home() -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix="mpt-", dir="/tmp"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(test_home: Path) -> Settings:
+    """Settings of the test home; no external servers, fast retries."""
+    return Settings(
+        home=test_home,
+        embedding_model=DEFAULT_EMBEDDING_MODEL,
+        retry_backoff_seconds=0.0,
+        max_attempts=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def endpoints(settings: Settings) -> Iterator[ServiceEndpoints]:
+    """The home's real PostgreSQL and Chroma servers, migrated; stopped at the end."""
+    eps = ensure_services(settings)
+    apply_migrations(eps.database_url)
+    yield eps
+    stop_services(settings)
+
+
+@pytest.fixture(scope="session")
+def database_url(endpoints: ServiceEndpoints) -> str:
+    return endpoints.database_url
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return load_embedder(DEFAULT_EMBEDDING_MODEL, 32)
+
+
+@pytest.fixture(scope="session")
+def store(settings: Settings, endpoints: ServiceEndpoints, embedder: Embedder) -> Iterator[MemoryStore]:
+    with MemoryStore(settings, endpoints, embedder=embedder) as memory_store:
+        memory_store.ensure_model_index()
+        yield memory_store
+
+
+@pytest.fixture(scope="session")
+def home_env(test_home: Path, endpoints: ServiceEndpoints) -> Iterator[dict[str, str]]:
+    """Environment for subprocesses and env-reading code (CLI, Dagster resources) of the test home."""
+    env = {
+        **os.environ,
+        "MEMORY_PIPELINE_HOME": str(test_home),
+        "MEMORY_PIPELINE_RETRY_BACKOFF_SECONDS": "0",
+        "MEMORY_PIPELINE_MAX_ATTEMPTS": "3",
+    }
+    env.pop("MEMORY_PIPELINE_DATABASE_URL", None)
+    env.pop("MEMORY_PIPELINE_CHROMA_HOST", None)
+    yield env
+
+
+@pytest.fixture
+def new_tenant() -> Callable[..., Tenant]:
+    """Make a fresh tenant no other test uses."""
+
+    def make(prefix: str = "user", project: str | None = None) -> Tenant:
+        suffix = uuid.uuid4().hex[:10]
+        return Tenant(f"{prefix}-{suffix}", project or f"project-{suffix}")
+
+    return make
