@@ -1,8 +1,20 @@
 """``raw_data`` JSON → the text that is embedded and searched (DESIGN §2b).
 
 One entry point, :func:`extract_memory`. It unwraps the seed's ``memory_log`` wrapper, picks the
-shape (conversation turn, stored conversation, note, work log, anything else), lets that shape's
-module write its text pieces, and joins them under the ``MAX_SEARCH_TEXT_CHARS`` cap.
+shape, lets that shape's module write its text pieces, and joins them with newlines under the
+``MAX_SEARCH_TEXT_CHARS`` cap. The shapes, in the order they are tried:
+
+- conversation turn (``speaker``/``role`` + ``text``/``content``, conversation.py):
+  ``[8 May 2023] Caroline: Hey Mel! (photo: a photo of a lake)`` → ``conversation_turn``;
+- stored conversation (``conversation``/``messages``: a list of turns, conversation.py):
+  ``[19 November 2025] Conversation (gpt-4)`` then ``role: text`` per turn → ``conversation_turn``;
+- note (``content``/``text`` without work-log fields, note.py): ``Task: title.``, ``Date: day.``,
+  the note, ``Tags: ….``, other fields as key paths → ``note``;
+- work log (``task``/``summary``/``root_cause``/``solution``/``gotchas``/``lesson``, no
+  ``speaker``; work_log.py): ``Task:``, ``Component:``, ``Date:``, ``Summary:``,
+  ``Root cause:``, ``Lesson:``, ``Solution:``, ``Key changes:``, ``Gotchas:``, ``Tags:``, ... →
+  ``work_log``;
+- anything else: ``Date: day.`` then ``a.b[2].c: value`` lines (key_paths.py) → ``other``.
 """
 
 from __future__ import annotations
@@ -18,7 +30,11 @@ from memory_pipeline.extraction.conversation import (
     render_conversation_turn,
 )
 from memory_pipeline.extraction.dates import find_occurred_at, find_time_text, format_day
-from memory_pipeline.extraction.key_paths import has_string_content, key_path_lines
+from memory_pipeline.extraction.key_paths import (
+    MAX_KEY_PATH_DEPTH,
+    has_string_content,
+    key_path_lines,
+)
 from memory_pipeline.extraction.model import MAX_SEARCH_TEXT_CHARS, ExtractedMemory, MemoryType
 from memory_pipeline.extraction.note import is_note, render_note
 from memory_pipeline.extraction.segments import sentence
@@ -112,7 +128,10 @@ def _extract(raw_data: Any) -> ExtractedMemory:
             "",
             memory_type,
             occurred_at,
-            skip_reason="raw_data holds no text, only ids, numbers or nulls",
+            skip_reason=(
+                "raw_data holds no string to embed (identifiers, and values nested deeper than "
+                f"{MAX_KEY_PATH_DEPTH} levels, do not count)"
+            ),
         )
     # The day as people write it; a time nobody could parse ("last Tuesday") is kept verbatim.
     time_text = find_time_text(*layers)

@@ -1,14 +1,15 @@
 """The JSON's own words with their key paths: ``a.b[2].c: value``, for shapes nobody planned.
 
-The walk uses an explicit stack and stops at fixed depth, node and leaf counts, so a document
-10,000 levels deep or with a million keys costs bounded time and never hits RecursionError.
+The walk is lazy and iterative (a stack of iterators, no recursion) and stops at a fixed depth
+and node count, so a document 10,000 levels deep or with a million keys costs bounded time and
+never hits RecursionError. The caller stops reading once its text is past the text cap, so the
+number of lines is bounded by that cap: only what passes it is cut.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from itertools import islice
 from typing import Any
 
 from memory_pipeline.extraction.clean import clean_label, clean_text
@@ -17,11 +18,10 @@ from memory_pipeline.extraction.clean import clean_label, clean_text
 #: key path to it would be longer than the value.
 MAX_KEY_PATH_DEPTH = 32
 
-#: At most this many JSON nodes (objects, arrays, values) are visited per document.
-MAX_KEY_PATH_NODES = 20_000
-
-#: At most this many ``path: value`` lines come out of one document.
-MAX_KEY_PATH_LEAVES = 500
+#: At most this many JSON nodes (members, items) are visited per walk: bounds the work on
+#: documents that are mostly nulls, numbers-free ids or empty strings, which give no text.
+#: Well above what fills the text cap, so text-bearing documents reach the cap first.
+MAX_KEY_PATH_NODES = 100_000
 
 #: A list of plain values is written on one line; past this many items the rest is counted.
 MAX_INLINE_ITEMS = 20
@@ -74,47 +74,52 @@ def _child_path(path: str, key: str) -> str:
     return f"{path}.{label}" if path else label
 
 
+def _children(path: str, node: dict[Any, Any] | list[Any]) -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for key, child in node.items():
+            key = str(key)
+            if not is_identifier_key(key):
+                yield _child_path(path, key), child
+    else:
+        for index, child in enumerate(node):
+            yield f"{path}[{index}]", child
+
+
+def _is_scalar_list(node: Any) -> bool:
+    return isinstance(node, list) and bool(node) and all(is_scalar(item) for item in node)
+
+
+def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Yield ``(key path, leaf)`` in document order, where a leaf is a JSON scalar or a
+    non-empty list of scalars. Bounded by ``MAX_KEY_PATH_DEPTH`` and ``MAX_KEY_PATH_NODES``."""
+    stack: list[Iterator[tuple[str, Any]]] = [iter([(path, value)])]
+    nodes = 0
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            continue
+        nodes += 1
+        if nodes > MAX_KEY_PATH_NODES:
+            return
+        child_path, node = child
+        if _is_scalar_list(node) or is_scalar(node):
+            yield child_path, node
+        elif isinstance(node, dict | list) and len(stack) <= MAX_KEY_PATH_DEPTH:
+            stack.append(_children(child_path, node))
+
+
 def iter_key_paths(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
     """Yield ``(key path, text)`` for the string, number and boolean leaves of ``value``.
 
     Order follows the document. Identifier keys are skipped; a list of plain values is one
-    leaf whose text joins its items (see ``inline_items``). Bounded by ``MAX_KEY_PATH_DEPTH``,
-    ``MAX_KEY_PATH_NODES`` and ``MAX_KEY_PATH_LEAVES``; never raises on JSON input.
+    leaf whose text joins its items (see ``inline_items``). Bounded by ``MAX_KEY_PATH_DEPTH``
+    and ``MAX_KEY_PATH_NODES``; lazy, so a caller that stops reading stops the walk.
     """
-    stack: list[tuple[str, Any, int]] = [(path, value, 0)]
-    nodes = 0
-    leaves = 0
-    while stack and nodes < MAX_KEY_PATH_NODES and leaves < MAX_KEY_PATH_LEAVES:
-        node_path, node, depth = stack.pop()
-        nodes += 1
-        if isinstance(node, dict):
-            if depth >= MAX_KEY_PATH_DEPTH:
-                continue
-            children = [
-                (_child_path(node_path, str(key)), child, depth + 1)
-                for key, child in islice(node.items(), MAX_KEY_PATH_NODES)
-                if not is_identifier_key(str(key))
-            ]
-            stack.extend(reversed(children))  # reversed: pop() then yields document order
-        elif isinstance(node, list):
-            if depth >= MAX_KEY_PATH_DEPTH:
-                continue
-            head = node[:MAX_KEY_PATH_NODES]
-            if head and all(is_scalar(item) for item in head):
-                text = inline_items(node)
-                if text:
-                    leaves += 1
-                    yield node_path, text
-                continue
-            stack.extend(
-                (f"{node_path}[{index}]", child, depth + 1)
-                for index, child in reversed(list(enumerate(head)))
-            )
-        else:
-            text = scalar_text(node)
-            if text:
-                leaves += 1
-                yield node_path, text
+    for leaf_path, leaf in _leaves(value, path):
+        text = inline_items(leaf) if isinstance(leaf, list) else scalar_text(leaf)
+        if text:
+            yield leaf_path, text
 
 
 def has_string_content(value: Any) -> bool:
@@ -122,23 +127,10 @@ def has_string_content(value: Any) -> bool:
 
     Numbers and booleans alone are not worth embedding. Bounded like ``iter_key_paths``.
     """
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    nodes = 0
-    while stack and nodes < MAX_KEY_PATH_NODES:
-        node, depth = stack.pop()
-        nodes += 1
-        if isinstance(node, str):
-            if clean_text(node):
+    for _, leaf in _leaves(value, ""):
+        for item in leaf if isinstance(leaf, list) else [leaf]:
+            if isinstance(item, str) and clean_text(item):
                 return True
-        elif depth < MAX_KEY_PATH_DEPTH:
-            if isinstance(node, dict):
-                stack.extend(
-                    (child, depth + 1)
-                    for key, child in islice(node.items(), MAX_KEY_PATH_NODES)
-                    if not is_identifier_key(str(key))
-                )
-            elif isinstance(node, list):
-                stack.extend((child, depth + 1) for child in node[:MAX_KEY_PATH_NODES])
     return False
 
 
