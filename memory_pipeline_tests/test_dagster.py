@@ -1,0 +1,154 @@
+"""The Dagster layer with the real resources: definitions, sensor, partitioned materializations."""
+
+import psycopg
+import pytest
+from dagster import DagsterInstance, RunRequest, SensorResult, build_sensor_context, materialize
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from memory_pipeline.defs.assets import tenant_memory_vectors
+from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
+from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
+from memory_pipeline.defs.sensors import TenantWork, group_into_runs, pending_rows_sensor
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+@pytest.fixture
+def resources(database_url, endpoints, embedder, test_home, monkeypatch):
+    monkeypatch.setenv("MEMORY_PIPELINE_HOME", str(test_home))
+    return {
+        "postgres": PostgresResource(database_url=database_url),
+        "chroma": ChromaResource(host=endpoints.chroma_host, port=endpoints.chroma_port),
+        "embedder": EmbedderResource(model_name=embedder.model_id),
+    }
+
+
+def _evaluate_sensor(instance, resources) -> tuple[list[RunRequest], list[str]]:
+    """One sensor tick; applies its partition requests like the daemon would."""
+    context = build_sensor_context(instance=instance, resources={"postgres": resources["postgres"]})
+    result = pending_rows_sensor(context)
+    assert isinstance(result, SensorResult)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return list(result.run_requests or []), list(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+
+
+def _covered(requests: list[RunRequest], order: list[str]) -> dict[str, str]:
+    """tenant key → run key of the request that covers it."""
+    covered: dict[str, str] = {}
+    for request in requests:
+        if request.partition_key:
+            covered[request.partition_key] = request.run_key
+        else:
+            start = order.index(request.tags[ASSET_PARTITION_RANGE_START_TAG])
+            end = order.index(request.tags[ASSET_PARTITION_RANGE_END_TAG])
+            for key in order[start : end + 1]:
+                covered[key] = request.run_key
+    return covered
+
+
+def test_definitions_load_with_assets_sensor_job_and_schedule():
+    from memory_pipeline.definitions import defs
+
+    repo = defs.get_repository_def()
+    assert repo.has_sensor_def("pending_rows_sensor")
+    assert repo.has_schedule_def("bulk_import_schedule")
+    assert repo.has_job("bulk_import")
+    assert defs.resolve_assets_def("tenant_memory_vectors").partitions_def.name == TENANT_PARTITIONS_NAME
+
+
+def test_the_sensor_runs_by_default():
+    from dagster import DefaultSensorStatus
+
+    assert pending_rows_sensor.default_status == DefaultSensorStatus.RUNNING
+
+
+def test_sensor_adds_partitions_and_requests_runs_for_every_tenant_with_pending_rows(store, new_tenant, instance, resources):
+    tenants = [new_tenant() for _ in range(3)]
+    for t in tenants:
+        store.create_memory_log(t.user_id, t.project_id, {"content": f"pending for {t.user_id}"})
+
+    requests, order = _evaluate_sensor(instance, resources)
+
+    assert {t.key for t in tenants} <= set(order)
+    covered = _covered(requests, order)
+    assert {t.key for t in tenants} <= set(covered)
+    assert len({r.run_key for r in requests}) == len(requests)
+
+
+def test_sensor_finds_a_row_committed_after_a_higher_id(store, new_tenant, instance, resources, database_url):
+    tenant = new_tenant()
+    store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "first"})
+    store.process_pending(tenant.user_id, tenant.project_id)
+    slow = psycopg.connect(database_url)
+    try:
+        slow.execute(
+            "INSERT INTO memory_log (user_id, project_id, tenant_key, raw_data) VALUES (%s, %s, '', %s)",
+            (tenant.user_id, tenant.project_id, psycopg.types.json.Jsonb({"content": "slow, lower id"})),
+        )
+        store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "fast, higher id"})
+        first_requests, order = _evaluate_sensor(instance, resources)
+        first_key = _covered(first_requests, order)[tenant.key]
+        store.process_pending(tenant.user_id, tenant.project_id)  # the run: embeds the fast row
+        slow.commit()
+    finally:
+        slow.close()
+
+    second_requests, order = _evaluate_sensor(instance, resources)
+
+    second = _covered(second_requests, order)
+    assert tenant.key in second
+    assert second[tenant.key] != first_key  # new pending set, new run key
+
+
+def test_sensor_run_key_is_stable_while_the_pending_set_is_unchanged(store, new_tenant, instance, resources):
+    tenant = new_tenant()
+    store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "unchanged"})
+    first, order = _evaluate_sensor(instance, resources)
+    again, order = _evaluate_sensor(instance, resources)
+    assert _covered(first, order)[tenant.key] == _covered(again, order)[tenant.key]
+
+
+def test_grouping_keeps_runs_to_consecutive_partitions_within_budget():
+    order = [f"k{i}" for i in range(10)]
+    work = [TenantWork(f"k{i}", 3, "f") for i in (0, 1, 2, 4, 5, 9)]
+    groups = group_into_runs(order, work, max_rows=6, max_tenants=10)
+    assert [[w.tenant_key for w in g] for g in groups] == [["k0", "k1"], ["k2"], ["k4", "k5"], ["k9"]]
+
+
+def test_partitioned_materialization_embeds_the_tenants_rows(store, new_tenant, instance, resources):
+    tenant = new_tenant()
+    ids = [store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"dagster row {i}"}) for i in range(3)]
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.key])
+
+    result = materialize([tenant_memory_vectors], partition_key=tenant.key, instance=instance, resources=resources)
+
+    assert result.success
+    assert {store.get_memory_log(i)["status"] for i in ids} == {"embedded"}
+    (mat,) = result.asset_materializations_for_node("tenant_memory_vectors")
+    assert mat.partition == tenant.key
+    assert mat.metadata["embedded"].value == 3
+    assert mat.metadata["user_id"].value == tenant.user_id
+    assert store.vector_store.vector_ids(tenant) == {str(i) for i in ids}
+
+
+def test_a_ranged_run_materializes_each_tenant_partition(store, new_tenant, instance, resources):
+    tenants = [new_tenant() for _ in range(3)]
+    ids = {t.key: store.create_memory_log(t.user_id, t.project_id, {"content": f"range {t.user_id}"}) for t in tenants}
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [t.key for t in tenants])
+
+    result = materialize(
+        [tenant_memory_vectors], instance=instance, resources=resources,
+        tags={ASSET_PARTITION_RANGE_START_TAG: tenants[0].key, ASSET_PARTITION_RANGE_END_TAG: tenants[-1].key},
+    )
+
+    assert result.success
+    assert {m.partition for m in result.asset_materializations_for_node("tenant_memory_vectors")} == set(ids)
+    assert {store.get_memory_log(i)["status"] for i in ids.values()} == {"embedded"}
