@@ -1,0 +1,97 @@
+"""End to end: `memory-pipeline up` in a subprocess; the sensor-launched run embeds new rows."""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from memory_pipeline.memory_store import MemoryStore
+from memory_pipeline.services import ensure_services, services_status
+from memory_pipeline.services.local_chroma import _free_port
+from memory_pipeline.settings import Settings
+
+pytestmark = pytest.mark.e2e
+READY_SECONDS = 240
+EMBED_SECONDS = 240
+
+
+def _wait_for_line(proc: subprocess.Popen, needle: str, deadline: float) -> str:
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line:
+            seen.append(line)
+            if needle in line:
+                return line
+        elif proc.poll() is not None:
+            break
+    raise AssertionError(f"`up` never printed {needle!r}; output: {''.join(seen)}")
+
+
+def test_up_embeds_new_rows_through_the_sensor_then_stops_everything(embedder):
+    home = Path(tempfile.mkdtemp(prefix="mpe-", dir="/tmp"))
+    port = _free_port("127.0.0.1")
+    env = {**os.environ, "MEMORY_PIPELINE_HOME": str(home), "MEMORY_PIPELINE_SENSOR_INTERVAL_SECONDS": "5"}
+    for name in ("MEMORY_PIPELINE_DATABASE_URL", "MEMORY_PIPELINE_CHROMA_HOST", "DAGSTER_HOME"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memory_pipeline.cli", "up", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    descendants: list[psutil.Process] = []
+    try:
+        line = _wait_for_line(proc, "Dagster UI", time.monotonic() + READY_SECONDS)
+        assert f"http://127.0.0.1:{port}" in line
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+
+        settings = Settings(home=home)
+        with MemoryStore(settings, ensure_services(settings), embedder=embedder) as store:
+            ids = [
+                store.create_memory_log("e2e-user", "e2e:project", {"content": "the release train leaves on Thursdays"}),
+                store.create_memory_log("e2e-user", "e2e:project", {"speaker": "Ana", "text": "I adopted a grey cat named Pixel"}),
+                store.create_memory_log("other-user", "e2e:project", {"content": "another tenant's cat story"}),
+            ]
+            states = store.wait_until_embedded(ids, timeout=EMBED_SECONDS)
+            assert set(states.values()) == {"embedded"}
+            results = store.search_similar_memories("what is the name of the cat?", "e2e-user", "e2e:project")
+            assert results[0].log_id == ids[1]
+            assert ids[2] not in {r.log_id for r in results}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0
+    gone, alive = psutil.wait_procs(descendants, timeout=30)
+    assert not alive, f"left running: {[p.pid for p in alive]}"
+    status = services_status(Settings(home=home))
+    assert status["postgres"]["running"] is False
+    assert status["chroma"]["running"] is False
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(home) in " ".join(p.info["cmdline"] or [])]
+    assert not leftovers, f"processes of the home still running: {[p.pid for p in leftovers]}"
+
+
+def test_up_refuses_a_busy_port_with_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        home = Path(tempfile.mkdtemp(prefix="mpb-", dir="/tmp"))
+        env = {**os.environ, "MEMORY_PIPELINE_HOME": str(home)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "memory_pipeline.cli", "up", "--port", str(port)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode != 0
+    assert "already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
