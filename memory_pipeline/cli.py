@@ -212,6 +212,20 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise CliError("purge removes the tenant everywhere; add --yes to confirm")
+    from memory_pipeline.services.dagster_dev import delete_tenant_partition
+
+    with _store() as store:
+        result = store.purge_tenant(args.user, args.project)
+        result["partition_deleted"] = delete_tenant_partition(
+            store.settings, store.endpoints, result["tenant_key"]
+        )
+    _emit(args, result, lambda d: f"purged {d['rows_deleted']} memories of tenant {d['tenant_key']}")
+    return 0
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     user, project = _tenant_args(args)
     with _store() as store:
@@ -275,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
 
     verb("status", cmd_status, "counts of memories by state, per tenant")
+
+    p = verb("purge", cmd_purge, "remove a tenant everywhere (rows, vectors, collection, partition)")
+    p.add_argument("--user", required=True)
+    p.add_argument("--project", required=True)
+    p.add_argument("--yes", action="store_true", help="confirm")
 
     p = verb("retry", cmd_retry, "put failed and dead memories back to pending")
     p.add_argument("--user")

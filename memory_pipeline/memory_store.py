@@ -17,6 +17,7 @@ from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.migrations import apply_migrations
+from memory_pipeline.storage.tenant_locks import tenant_lock
 from memory_pipeline.storage.vector_indexes import ensure_model_index
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, VectorStoreUnavailable, connect_chroma
@@ -187,6 +188,20 @@ class MemoryStore:
         key = Tenant(user_id, project_id).key if user_id is not None or project_id is not None else None
         with self.db.connection() as conn:
             return q.reset_for_retry(conn, key)
+
+    def purge_tenant(self, user_id: str, project_id: str) -> dict[str, Any]:
+        """Remove a tenant everywhere: its collections, rows, vectors, tombstones and record.
+
+        Holds the tenant's advisory lock, so no run of the tenant writes meanwhile; no other
+        tenant's rows or collections are touched.
+        """
+        tenant = Tenant(user_id, project_id)
+        with self.db.connection() as conn, tenant_lock(conn, tenant):
+            collections = self.vector_store.tenant_collection_names(tenant)
+            for name in collections:
+                self.vector_store.drop_collection(tenant, name=name)
+            rows = q.purge_tenant_rows(conn, tenant.key)
+        return {"tenant_key": tenant.key, "rows_deleted": rows, "collections_dropped": collections}
 
     # --------------------------------------------------------------------------- processing
     def tenants_with_work(self) -> list[Tenant]:

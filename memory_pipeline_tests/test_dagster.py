@@ -9,6 +9,7 @@ from dagster._core.storage.tags import (
 )
 
 from memory_pipeline.defs.assets import tenant_memory_vectors
+from memory_pipeline.defs.checks import tenant_checks
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 from memory_pipeline.defs.sensors import TenantWork, group_into_runs, pending_rows_sensor
@@ -61,6 +62,9 @@ def test_definitions_load_with_assets_sensor_job_and_schedule():
     assert repo.has_sensor_def("pending_rows_sensor")
     assert repo.has_schedule_def("bulk_import_schedule")
     assert repo.has_job("bulk_import")
+    assert repo.has_job("repair_chroma_from_pgvector")
+    check_names = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    assert check_names == {"nothing_stuck_pending", "no_failed_or_dead_memories", "postgres_and_chroma_agree"}
     assert defs.resolve_assets_def("tenant_memory_vectors").partitions_def.name == TENANT_PARTITIONS_NAME
 
 
@@ -145,10 +149,11 @@ def test_a_ranged_run_materializes_each_tenant_partition(store, new_tenant, inst
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [t.key for t in tenants])
 
     result = materialize(
-        [tenant_memory_vectors], instance=instance, resources=resources,
+        [tenant_memory_vectors, *tenant_checks], instance=instance, resources=resources,
         tags={ASSET_PARTITION_RANGE_START_TAG: tenants[0].key, ASSET_PARTITION_RANGE_END_TAG: tenants[-1].key},
     )
 
     assert result.success
     assert {m.partition for m in result.asset_materializations_for_node("tenant_memory_vectors")} == set(ids)
     assert {store.get_memory_log(i)["status"] for i in ids.values()} == {"embedded"}
+    assert all(e.passed for e in result.get_asset_check_evaluations())

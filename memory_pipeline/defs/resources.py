@@ -75,6 +75,10 @@ class EmbedderResource(ConfigurableResource):
         default=None, description="a local folder or hub name to load instead of model_name"
     )
 
+    def model_id(self) -> str:
+        """The configured model id, without loading the model."""
+        return self.model_name or Settings.from_env().embedding_model
+
     def embedder(self) -> Embedder:
         settings = Settings.from_env()
         return load_embedder(

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 
@@ -21,7 +21,8 @@ from memory_pipeline.extraction import extract_memory
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.storage.database import Database
 from memory_pipeline.tenancy import Tenant
-from memory_pipeline.vector_store import ChromaVectorStore, vector_id
+from memory_pipeline.storage.tenant_locks import shared_tenant_lock
+from memory_pipeline.vector_store import ChromaVectorStore, vector_id, vector_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -68,23 +69,10 @@ def _occurred_at(row: q.ClaimedRow, extracted: datetime | None) -> datetime:
     return extracted or row.created_at
 
 
-def _chroma_metadata(
-    tenant: Tenant, model_id: str, log_id: int, chunk: int, memory_type: str, occurred_at: datetime
-) -> dict[str, str | int | float]:
-    return {
-        "log_id": log_id,
-        "chunk_index": chunk,
-        "user_id": tenant.user_id,
-        "project_id": tenant.project_id,
-        "memory_type": memory_type,
-        "occurred_at": occurred_at.astimezone(UTC).timestamp(),
-        "embedding_model": model_id,
-    }
-
-
 def apply_tombstones(db: Database, store: ChromaVectorStore, tenant: Tenant) -> int:
     """Remove deleted memories' vectors from Chroma, then forget their tombstones."""
     with db.connection() as conn, conn.transaction():
+        shared_tenant_lock(conn, tenant)
         log_ids = q.take_tombstones(conn, tenant.key)
         if log_ids:
             store.delete_memories(tenant, log_ids)
@@ -178,7 +166,7 @@ def _process_batch(
                                       chunks, row_vectors))
         for index in range(len(chunks)):
             ids.append(vector_id(rid, index))
-            metadatas.append(_chroma_metadata(tenant, model_id, rid, index, memory_type, occurred))
+            metadatas.append(vector_metadata(tenant, model_id, rid, index, memory_type, occurred))
         # a re-embedded memory with fewer chunks than before: its extra old vectors go
         stale_ids.extend(vector_id(rid, n) for n in range(len(chunks), row.chunk_count))
 
@@ -232,6 +220,7 @@ def process_tenant(
     last_id = 0
     while True:
         with db.connection() as conn, conn.transaction():
+            shared_tenant_lock(conn, tenant)  # repair and purge take it exclusively
             rows = q.claim_workable_rows(conn, tenant.key, options.batch_rows, last_id)
             if not rows:
                 break

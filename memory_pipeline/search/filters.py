@@ -45,7 +45,8 @@ def validate_where_filter(where: Any, _depth: int = 0) -> None:
     """Raise ``ValueError`` unless ``where`` uses only known metadata keys and operators.
 
     Accepted: ``{key: value}``, ``{key: {"$op": value}}`` with ``$eq $ne $gt $gte $lt $lte``,
-    ``{key: {"$in"|"$nin": [values]}}``, and ``{"$and"|"$or": [filters]}``.
+    ``{key: {"$in"|"$nin": [values]}}``, and ``{"$and"|"$or": [two or more filters]}``; values
+    must have the key's type (``log_id`` int, ``occurred_at`` epoch seconds, the rest strings).
     """
     if _depth > MAX_FILTER_DEPTH:
         raise ValueError("where_filter is nested too deeply")
@@ -57,8 +58,9 @@ def validate_where_filter(where: Any, _depth: int = 0) -> None:
     if not isinstance(key, str):
         raise ValueError(f"where_filter: unknown key {key!r}")
     if key in LOGICAL_OPERATORS:
-        if not isinstance(cond, list) or len(cond) < 1:
-            raise ValueError(f"where_filter: {key} needs a non-empty list of filters")
+        # Chroma refuses $and/$or with fewer than two filters; so do we, for one language.
+        if not isinstance(cond, list) or len(cond) < 2:
+            raise ValueError(f"where_filter: {key} needs a list of at least two filters")
         for sub in cond:
             validate_where_filter(sub, _depth + 1)
         return
@@ -94,6 +96,8 @@ def where_to_sql(where: Mapping[str, Any]) -> sql.Composable:
         cond = {"$eq": cond}
     ((op, value),) = cond.items()
     if op in COMPARISON_OPERATORS:
-        return sql.SQL("{} {} {}").format(column, sql.SQL(COMPARISON_OPERATORS[op]), sql.Literal(value))
+        return sql.SQL("{} {} {}").format(
+            column, sql.SQL(COMPARISON_OPERATORS[op]), sql.Literal(value)
+        )
     negate = sql.SQL("NOT ") if op == "$nin" else sql.SQL("")
     return sql.SQL("{}({} = ANY({}))").format(negate, column, sql.Literal(list(value)))

@@ -2,6 +2,17 @@
 
 Every query is scoped to one tenant three times over: the tenant's own collection, a tenant
 ``where`` on every Chroma query, and ``tenant_key`` on every SQL query.
+
+Modes (``make eval`` measures them on LoCoMo; the winner is :data:`DEFAULT_MODE`):
+
+- ``vector``: cosine similarity of the query's embedding to the memory's best chunk.
+- ``keyword``: Okapi BM25 over the generated ``search_tsv`` (any query term may match; the
+  document frequencies come from the tenant's own memories, so a word every memory shares, like
+  a speaker's name, counts for little).
+- ``hybrid``: both retrievers' candidates, each score min-max normalised over their union and
+  mixed :data:`HYBRID_VECTOR_WEIGHT` : rest; then *conversation context*: a conversation turn
+  gains :data:`CONTEXT_WEIGHT` times the best fused score of the turns written just before and
+  after it in the same sitting, because a reply is often only understood with the turn it answers.
 """
 
 from __future__ import annotations
@@ -27,14 +38,23 @@ SearchMode = Literal["vector", "keyword", "hybrid"]
 SearchBackend = Literal["chroma", "pgvector"]
 SEARCH_MODES: tuple[str, ...] = ("vector", "keyword", "hybrid")
 SEARCH_BACKENDS: tuple[str, ...] = ("chroma", "pgvector")
+#: The mode that wins ``make eval`` (LoCoMo dev recall@10; see the README).
 DEFAULT_MODE: SearchMode = "hybrid"
 DEFAULT_BACKEND: SearchBackend = "chroma"
 #: Candidates fetched per retriever before fusion, decay and filters cut to ``limit``.
 CANDIDATE_FACTOR = 5
 MIN_CANDIDATES = 50
 MAX_LIMIT = 1000
-#: Share of the vector retriever in hybrid fusion (the rest is keyword); see ``make eval``.
+#: Share of the vector retriever in hybrid fusion (the rest is keyword).
 HYBRID_VECTOR_WEIGHT = 0.5
+#: BM25 parameters: the usual defaults of Lucene/Anserini for short documents.
+BM25_K1 = 0.9
+BM25_B = 0.4
+#: Share of a neighbouring conversation turn's fused score a turn inherits (hybrid mode).
+CONTEXT_WEIGHT = 0.5
+#: Two turns are neighbours only if written this close in time (one sitting).
+CONTEXT_MAX_GAP_SECONDS = 3600.0
+CONTEXT_MEMORY_TYPE = "conversation_turn"
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -50,17 +70,34 @@ def _min_max(scores: Mapping[int, float]) -> dict[int, float]:
         return {}
     lo, hi = min(scores.values()), max(scores.values())
     if hi - lo < 1e-12:
-        return {k: 1.0 for k in scores}
+        return dict.fromkeys(scores, 1.0)
     return {k: (v - lo) / (hi - lo) for k, v in scores.items()}
 
 
-class MemorySearch:
-    """Search over one database and Chroma server with one embedding model."""
+def _vector_cast(vector: np.ndarray) -> sql.Composable:
+    # The per-model HNSW index is on embedding::vector(dim) (storage.vector_indexes).
+    return sql.SQL("vector({})").format(sql.SQL(str(int(vector.shape[0]))))
 
-    def __init__(self, db: Database, store: ChromaVectorStore | None, embedder: Embedder) -> None:
+
+class MemorySearch:
+    """Search over one database and Chroma server with one embedding model.
+
+    ``context_weight`` is the conversation-context share of hybrid mode (0 turns it off; the
+    evaluation uses that to show what it adds).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        store: ChromaVectorStore | None,
+        embedder: Embedder,
+        *,
+        context_weight: float = CONTEXT_WEIGHT,
+    ) -> None:
         self.db = db
         self.store = store
         self.embedder = embedder
+        self.context_weight = context_weight
 
     # ----------------------------------------------------------------------------- public API
     def search_similar_memories(
@@ -80,11 +117,29 @@ class MemorySearch:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[SearchResult]:
-        """The tenant's memories most similar to ``query``, best first (DESIGN §5)."""
+        """The tenant's memories that best match ``query``, best first (DESIGN §5).
+
+        ``min_similarity`` drops results whose raw cosine similarity is lower; with
+        ``enable_temporal_decay`` the score is multiplied by
+        ``0.5 ** (age_days / half_life_days)`` (age from ``occurred_at``) and re-sorted.
+        ``where_filter`` speaks Chroma's operator language over the metadata keys of DESIGN §3;
+        ``memory_types``, ``since`` and ``until`` add to it. Bad arguments raise ``ValueError``;
+        an unknown tenant gives ``[]``.
+        """
         return self.search_many(
-            [query], user_id, project_id, limit, where_filter, min_similarity,
-            enable_temporal_decay, half_life_days, mode=mode, backend=backend,
-            memory_types=memory_types, since=since, until=until,
+            [query],
+            user_id,
+            project_id,
+            limit,
+            where_filter,
+            min_similarity,
+            enable_temporal_decay,
+            half_life_days,
+            mode=mode,
+            backend=backend,
+            memory_types=memory_types,
+            since=since,
+            until=until,
         )[0]
 
     def search_many(
@@ -104,10 +159,14 @@ class MemorySearch:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[list[SearchResult]]:
-        """One result list per query, for one tenant; the queries are embedded in one call."""
+        """One result list per query, for one tenant; the queries are embedded in one call.
+
+        Same arguments and promises as :meth:`search_similar_memories`.
+        """
         tenant = Tenant(user_id, project_id)
         if isinstance(queries, str):
             raise ValueError("queries must be a list of strings, not one string")
+        queries = list(queries)
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise ValueError("a search query must be a non-empty string")
@@ -115,14 +174,16 @@ class MemorySearch:
             raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}")
         if not -1.0 <= float(min_similarity) <= 1.0:
             raise ValueError("min_similarity must lie between -1 and 1")
-        if enable_temporal_decay and not half_life_days > 0:
+        if enable_temporal_decay and not float(half_life_days) > 0:
             raise ValueError("half_life_days must be positive")
         mode = mode or DEFAULT_MODE
         backend = backend or DEFAULT_BACKEND
         if mode not in SEARCH_MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
         if backend not in SEARCH_BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(SEARCH_BACKENDS)}")
+            raise ValueError(
+                f"unknown backend {backend!r}; use one of {', '.join(SEARCH_BACKENDS)}"
+            )
         where = self._combined_filter(where_filter, memory_types, since, until)
         if not queries:
             return []
@@ -130,30 +191,56 @@ class MemorySearch:
             return [[] for _ in queries]
 
         n_candidates = max(limit * CANDIDATE_FACTOR, MIN_CANDIDATES)
+        # Every mode embeds the queries: results carry their raw cosine similarity, which
+        # min_similarity filters on.
+        vectors = self.embedder.embed_batch(queries)
         vector_scores: list[dict[int, float]] = [{} for _ in queries]
         keyword_scores: list[dict[int, float]] = [{} for _ in queries]
         if mode in ("vector", "hybrid"):
-            vectors = self.embedder.embed_batch(list(queries))
             vector_scores = self._vector_candidates(tenant, vectors, n_candidates, where, backend)
         if mode in ("keyword", "hybrid"):
+            corpus_size = self._corpus_size(tenant)
             keyword_scores = [
-                self._keyword_candidates(tenant, q, n_candidates, where) for q in queries
+                self._keyword_candidates(tenant, q, n_candidates, where, corpus_size, set(vec))
+                for q, vec in zip(queries, vector_scores, strict=True)
             ]
-        if mode == "hybrid":
-            # keyword-only hits still get their true cosine similarity (min_similarity, output)
-            for i, (vec, kw) in enumerate(zip(vector_scores, keyword_scores, strict=True)):
-                missing = set(kw) - set(vec)
-                if missing:
-                    vector_scores[i] = {**vec, **self._exact_similarities(tenant, vectors[i], missing)}
 
-        ids = {i for scores in (*vector_scores, *keyword_scores) for i in scores}
-        rows = self._load_rows(tenant, ids)
-        now = datetime.now(UTC)
-        out: list[list[SearchResult]] = []
+        base_scores: list[dict[int, float]] = []
         for vec, kw in zip(vector_scores, keyword_scores, strict=True):
-            out.append(self._rank(mode, vec, kw, rows, limit, min_similarity,
-                                  enable_temporal_decay, half_life_days, now))
-        return out
+            if mode == "vector":
+                base_scores.append(dict(vec))
+            elif mode == "keyword":
+                base_scores.append(dict(kw))
+            else:
+                base_scores.append(self._fuse(vec, kw))
+        if mode == "hybrid" and self.context_weight > 0:
+            base_scores = self._add_conversation_context(tenant, base_scores)
+
+        # Raw cosine similarity of every memory that may be returned (best chunk).
+        similarities: list[dict[int, float]] = []
+        for i, (vec, base) in enumerate(zip(vector_scores, base_scores, strict=True)):
+            missing = set(base) - set(vec)
+            known = {k: v for k, v in vec.items() if k in base}
+            if missing:
+                known.update(self._exact_similarities(tenant, vectors[i], missing))
+            similarities.append(known)
+
+        ids = {i for scores in base_scores for i in scores}
+        rows = self._load_rows(tenant, ids, where)
+        now = datetime.now(UTC)
+        return [
+            self._rank(
+                base,
+                sims,
+                rows,
+                limit,
+                min_similarity,
+                enable_temporal_decay,
+                float(half_life_days),
+                now,
+            )
+            for base, sims in zip(base_scores, similarities, strict=True)
+        ]
 
     # --------------------------------------------------------------------------- internals
     @staticmethod
@@ -170,7 +257,9 @@ class MemorySearch:
         if memory_types is not None:
             if isinstance(memory_types, str) or not memory_types:
                 raise ValueError("memory_types must be a non-empty list of memory types")
-            parts.append({"memory_type": {"$in": [str(t) for t in memory_types]}})
+            if not all(isinstance(t, str) for t in memory_types):
+                raise ValueError("memory_types must be strings")
+            parts.append({"memory_type": {"$in": list(memory_types)}})
         since_dt, until_dt = _aware(since, "since"), _aware(until, "until")
         if since_dt is not None:
             parts.append({"occurred_at": {"$gte": since_dt.timestamp()}})
@@ -182,12 +271,10 @@ class MemorySearch:
 
     def _tenant_exists(self, tenant: Tenant) -> bool:
         with self.db.connection() as conn:
-            return (
-                conn.execute(
-                    "SELECT 1 FROM memory_tenant WHERE tenant_key = %s", (tenant.key,)
-                ).fetchone()
-                is not None
-            )
+            row = conn.execute(
+                "SELECT 1 FROM memory_tenant WHERE tenant_key = %s", (tenant.key,)
+            ).fetchone()
+        return row is not None
 
     def _vector_candidates(
         self,
@@ -197,18 +284,23 @@ class MemorySearch:
         where: dict[str, Any] | None,
         backend: str,
     ) -> list[dict[int, float]]:
+        """Best cosine similarity per memory among each query's ``n`` nearest vectors."""
         if backend == "chroma":
             if self.store is None:
-                logger.warning("no Chroma server configured: searching pgvector instead")
+                logger.warning(
+                    "no Chroma server reachable: searching pgvector instead (tenant %s)", tenant
+                )
             else:
                 try:
                     hits = self.store.query(tenant, self.embedder.model_id, vectors, n, where)
                 except VectorStoreUnavailable as exc:
                     logger.warning("Chroma unreachable, falling back to pgvector: %s", exc)
                 else:
-                    if hits is None:
+                    if hits is None:  # the tenant has no collection: nothing embedded yet
                         return [{} for _ in range(len(vectors))]
-                    return [self._best_per_memory((h.log_id, h.similarity) for h in q) for q in hits]
+                    return [
+                        self._best_per_memory((h.log_id, h.similarity) for h in q) for q in hits
+                    ]
         return [self._pgvector_candidates(tenant, v, n, where) for v in vectors]
 
     @staticmethod
@@ -222,10 +314,10 @@ class MemorySearch:
     def _pgvector_candidates(
         self, tenant: Tenant, vector: np.ndarray, n: int, where: dict[str, Any] | None
     ) -> dict[int, float]:
-        dim = int(vector.shape[0])
-        cast = sql.SQL("vector({})").format(sql.SQL(str(dim)))
+        cast = _vector_cast(vector)
         condition = where_to_sql(where) if where else sql.SQL("true")
-        # Iterative index scans keep HNSW recall high under the tenant filter (DESIGN §7).
+        # Under a tenant filter plain HNSW returns almost nothing; iterative scans keep its
+        # recall (DESIGN §7). Vectors are fetched per chunk, so ask for more than n.
         statement = sql.SQL(
             """SELECT log_id, similarity FROM (
                    SELECT v.log_id, 1 - (v.embedding::{cast} <=> %(q)s::{cast}) AS similarity
@@ -249,8 +341,7 @@ class MemorySearch:
     def _exact_similarities(
         self, tenant: Tenant, vector: np.ndarray, log_ids: set[int]
     ) -> dict[int, float]:
-        dim = int(vector.shape[0])
-        cast = sql.SQL("vector({})").format(sql.SQL(str(dim)))
+        cast = _vector_cast(vector)
         statement = sql.SQL(
             """SELECT log_id, max(1 - (embedding::{cast} <=> %(q)s::{cast})) AS similarity
                FROM memory_vector
@@ -261,50 +352,189 @@ class MemorySearch:
         with self.db.connection() as conn:
             rows = conn.execute(
                 statement,
-                {"q": vector, "ids": list(log_ids), "tenant": tenant.key,
-                 "model": self.embedder.model_id},
+                {
+                    "q": vector,
+                    "ids": list(log_ids),
+                    "tenant": tenant.key,
+                    "model": self.embedder.model_id,
+                },
             ).fetchall()
         return {int(r["log_id"]): float(r["similarity"]) for r in rows}
 
-    def _keyword_candidates(
-        self, tenant: Tenant, query: str, n: int, where: dict[str, Any] | None
-    ) -> dict[int, float]:
-        condition = where_to_sql(where) if where else sql.SQL("true")
-        # Any query term may match (OR), ranked by ts_rank_cd: questions rarely contain
-        # every word of the memory that answers them.
-        statement = sql.SQL(
-            """WITH q AS (
-                   SELECT nullif(replace(plainto_tsquery('english', %(query)s)::text, '&', '|'), '')
-                          AS text)
-               SELECT m.id AS log_id, ts_rank_cd(m.search_tsv, q.text::tsquery, 1) AS rank
-               FROM memory_log m, q
-               WHERE q.text IS NOT NULL AND m.tenant_key = %(tenant)s AND m.status = 'embedded'
-                 AND m.search_tsv @@ q.text::tsquery AND {condition}
-               ORDER BY rank DESC, m.id
-               LIMIT %(n)s"""
-        ).format(condition=condition)
+    def _corpus_size(self, tenant: Tenant) -> int:
         with self.db.connection() as conn:
-            rows = conn.execute(statement, {"query": query, "tenant": tenant.key, "n": n}).fetchall()
+            row = conn.execute(
+                "SELECT count(*) AS n FROM memory_log WHERE tenant_key = %s AND status = 'embedded'",
+                (tenant.key,),
+            ).fetchone()
+        return int(row["n"]) if row else 0
+
+    def _keyword_candidates(
+        self,
+        tenant: Tenant,
+        query: str,
+        n: int,
+        where: dict[str, Any] | None,
+        corpus_size: int,
+        also: set[int],
+    ) -> dict[int, float]:
+        """BM25 of the ``n`` best keyword matches, plus the BM25 of the ids in ``also``.
+
+        Any query term may match (OR): questions rarely contain every word of the memory that
+        answers them. Every memory holding a query term matches, so the matched set gives each
+        term's exact document frequency in the tenant; average length is taken over it too.
+        The filter decides what may be returned, not the term statistics.
+        """
+        condition = where_to_sql(where) if where else sql.SQL("true")
+        # Lexemes are quoted for the tsquery parser ('' for a quote, \\ for a backslash).
+        statement = sql.SQL(
+            r"""WITH q AS (
+                   SELECT array_agg(DISTINCT t.lexeme) AS lexemes,
+                          string_agg(DISTINCT '''' || replace(replace(t.lexeme, '\', '\\'),
+                                                              '''', '''''') || '''', ' | ')
+                              AS text
+                   FROM unnest(to_tsvector('english', %(query)s)) AS t
+               ), matched AS (
+                   SELECT m.id, m.search_tsv, length(m.search_tsv) AS dl,
+                          ({condition}) AS eligible
+                   FROM memory_log m, q
+                   WHERE q.text IS NOT NULL AND m.tenant_key = %(tenant)s
+                     AND m.status = 'embedded' AND m.search_tsv @@ q.text::tsquery
+               ), terms AS (
+                   SELECT x.id, x.dl, x.eligible, t.lexeme,
+                          coalesce(array_length(t.positions, 1), 1) AS tf
+                   FROM matched x CROSS JOIN LATERAL unnest(x.search_tsv) AS t, q
+                   WHERE t.lexeme = ANY(q.lexemes)
+               ), df AS MATERIALIZED (
+                   SELECT lexeme, count(*) AS df FROM terms GROUP BY lexeme
+               ), stats AS MATERIALIZED (
+                   SELECT greatest(avg(dl), 1)::float8 AS avgdl,
+                          greatest(%(corpus)s, count(*))::float8 AS n_docs
+                   FROM matched
+               ), scored AS (
+                   SELECT terms.id,
+                          sum(ln(1 + (stats.n_docs - df.df + 0.5) / (df.df + 0.5))
+                              * terms.tf * (%(k1)s + 1)
+                              / (terms.tf + %(k1)s * (1 - %(b)s + %(b)s * terms.dl / stats.avgdl))
+                          ) AS rank
+                   FROM terms JOIN df USING (lexeme) CROSS JOIN stats
+                   WHERE terms.eligible
+                   GROUP BY terms.id
+               )
+               SELECT id AS log_id, rank FROM (
+                   SELECT id, rank, row_number() OVER (ORDER BY rank DESC, id) AS place
+                   FROM scored) AS ranked
+               WHERE place <= %(n)s OR id = ANY(%(also)s)"""
+        ).format(condition=condition)
+        params = {
+            "query": query,
+            "tenant": tenant.key,
+            "n": n,
+            "corpus": corpus_size,
+            "k1": BM25_K1,
+            "b": BM25_B,
+            "also": list(also),
+        }
+        with self.db.connection() as conn:
+            rows = conn.execute(statement, params).fetchall()
         return {int(r["log_id"]): float(r["rank"]) for r in rows}
 
-    def _load_rows(self, tenant: Tenant, ids: set[int]) -> dict[int, dict[str, Any]]:
+    @staticmethod
+    def _fuse(
+        vector_scores: Mapping[int, float], keyword_scores: Mapping[int, float]
+    ) -> dict[int, float]:
+        """Min-max normalise both retrievers over the union of their candidates and mix them."""
+        union = set(vector_scores) | set(keyword_scores)
+        if not union:
+            return {}
+        vec_n = _min_max({i: vector_scores[i] for i in union if i in vector_scores})
+        kw_n = _min_max({i: keyword_scores.get(i, 0.0) for i in union})
+        # A keyword-only hit's vector score is the lowest seen (normalised: 0).
+        return {
+            i: HYBRID_VECTOR_WEIGHT * vec_n.get(i, 0.0)
+            + (1.0 - HYBRID_VECTOR_WEIGHT) * kw_n.get(i, 0.0)
+            for i in union
+        }
+
+    def _conversation_neighbours(self, tenant: Tenant, ids: set[int]) -> dict[int, list[int]]:
+        """For each conversation turn in ``ids``: the turns written just before and after it.
+
+        "Just before/after" is the tenant's previous and next embedded memory by id (write
+        order), if that is a conversation turn too and occurred within one sitting.
+        """
         if not ids:
             return {}
+        statement = """
+            SELECT c.id AS log_id, nb.id AS neighbour_id
+            FROM memory_log c
+            CROSS JOIN LATERAL (
+                (SELECT p.id, p.memory_type, p.occurred_at FROM memory_log p
+                 WHERE p.tenant_key = c.tenant_key AND p.id < c.id AND p.status = 'embedded'
+                 ORDER BY p.id DESC LIMIT 1)
+                UNION ALL
+                (SELECT s.id, s.memory_type, s.occurred_at FROM memory_log s
+                 WHERE s.tenant_key = c.tenant_key AND s.id > c.id AND s.status = 'embedded'
+                 ORDER BY s.id LIMIT 1)
+            ) AS nb
+            WHERE c.id = ANY(%(ids)s) AND c.tenant_key = %(tenant)s AND c.status = 'embedded'
+              AND c.memory_type = %(type)s AND nb.memory_type = %(type)s
+              AND abs(extract(epoch FROM nb.occurred_at - c.occurred_at)) <= %(gap)s"""
         with self.db.connection() as conn:
             rows = conn.execute(
-                """SELECT id, external_id, search_text, memory_type, occurred_at, created_at,
-                          raw_data
-                   FROM memory_log
-                   WHERE id = ANY(%s) AND tenant_key = %s AND status = 'embedded'""",
-                (list(ids), tenant.key),
+                statement,
+                {
+                    "ids": list(ids),
+                    "tenant": tenant.key,
+                    "type": CONTEXT_MEMORY_TYPE,
+                    "gap": CONTEXT_MAX_GAP_SECONDS,
+                },
             ).fetchall()
+        neighbours: dict[int, list[int]] = {}
+        for r in rows:
+            neighbours.setdefault(int(r["log_id"]), []).append(int(r["neighbour_id"]))
+        return neighbours
+
+    def _add_conversation_context(
+        self, tenant: Tenant, base_scores: list[dict[int, float]]
+    ) -> list[dict[int, float]]:
+        """Each turn gains ``context_weight`` × the best fused score of its neighbours."""
+        neighbours = self._conversation_neighbours(
+            tenant, {i for scores in base_scores for i in scores}
+        )
+        out: list[dict[int, float]] = []
+        for scores in base_scores:
+            inherited: dict[int, float] = {}
+            for log_id, score in scores.items():
+                for nb in neighbours.get(log_id, ()):
+                    inherited[nb] = max(inherited.get(nb, 0.0), score)
+            merged = dict(scores)
+            for nb, score in inherited.items():
+                merged[nb] = merged.get(nb, 0.0) + self.context_weight * score
+            out.append(merged)
+        return out
+
+    def _load_rows(
+        self, tenant: Tenant, ids: set[int], where: dict[str, Any] | None
+    ) -> dict[int, dict[str, Any]]:
+        """The returnable rows among ``ids``: the tenant's, embedded, and matching ``where``."""
+        if not ids:
+            return {}
+        condition = where_to_sql(where) if where else sql.SQL("true")
+        statement = sql.SQL(
+            """SELECT m.id, m.external_id, m.search_text, m.memory_type, m.occurred_at,
+                      m.created_at, m.raw_data
+               FROM memory_log m
+               WHERE m.id = ANY(%s) AND m.tenant_key = %s AND m.status = 'embedded'
+                 AND {condition}"""
+        ).format(condition=condition)
+        with self.db.connection() as conn:
+            rows = conn.execute(statement, (list(ids), tenant.key)).fetchall()
         return {int(r["id"]): r for r in rows}
 
     @staticmethod
     def _rank(
-        mode: str,
-        vector_scores: dict[int, float],
-        keyword_scores: dict[int, float],
+        base: Mapping[int, float],
+        similarity: Mapping[int, float],
         rows: Mapping[int, Mapping[str, Any]],
         limit: int,
         min_similarity: float,
@@ -312,26 +542,12 @@ class MemorySearch:
         half_life_days: float,
         now: datetime,
     ) -> list[SearchResult]:
-        if mode == "vector":
-            similarity = vector_scores
-            base = dict(vector_scores)
-        elif mode == "keyword":
-            similarity = _min_max(keyword_scores)
-            base = dict(similarity)
-        else:  # hybrid: min-max normalised 50/50 fusion of both retrievers
-            similarity = vector_scores
-            vec_n, kw_n = _min_max(vector_scores), _min_max(keyword_scores)
-            base = {
-                i: HYBRID_VECTOR_WEIGHT * vec_n.get(i, 0.0)
-                + (1.0 - HYBRID_VECTOR_WEIGHT) * kw_n.get(i, 0.0)
-                for i in set(vector_scores) | set(keyword_scores)
-            }
         results: list[SearchResult] = []
         for log_id, score in base.items():
             row = rows.get(log_id)
-            if row is None:  # deleted or re-pending since the vector was written
+            sim = similarity.get(log_id)
+            if row is None or sim is None:  # filtered out, deleted or re-pending meanwhile
                 continue
-            sim = float(similarity.get(log_id, 0.0))
             if sim < min_similarity:
                 continue
             final = float(score)
@@ -343,7 +559,7 @@ class MemorySearch:
                     log_id=log_id,
                     external_id=row["external_id"],
                     score=final,
-                    similarity=sim,
+                    similarity=float(sim),
                     text=row["search_text"] or "",
                     memory_type=row["memory_type"],
                     occurred_at=row["occurred_at"],

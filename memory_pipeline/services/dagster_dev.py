@@ -169,3 +169,27 @@ def run_dagster_dev(
         _terminate_group(process)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def delete_tenant_partition(settings: Settings, endpoints: ServiceEndpoints, tenant_key: str) -> bool:
+    """Remove a tenant's dynamic partition from the home's Dagster instance, if there is one."""
+    home = settings.resolved_dagster_home
+    if not (home / "dagster.yaml").exists():
+        return False
+    from dagster import DagsterInstance
+
+    from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
+
+    previous = os.environ.get(STORAGE_URL_ENV)
+    os.environ[STORAGE_URL_ENV] = dagster_storage_url(endpoints.database_url)
+    try:
+        with DagsterInstance.from_config(str(home)) as instance:
+            if not instance.has_dynamic_partition(TENANT_PARTITIONS_NAME, tenant_key):
+                return False
+            instance.delete_dynamic_partition(TENANT_PARTITIONS_NAME, tenant_key)
+            return True
+    finally:
+        if previous is None:
+            os.environ.pop(STORAGE_URL_ENV, None)
+        else:
+            os.environ[STORAGE_URL_ENV] = previous

@@ -339,3 +339,12 @@ def vector_ids_of_tenant(conn: psycopg.Connection, tenant_key: str, model_id: st
 def dumps_raw(raw_data: Any) -> str:
     """``raw_data`` as compact JSON text (for size checks)."""
     return json.dumps(raw_data, ensure_ascii=False, separators=(",", ":"))
+
+
+def purge_tenant_rows(conn: psycopg.Connection, tenant_key: str) -> int:
+    """Delete every row, vector, tombstone and the tenant record of one tenant; return rows deleted."""
+    deleted = conn.execute("DELETE FROM memory_log WHERE tenant_key = %s", (tenant_key,)).rowcount
+    conn.execute("DELETE FROM memory_tombstone WHERE tenant_key = %s", (tenant_key,))
+    conn.execute("DELETE FROM memory_vector WHERE tenant_key = %s", (tenant_key,))
+    conn.execute("DELETE FROM memory_tenant WHERE tenant_key = %s", (tenant_key,))
+    return deleted

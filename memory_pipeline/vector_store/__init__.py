@@ -6,6 +6,7 @@ from memory_pipeline.vector_store.chroma import (
     VectorStoreUnavailable,
     connect_chroma,
     vector_id,
+    vector_metadata,
 )
 
-__all__ = ["ChromaVectorStore", "VectorHit", "VectorStoreUnavailable", "connect_chroma", "vector_id"]
+__all__ = ["ChromaVectorStore", "VectorHit", "VectorStoreUnavailable", "connect_chroma", "vector_id", "vector_metadata"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,26 @@ def connect_chroma(host: str, port: int, token: str | None = None) -> Any:
     except Exception as exc:
         raise VectorStoreUnavailable(f"cannot reach the Chroma server at {host}:{port}: {exc}") from exc
     return client
+
+
+def vector_metadata(
+    tenant: Tenant,
+    model_id: str,
+    log_id: int,
+    chunk_index: int,
+    memory_type: str,
+    occurred_at: datetime,
+) -> dict[str, str | int | float]:
+    """The metadata every Chroma vector carries (DESIGN §3)."""
+    return {
+        "log_id": int(log_id),
+        "chunk_index": int(chunk_index),
+        "user_id": tenant.user_id,
+        "project_id": tenant.project_id,
+        "memory_type": memory_type,
+        "occurred_at": occurred_at.astimezone(UTC).timestamp(),
+        "embedding_model": model_id,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +277,13 @@ class ChromaVectorStore:
             vid: np.asarray(vec, dtype=np.float32)
             for vid, vec in zip(got["ids"], got["embeddings"], strict=True)
         }
+
+    def tenant_collection_names(self, tenant: Tenant) -> list[str]:
+        """Every collection of the tenant: the live one and any built aside for another model."""
+        collections = self._call("list collections", tenant, self.client.list_collections)
+        live = tenant.collection_name
+        names = (c.name for c in collections)
+        return sorted(n for n in names if n == live or n.startswith(f"{live}__"))
 
     def drop_collection(self, tenant: Tenant, *, name: str | None = None) -> bool:
         """Delete the tenant's collection; return whether it existed."""

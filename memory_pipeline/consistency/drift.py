@@ -1,0 +1,116 @@
+"""Drift detection: vector id sets (DESIGN §2), sampled vector values, stuck and failed rows."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+
+from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage.database import Database
+from memory_pipeline.tenancy import Tenant
+from memory_pipeline.vector_store import ChromaVectorStore
+
+#: Sampled vectors whose values must agree between the stores (cosine distance tolerance).
+VECTOR_SAMPLE_SIZE = 50
+VECTOR_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class VectorDrift:
+    """How a tenant's vectors differ between Postgres (the truth) and Chroma."""
+
+    postgres_count: int
+    chroma_count: int
+    missing_in_chroma: list[str] = field(default_factory=list)
+    extra_in_chroma: list[str] = field(default_factory=list)
+    mismatched_vectors: list[str] = field(default_factory=list)
+    sampled: int = 0
+
+    @property
+    def in_sync(self) -> bool:
+        return not (self.missing_in_chroma or self.extra_in_chroma or self.mismatched_vectors)
+
+
+def compare_vectors(
+    db: Database,
+    store: ChromaVectorStore,
+    tenant: Tenant,
+    model_id: str,
+    *,
+    sample_size: int = VECTOR_SAMPLE_SIZE,
+    seed: int = 0,
+) -> VectorDrift:
+    """Compare the tenant's vector id sets, and a sample of vector values, across the stores."""
+    with db.connection() as conn:
+        pg_ids = q.vector_ids_of_tenant(conn, tenant.key, model_id)
+    chroma_ids = store.vector_ids(tenant)
+    common = sorted(pg_ids & chroma_ids)
+    sample = random.Random(seed).sample(common, min(sample_size, len(common)))
+    mismatched: list[str] = []
+    if sample:
+        with db.connection() as conn:
+            rows = conn.execute(
+                "SELECT vector_id, embedding FROM memory_vector "
+                "WHERE tenant_key = %s AND embedding_model = %s AND vector_id = ANY(%s)",
+                (tenant.key, model_id, sample),
+            ).fetchall()
+        pg_vectors = {r["vector_id"]: np.asarray(r["embedding"].to_numpy()) for r in rows}
+        chroma_vectors = store.get_vectors(tenant, sample)
+        for vid in sample:
+            a, b = pg_vectors.get(vid), chroma_vectors.get(vid)
+            if a is None or b is None or a.shape != b.shape or np.max(np.abs(a - b)) > VECTOR_TOLERANCE:
+                mismatched.append(vid)
+    return VectorDrift(
+        postgres_count=len(pg_ids),
+        chroma_count=len(chroma_ids),
+        missing_in_chroma=sorted(pg_ids - chroma_ids),
+        extra_in_chroma=sorted(chroma_ids - pg_ids),
+        mismatched_vectors=mismatched,
+        sampled=len(sample),
+    )
+
+
+@dataclass(frozen=True)
+class TenantHealth:
+    """Row-state health of one tenant."""
+
+    pending: int
+    stuck_pending: int
+    oldest_pending_seconds: float | None
+    failed: int
+    dead: int
+    recent_errors: list[str]
+
+
+def tenant_health(db: Database, tenant: Tenant, stuck_after: timedelta) -> TenantHealth:
+    """Counts of pending (and stuck longer than ``stuck_after``), failed and dead rows."""
+    with db.connection() as conn:
+        row = conn.execute(
+            """SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+                      count(*) FILTER (WHERE status = 'pending' AND updated_at < now() - %s)
+                          AS stuck_pending,
+                      extract(epoch FROM now() - min(updated_at) FILTER (WHERE status = 'pending'))
+                          AS oldest_pending_seconds,
+                      count(*) FILTER (WHERE status = 'failed') AS failed,
+                      count(*) FILTER (WHERE status = 'dead') AS dead
+               FROM memory_log WHERE tenant_key = %s""",
+            (stuck_after, tenant.key),
+        ).fetchone()
+        errors = conn.execute(
+            """SELECT id, status, last_error FROM memory_log
+               WHERE tenant_key = %s AND status IN ('failed', 'dead')
+               ORDER BY updated_at DESC LIMIT 5""",
+            (tenant.key,),
+        ).fetchall()
+    oldest = row["oldest_pending_seconds"]
+    return TenantHealth(
+        pending=int(row["pending"]),
+        stuck_pending=int(row["stuck_pending"]),
+        oldest_pending_seconds=float(oldest) if oldest is not None else None,
+        failed=int(row["failed"]),
+        dead=int(row["dead"]),
+        recent_errors=[f"{e['id']} ({e['status']}): {e['last_error']}" for e in errors],
+    )

@@ -1,0 +1,316 @@
+"""LoCoMo retrieval evaluation (``python -m memory_pipeline.evaluation.locomo``).
+
+Follows the protocol of ``../shared/data/locomo-dev/README.md``: one conversation is one tenant
+(``user_id`` = file stem, ``project_id`` = ``"locomo"``), one turn is one memory (``raw_data`` =
+the turn's fields plus ``session`` and ``session_date_time``, ``external_id`` = ``dia_id``); every
+question with evidence is asked of its tenant and scored by recall@k over the returned dia_ids.
+
+The memories go through the ordinary pipeline (extraction, embedding, Chroma, Postgres) and
+are searched with the ordinary search, so the numbers describe the product, not a special path.
+Beside each search mode it prints an exact dense baseline computed in the same run: numpy brute
+force over the very vectors the pipeline stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROJECT_ID = "locomo"
+KS: tuple[int, ...] = (5, 10)
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "locomo-dev"
+DEFAULT_EVAL_HOME = Path(".memory_pipeline") / "eval"
+
+_SESSION_KEY = re.compile(r"^session_(\d+)$")
+_EVIDENCE_SEPARATORS = re.compile(r"[;\s]+")
+
+
+@dataclass(frozen=True)
+class LocomoTurn:
+    """One turn of a conversation, as the memory it becomes."""
+
+    dia_id: str
+    raw_data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LocomoQuestion:
+    """A question with its evidence turns (only ids that exist in the conversation)."""
+
+    question: str
+    evidence: tuple[str, ...]
+    category: int | None
+
+
+@dataclass(frozen=True)
+class LocomoConversation:
+    """One conversation: a tenant's memories and the questions asked of them."""
+
+    name: str
+    turns: tuple[LocomoTurn, ...]
+    questions: tuple[LocomoQuestion, ...]
+    skipped_questions: int
+
+    @property
+    def user_id(self) -> str:
+        return self.name
+
+
+def parse_evidence(entries: Iterable[Any], known_ids: set[str] | frozenset[str]) -> tuple[str, ...]:
+    """The evidence dia_ids of a question: each entry split on ``;`` and whitespace, unknown ids
+    dropped, duplicates removed (first occurrence kept)."""
+    out: list[str] = []
+    for entry in entries or ():
+        for part in _EVIDENCE_SEPARATORS.split(str(entry)):
+            if part and part in known_ids and part not in out:
+                out.append(part)
+    return tuple(out)
+
+
+def parse_conversation(name: str, document: dict[str, Any]) -> LocomoConversation:
+    """Turns and scored questions of one LoCoMo conversation document.
+
+    Only ``session_N`` lists are memories; summaries, observations and events are annotations.
+    """
+    conversation = document.get("conversation", document)
+    sessions = sorted(
+        (int(m.group(1)), value)
+        for key, value in conversation.items()
+        if (m := _SESSION_KEY.match(key)) and isinstance(value, list)
+    )
+    turns: list[LocomoTurn] = []
+    for number, session_turns in sessions:
+        when = conversation.get(f"session_{number}_date_time")
+        for turn in session_turns:
+            if not isinstance(turn, dict) or not turn.get("dia_id"):
+                continue
+            raw = {**turn, "session": number}
+            if when:
+                raw["session_date_time"] = when
+            turns.append(LocomoTurn(str(turn["dia_id"]), raw))
+    known = frozenset(t.dia_id for t in turns)
+    questions: list[LocomoQuestion] = []
+    skipped = 0
+    for qa in document.get("qa", []):
+        evidence = parse_evidence(qa.get("evidence", []), known)
+        text = str(qa.get("question") or "").strip()
+        if not evidence or not text:
+            skipped += 1
+            continue
+        category = qa.get("category")
+        questions.append(
+            LocomoQuestion(text, evidence, int(category) if category is not None else None)
+        )
+    return LocomoConversation(name, tuple(turns), tuple(questions), skipped)
+
+
+def load_conversations(data_dir: Path = DEFAULT_DATA_DIR) -> list[LocomoConversation]:
+    """Every ``*.json`` conversation of ``data_dir``, by file name."""
+    files = sorted(Path(data_dir).glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no LoCoMo conversations (*.json) in {data_dir}")
+    return [parse_conversation(f.stem, json.loads(f.read_text(encoding="utf-8"))) for f in files]
+
+
+def recall_at_k(evidence: Sequence[str], ranked: Sequence[str | None], k: int) -> float:
+    """|evidence ∩ top-k| / |evidence|."""
+    top = set(ranked[:k])
+    return sum(1 for e in evidence if e in top) / len(evidence)
+
+
+# ------------------------------------------------------------------------------- the pipeline
+def import_conversation(store: Any, conversation: LocomoConversation) -> int:
+    """Write the conversation's turns as memories of its tenant (idempotent by dia_id)."""
+    for turn in conversation.turns:
+        store.create_memory_log(
+            conversation.user_id, PROJECT_ID, turn.raw_data, external_id=turn.dia_id
+        )
+    return len(conversation.turns)
+
+
+def exact_dense_rankings(
+    store: Any, conversation: LocomoConversation, query_vectors: np.ndarray, k: int
+) -> list[list[str]]:
+    """Top-k dia_ids per query by brute-force cosine over the tenant's stored vectors."""
+    from memory_pipeline.tenancy import Tenant
+
+    tenant = Tenant(conversation.user_id, PROJECT_ID)
+    with store.db.connection() as conn:
+        rows = conn.execute(
+            """SELECT m.external_id, v.embedding
+               FROM memory_vector v JOIN memory_log m ON m.id = v.log_id
+               WHERE v.tenant_key = %s AND v.embedding_model = %s AND m.status = 'embedded'""",
+            (tenant.key, store.embedder.model_id),
+        ).fetchall()
+    ids = [r["external_id"] for r in rows]
+    matrix = np.asarray([np.asarray(r["embedding"].to_numpy(), dtype=np.float32) for r in rows])
+    sims = query_vectors @ matrix.T
+    rankings: list[list[str]] = []
+    for row in sims:
+        ranked: list[str] = []
+        for index in np.argsort(-row, kind="stable"):
+            if ids[index] not in ranked:  # a memory's chunks count once
+                ranked.append(ids[index])
+            if len(ranked) == k:
+                break
+        rankings.append(ranked)
+    return rankings
+
+
+@dataclass
+class ModeScores:
+    """Recall sums per k for one retrieval method."""
+
+    totals: dict[int, float]
+    questions: int = 0
+
+    def add(self, evidence: Sequence[str], ranked: Sequence[str | None]) -> None:
+        for k in self.totals:
+            self.totals[k] += recall_at_k(evidence, ranked, k)
+        self.questions += 1
+
+    def mean(self, k: int) -> float:
+        return self.totals[k] / self.questions if self.questions else 0.0
+
+
+def evaluate(
+    store: Any,
+    conversations: Sequence[LocomoConversation],
+    modes: Sequence[str],
+    *,
+    ks: Sequence[int] = KS,
+    backend: str | None = None,
+    ablations: Mapping[str, Any] | None = None,
+) -> dict[str, ModeScores]:
+    """Recall@k per method over every question: ``exact-dense``, each search mode, and each
+    ablation (a name and a ``MemorySearch`` variant searched in hybrid mode)."""
+    depth = max(ks)
+    ablations = dict(ablations or {})
+    names = ("exact-dense", *modes, *ablations)
+    scores = {name: ModeScores({k: 0.0 for k in ks}) for name in names}
+    for conversation in conversations:
+        questions = [q.question for q in conversation.questions]
+        if not questions:
+            continue
+        vectors = store.embedder.embed_batch(questions)
+        for q, ranked in zip(
+            conversation.questions,
+            exact_dense_rankings(store, conversation, vectors, depth),
+            strict=True,
+        ):
+            scores["exact-dense"].add(q.evidence, ranked)
+        for mode in modes:
+            results = store.search_many(
+                questions, conversation.user_id, PROJECT_ID, depth, mode=mode, backend=backend
+            )
+            for q, hits in zip(conversation.questions, results, strict=True):
+                scores[mode].add(q.evidence, [h.external_id for h in hits])
+        for name, search in ablations.items():
+            results = search.search_many(
+                questions, conversation.user_id, PROJECT_ID, depth, mode="hybrid", backend=backend
+            )
+            for q, hits in zip(conversation.questions, results, strict=True):
+                scores[name].add(q.evidence, [h.external_id for h in hits])
+    return scores
+
+
+def format_table(scores: dict[str, ModeScores], ks: Sequence[int], default_mode: str) -> str:
+    """A fixed-width table: one row per method, one column per k."""
+    header = f"{'method':<26}" + "".join(f"{f'recall@{k}':>12}" for k in ks) + f"{'questions':>12}"
+    lines = [header, "-" * len(header)]
+    for name, s in scores.items():
+        label = f"{name} (default)" if name == default_mode else name
+        if name == "exact-dense":
+            label = "exact dense baseline"
+        lines.append(
+            f"{label:<26}" + "".join(f"{s.mean(k):>12.3f}" for k in ks) + f"{s.questions:>12d}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Import, process and evaluate; print the recall table. Returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m memory_pipeline.evaluation.locomo",
+        description="Recall@5/10 of each search mode on the LoCoMo dev conversations.",
+    )
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--backend", choices=("chroma", "pgvector"), default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead")
+    args = parser.parse_args(argv)
+
+    # The evaluation keeps its own home (own database and Chroma) unless one is configured.
+    os.environ.setdefault("MEMORY_PIPELINE_HOME", str(DEFAULT_EVAL_HOME))
+    from memory_pipeline.memory_store import MemoryStore
+    from memory_pipeline.search.searcher import DEFAULT_MODE, SEARCH_MODES, MemorySearch
+
+    started = time.perf_counter()
+    conversations = load_conversations(args.data_dir)
+    with MemoryStore.from_env() as store:
+        t0 = time.perf_counter()
+        turns = sum(import_conversation(store, c) for c in conversations)
+        counts: dict[str, int] = {}
+        for c in conversations:
+            for key, value in store.process_pending(c.user_id, PROJECT_ID).items():
+                counts[key] = counts.get(key, 0) + value
+        t1 = time.perf_counter()
+        plain_fusion = MemorySearch(
+            store.db, store.search.store, store.embedder, context_weight=0.0
+        )
+        scores = evaluate(
+            store,
+            conversations,
+            SEARCH_MODES,
+            backend=args.backend,
+            ablations={"hybrid, no context": plain_fusion},
+        )
+        t2 = time.perf_counter()
+    questions = sum(len(c.questions) for c in conversations)
+    skipped = sum(c.skipped_questions for c in conversations)
+    timing = {"import_and_process_s": t1 - t0, "search_s": t2 - t1, "total_s": t2 - started}
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "conversations": len(conversations),
+                    "memories": turns,
+                    "questions": questions,
+                    "skipped_questions": skipped,
+                    "process_counts": counts,
+                    "default_mode": DEFAULT_MODE,
+                    "recall": {
+                        name: {f"recall@{k}": s.mean(k) for k in KS} for name, s in scores.items()
+                    },
+                    "timing": timing,
+                }
+            )
+        )
+        return 0
+    print(
+        f"LoCoMo dev: {len(conversations)} conversations, {turns} memories, "
+        f"{questions} questions ({skipped} without evidence skipped)"
+    )
+    print(f"processing: {counts}")
+    print()
+    print(format_table(scores, KS, DEFAULT_MODE))
+    print()
+    print(f"default mode: {DEFAULT_MODE} (recall@10 {scores[DEFAULT_MODE].mean(10):.3f})")
+    print(
+        f"time: import+process {timing['import_and_process_s']:.1f} s, "
+        f"searches {timing['search_s']:.1f} s, total {timing['total_s']:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
