@@ -137,7 +137,10 @@ class MemoryStore:
         """Create the pgvector index for the configured model once its dimension is known."""
         if not self._model_index_ready:
             ensure_model_index(
-                self.endpoints.database_url, self.embedder.model_id, self.embedder.dimension
+                self.endpoints.database_url,
+                self.embedder.model_id,
+                self.embedder.dimension,
+                self.embedder.model_source,
             )
             self._model_index_ready = True
 

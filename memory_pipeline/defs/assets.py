@@ -48,7 +48,7 @@ def tenant_memory_vectors(
     db = postgres.database()
     store = chroma.vector_store()
     model = embedder.embedder()
-    ensure_model_index(postgres.url(), model.model_id, model.dimension)
+    ensure_model_index(postgres.url(), model.model_id, model.dimension, model.model_source)
     options = ProcessOptions(
         max_attempts=settings.max_attempts,
         retry_backoff_seconds=settings.retry_backoff_seconds,

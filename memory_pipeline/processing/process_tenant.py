@@ -21,7 +21,7 @@ from memory_pipeline.extraction import extract_memory
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.storage.database import Database
 from memory_pipeline.tenancy import Tenant
-from memory_pipeline.storage.tenant_locks import shared_tenant_lock
+from memory_pipeline.storage.tenant_locks import shared_tenant_lock, tenant_lock
 from memory_pipeline.vector_store import ChromaVectorStore, vector_id, vector_metadata
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class ProcessCounts:
     dead: int = 0
     unchanged: int = 0  # embedded rows whose content hash matched: nothing re-embedded
     deleted: int = 0  # tombstones applied to Chroma
+    reembedded: int = 0  # rows given vectors of a newly configured model (a rollout)
+    switched: int = 0  # 1 when this run switched the tenant's searches to the new model
 
     def add(self, other: ProcessCounts) -> None:
         for name in self.__dataclass_fields__:
@@ -69,13 +71,16 @@ def _occurred_at(row: q.ClaimedRow, extracted: datetime | None) -> datetime:
     return extracted or row.created_at
 
 
-def apply_tombstones(db: Database, store: ChromaVectorStore, tenant: Tenant) -> int:
+def apply_tombstones(
+    db: Database, store: ChromaVectorStore, tenant: Tenant, extra_collections: Sequence[str] = ()
+) -> int:
     """Remove deleted memories' vectors from Chroma, then forget their tombstones."""
     with db.connection() as conn, conn.transaction():
         shared_tenant_lock(conn, tenant)
         log_ids = q.take_tombstones(conn, tenant.key)
         if log_ids:
-            store.delete_memories(tenant, log_ids)
+            for name in (None, *extra_collections):
+                store.delete_memories(tenant, log_ids, collection_name=name)
             q.clear_tombstones(conn, log_ids)
     return len(log_ids)
 
@@ -114,6 +119,7 @@ def _process_batch(
     embedder: Embedder,
     store: ChromaVectorStore,
     options: ProcessOptions,
+    collection_name: str | None = None,
 ) -> ProcessCounts:
     model_id = embedder.model_id
     counts = ProcessCounts()
@@ -177,9 +183,11 @@ def _process_batch(
 
     if ids:
         all_vectors = np.concatenate([e.vectors for e in embedded])
-        store.upsert_vectors(tenant, model_id, ids, all_vectors, metadatas)
+        store.upsert_vectors(
+            tenant, model_id, ids, all_vectors, metadatas, collection_name=collection_name
+        )
     if stale_ids:
-        store.delete_vectors(tenant, stale_ids)
+        store.delete_vectors(tenant, stale_ids, collection_name=collection_name)
     if options.after_vector_upsert is not None:
         options.after_vector_upsert([e.id for e in embedded])
 
@@ -211,19 +219,76 @@ def process_tenant(
 ) -> ProcessCounts:
     """Process every workable row of ``tenant`` (each at most once) and apply its tombstones.
 
-    Raises ``VectorStoreUnavailable`` or a psycopg error when a store fails; the rows of the
-    batch in flight stay pending for the next run.
+    When the configured model differs from the tenant's live model, the tenant's vectors are
+    rebuilt aside for the new model (new and changed rows included) and searches switch to them
+    once every row has them. Raises ``VectorStoreUnavailable`` or a psycopg error when a store
+    fails; the rows of the batch in flight stay as they were for the next run.
     """
     options = options or ProcessOptions()
+    model_id = embedder.model_id
+    with db.connection() as conn:
+        live_model = q.live_model_of(conn, tenant.key)
+    rolling_out = live_model is not None and live_model != model_id
+    target = store.building_collection_name(tenant, model_id) if rolling_out else None
+
     counts = ProcessCounts()
-    counts.deleted = apply_tombstones(db, store, tenant)
+    counts.deleted = apply_tombstones(db, store, tenant, [target] if target else [])
+    _run_batches(db, tenant, options, counts, target, embedder, store,
+                 lambda conn, after: q.claim_workable_rows(conn, tenant.key, options.batch_rows, after))
+    if rolling_out:
+        before = counts.embedded
+        _run_batches(db, tenant, options, counts, target, embedder, store,
+                     lambda conn, after: q.claim_rows_missing_model(
+                         conn, tenant.key, model_id, options.batch_rows, after))
+        counts.reembedded = counts.embedded - before
+        counts.embedded = before
+        counts.switched = int(_switch_when_complete(db, store, tenant, model_id, live_model))
+    return counts
+
+
+def _run_batches(
+    db: Database,
+    tenant: Tenant,
+    options: ProcessOptions,
+    counts: ProcessCounts,
+    collection_name: str | None,
+    embedder: Embedder,
+    store: ChromaVectorStore,
+    claim: Callable[[object, int], list[q.ClaimedRow]],
+) -> None:
     last_id = 0
     while True:
         with db.connection() as conn, conn.transaction():
-            shared_tenant_lock(conn, tenant)  # repair and purge take it exclusively
-            rows = q.claim_workable_rows(conn, tenant.key, options.batch_rows, last_id)
+            shared_tenant_lock(conn, tenant)  # repair, purge and model switches take it exclusively
+            rows = claim(conn, last_id)
             if not rows:
-                break
+                return
             last_id = rows[-1].id
-            counts.add(_process_batch(conn, rows, tenant, embedder, store, options))
-    return counts
+            batch = _process_batch(conn, rows, tenant, embedder, store, options, collection_name)
+            if batch.embedded and collection_name is None:
+                conn.execute(
+                    "UPDATE memory_tenant SET live_model = %s "
+                    "WHERE tenant_key = %s AND live_model IS NULL",
+                    (embedder.model_id, tenant.key),
+                )
+            counts.add(batch)
+
+
+def _switch_when_complete(
+    db: Database, store: ChromaVectorStore, tenant: Tenant, model_id: str, old_model: str | None
+) -> bool:
+    """Switch the tenant's searches to ``model_id`` if every embedded row has its vectors."""
+    with db.connection() as conn, tenant_lock(conn, tenant):
+        if q.live_model_of(conn, tenant.key) != old_model:
+            return False  # another run switched meanwhile
+        if q.rows_missing_model(conn, tenant.key, model_id) > 0:
+            return False
+        store.collection(tenant, model_id, name=store.building_collection_name(tenant, model_id))
+        store.swap_in(tenant, model_id, old_model)
+        if old_model is not None:
+            q.drop_model_vectors(conn, tenant.key, old_model)
+        q.set_live_model(conn, tenant.key, model_id)
+    if old_model is not None:  # the retired collection goes once Postgres points at the new one
+        store.drop_collection(tenant, name=store.building_collection_name(tenant, old_model))
+    logger.info("tenant %s now searches with model %s", tenant, model_id)
+    return True

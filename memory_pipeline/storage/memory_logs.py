@@ -348,3 +348,66 @@ def purge_tenant_rows(conn: psycopg.Connection, tenant_key: str) -> int:
     conn.execute("DELETE FROM memory_vector WHERE tenant_key = %s", (tenant_key,))
     conn.execute("DELETE FROM memory_tenant WHERE tenant_key = %s", (tenant_key,))
     return deleted
+
+
+def claim_rows_missing_model(
+    conn: psycopg.Connection, tenant_key: str, model_id: str, limit: int, after_id: int = 0
+) -> list[ClaimedRow]:
+    """Lock embedded rows of a tenant that have no vectors of ``model_id`` yet (a model rollout)."""
+    rows = conn.execute(
+        """SELECT id, raw_data, octet_length(raw_data::text) AS raw_bytes, created_at,
+                  occurred_at, occurred_at_explicit, attempts, content_hash, embedding_model,
+                  chunk_count, status
+           FROM memory_log m
+           WHERE tenant_key = %s AND status = 'embedded' AND id > %s
+             AND NOT EXISTS (SELECT 1 FROM memory_vector v
+                             WHERE v.log_id = m.id AND v.embedding_model = %s)
+           ORDER BY id
+           LIMIT %s
+           FOR UPDATE SKIP LOCKED""",
+        (tenant_key, after_id, model_id, limit),
+    ).fetchall()
+    return [ClaimedRow(**row) for row in rows]
+
+
+def rows_missing_model(conn: psycopg.Connection, tenant_key: str, model_id: str) -> int:
+    """How many embedded rows of the tenant still lack vectors of ``model_id``."""
+    return int(
+        conn.execute(
+            """SELECT count(*) AS n FROM memory_log m
+               WHERE tenant_key = %s AND status = 'embedded'
+                 AND NOT EXISTS (SELECT 1 FROM memory_vector v
+                                 WHERE v.log_id = m.id AND v.embedding_model = %s)""",
+            (tenant_key, model_id),
+        ).fetchone()["n"]
+    )
+
+
+def live_model_of(conn: psycopg.Connection, tenant_key: str) -> str | None:
+    """The model whose vectors serve the tenant's searches (``None`` before its first vectors)."""
+    row = conn.execute(
+        "SELECT live_model FROM memory_tenant WHERE tenant_key = %s", (tenant_key,)
+    ).fetchone()
+    return row["live_model"] if row else None
+
+
+def set_live_model(conn: psycopg.Connection, tenant_key: str, model_id: str) -> None:
+    conn.execute(
+        "UPDATE memory_tenant SET live_model = %s WHERE tenant_key = %s", (model_id, tenant_key)
+    )
+
+
+def drop_model_vectors(conn: psycopg.Connection, tenant_key: str, model_id: str) -> int:
+    """Delete the tenant's vectors of a retired model from memory_vector."""
+    return conn.execute(
+        "DELETE FROM memory_vector WHERE tenant_key = %s AND embedding_model = %s",
+        (tenant_key, model_id),
+    ).rowcount
+
+
+def model_source_of(conn: psycopg.Connection, model_id: str) -> str | None:
+    """Where a recorded model's weights were loaded from."""
+    row = conn.execute(
+        "SELECT model_source FROM embedding_model WHERE model_id = %s", (model_id,)
+    ).fetchone()
+    return row["model_source"] if row else None

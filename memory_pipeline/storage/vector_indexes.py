@@ -14,8 +14,10 @@ def index_name_for(model_id: str) -> str:
     return "memory_vector_hnsw_" + hashlib.sha256(model_id.encode()).hexdigest()[:12]
 
 
-def ensure_model_index(database_url: str, model_id: str, dimension: int) -> None:
-    """Record ``model_id``'s dimension and create its partial HNSW (cosine) index, once.
+def ensure_model_index(
+    database_url: str, model_id: str, dimension: int, model_source: str | None = None
+) -> None:
+    """Record ``model_id``'s dimension (and weights' source) and create its HNSW index, once.
 
     Raises ``ValueError`` if the model was recorded before with another dimension.
     """
@@ -30,6 +32,11 @@ def ensure_model_index(database_url: str, model_id: str, dimension: int) -> None
                 f"but now produces {dimension}"
             )
         exists = conn.execute("SELECT to_regclass(%s) AS reg", (index,)).fetchone()
+        if model_source is not None:
+            conn.execute(
+                "UPDATE embedding_model SET model_source = %s WHERE model_id = %s",
+                (model_source, model_id),
+            )
         if row is not None and exists and exists["reg"] is not None:
             return
         dim = int(dimension)
@@ -44,7 +51,7 @@ def ensure_model_index(database_url: str, model_id: str, dimension: int) -> None
         )
         conn.execute(statement)
         conn.execute(
-            "INSERT INTO embedding_model (model_id, dimension, index_name) VALUES (%s, %s, %s) "
-            "ON CONFLICT (model_id) DO NOTHING",
-            (model_id, dim, index),
+            "INSERT INTO embedding_model (model_id, dimension, index_name, model_source) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (model_id) DO NOTHING",
+            (model_id, dim, index, model_source),
         )

@@ -6,6 +6,7 @@ every call passes vectors we computed (Chroma's default function would try to do
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -123,6 +124,38 @@ class ChromaVectorStore:
         self._verify(collection, tenant, model_id)
         return collection
 
+    @staticmethod
+    def building_collection_name(tenant: Tenant, model_id: str) -> str:
+        """Where a tenant's vectors of a model being rolled out are built (DESIGN §3)."""
+        return f"{tenant.collection_name}__{hashlib.sha256(model_id.encode()).hexdigest()[:12]}"
+
+    def collection_for_model(self, tenant: Tenant, model_id: str) -> Any | None:
+        """The tenant's collection that holds vectors of ``model_id``: the live one, or the one
+        built (or retired) aside under the model's name; ``None`` if there is none."""
+        for name in (tenant.collection_name, self.building_collection_name(tenant, model_id)):
+            collection = self.existing_collection(tenant, name=name)
+            if collection is not None and (collection.metadata or {}).get("embedding_model") == model_id:
+                return collection
+        return None
+
+    def swap_in(self, tenant: Tenant, new_model: str, old_model: str | None) -> None:
+        """Make the collection built for ``new_model`` the tenant's live collection.
+
+        Each rename is atomic and every intermediate state still holds each model's vectors
+        under a name :meth:`collection_for_model` finds, so searches never see a gap.
+        """
+        building = self.existing_collection(tenant, name=self.building_collection_name(tenant, new_model))
+        if building is None:
+            raise ValueError(f"no collection was built for model {new_model!r} (tenant {tenant})")
+        live = self.existing_collection(tenant)
+        if live is not None:
+            retired_model = (live.metadata or {}).get("embedding_model") or old_model or "unknown"
+            retired_name = self.building_collection_name(tenant, retired_model)
+            if self.existing_collection(tenant, name=retired_name) is not None:
+                self.drop_collection(tenant, name=retired_name)
+            self._call("rename collection", tenant, live.modify, name=retired_name)
+        self._call("rename collection", tenant, building.modify, name=tenant.collection_name)
+
     def existing_collection(self, tenant: Tenant, *, name: str | None = None) -> Any | None:
         """The tenant's collection if it exists (never creates one)."""
         from chromadb.errors import NotFoundError
@@ -215,7 +248,7 @@ class ChromaVectorStore:
 
         The tenant filter is always added to ``where``, whatever the caller passes.
         """
-        collection = self.existing_collection(tenant)
+        collection = self.collection_for_model(tenant, model_id)
         if collection is None:
             return None
         self._verify(collection, tenant, model_id)
