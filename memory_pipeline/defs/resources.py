@@ -74,6 +74,7 @@ class EmbedderResource(ConfigurableResource):
     model_source: str | None = Field(
         default=None, description="a local folder or hub name to load instead of model_name"
     )
+    device: str | None = Field(default=None, description="torch device, e.g. 'cuda'; unset: automatic")
 
     def model_id(self) -> str:
         """The configured model id, without loading the model."""
@@ -85,6 +86,7 @@ class EmbedderResource(ConfigurableResource):
             self.model_name or settings.embedding_model,
             self.batch_size or settings.embedding_batch_size,
             self.model_source,
+            self.device,
         )
 
 
