@@ -62,23 +62,34 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     if not port_is_free(args.host, args.port):
-        raise CliError(f"port {args.port} on {args.host} is already in use; choose another with --port")
-    started_pg = settings.database_url is None and local_postgres_uri(settings.postgres_data_dir) is None
-    started_chroma = settings.chroma_host is None and running_local_chroma(settings.chroma_data_dir) is None
+        raise CliError(
+            f"port {args.port} on {args.host} is already in use; choose another with --port"
+        )
+    started_pg = (
+        settings.database_url is None and local_postgres_uri(settings.postgres_data_dir) is None
+    )
+    started_chroma = (
+        settings.chroma_host is None and running_local_chroma(settings.chroma_data_dir) is None
+    )
     endpoints = ensure_services(settings)
     apply_migrations(endpoints.database_url)
     try:
         return run_dagster_dev(
-            settings, endpoints, args.host, args.port,
+            settings,
+            endpoints,
+            args.host,
+            args.port,
             announce=lambda line: print(line, flush=True),
         )
     finally:
         if started_pg or started_chroma:
             # stop what `up` started; servers that were already running stay up
-            stop_services(settings.with_overrides(
-                database_url=None if started_pg else "external",
-                chroma_host=None if started_chroma else "external",
-            ))
+            stop_services(
+                settings.with_overrides(
+                    database_url=None if started_pg else "external",
+                    chroma_host=None if started_chroma else "external",
+                )
+            )
         print("memory-pipeline stopped", file=sys.stderr, flush=True)
 
 
@@ -192,11 +203,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines = [f"{'user:project':<40} pending embedded skipped failed dead"]
         for t in d["tenants"]:
             name = f"{t['user_id']}:{t['project_id']}"[:40]
-            lines.append(f"{name:<40} {t['pending']:>7} {t['embedded']:>8} {t['skipped']:>7} "
-                         f"{t['failed']:>6} {t['dead']:>4}")
+            lines.append(
+                f"{name:<40} {t['pending']:>7} {t['embedded']:>8} {t['skipped']:>7} "
+                f"{t['failed']:>6} {t['dead']:>4}"
+            )
         tot = d["totals"]
-        lines.append(f"{'total':<40} {tot['pending']:>7} {tot['embedded']:>8} {tot['skipped']:>7} "
-                     f"{tot['failed']:>6} {tot['dead']:>4}")
+        lines.append(
+            f"{'total':<40} {tot['pending']:>7} {tot['embedded']:>8} {tot['skipped']:>7} "
+            f"{tot['failed']:>6} {tot['dead']:>4}"
+        )
         return "\n".join(lines)
 
     _emit(args, data, human)
@@ -222,7 +237,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
         result["partition_deleted"] = delete_tenant_partition(
             store.settings, store.endpoints, result["tenant_key"]
         )
-    _emit(args, result, lambda d: f"purged {d['rows_deleted']} memories of tenant {d['tenant_key']}")
+    _emit(
+        args, result, lambda d: f"purged {d['rows_deleted']} memories of tenant {d['tenant_key']}"
+    )
     return 0
 
 
@@ -243,14 +260,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def verb(name: str, fn: Callable[[argparse.Namespace], int], help_: str, *, json_out: bool = True) -> argparse.ArgumentParser:
+    def verb(
+        name: str, fn: Callable[[argparse.Namespace], int], help_: str, *, json_out: bool = True
+    ) -> argparse.ArgumentParser:
         p = verbs.add_parser(name, help=help_, description=help_)
         p.set_defaults(fn=fn)
         if json_out:
             p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
         return p
 
-    p = verb("up", cmd_up, "start local services, migrations and dagster dev (webserver + daemon)", json_out=False)
+    p = verb(
+        "up",
+        cmd_up,
+        "start local services, migrations and dagster dev (webserver + daemon)",
+        json_out=False,
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
 
@@ -290,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     verb("status", cmd_status, "counts of memories by state, per tenant")
 
-    p = verb("purge", cmd_purge, "remove a tenant everywhere (rows, vectors, collection, partition)")
+    p = verb(
+        "purge", cmd_purge, "remove a tenant everywhere (rows, vectors, collection, partition)"
+    )
     p.add_argument("--user", required=True)
     p.add_argument("--project", required=True)
     p.add_argument("--yes", action="store_true", help="confirm")

@@ -112,7 +112,9 @@ class MemoryStore:
         """The Chroma server's collections (connected on first use)."""
         if self._store is None:
             ep = self.endpoints
-            self._store = ChromaVectorStore(connect_chroma(ep.chroma_host, ep.chroma_port, ep.chroma_token))
+            self._store = ChromaVectorStore(
+                connect_chroma(ep.chroma_host, ep.chroma_port, ep.chroma_token)
+            )
         return self._store
 
     @property
@@ -188,7 +190,11 @@ class MemoryStore:
 
     def retry(self, user_id: str | None = None, project_id: str | None = None) -> int:
         """Put failed and dead rows back to pending; return how many."""
-        key = Tenant(user_id, project_id).key if user_id is not None or project_id is not None else None
+        key = (
+            Tenant(user_id, project_id).key
+            if user_id is not None or project_id is not None
+            else None
+        )
         with self.db.connection() as conn:
             return q.reset_for_retry(conn, key)
 
@@ -211,7 +217,9 @@ class MemoryStore:
         with self.db.connection() as conn:
             return [Tenant(r["user_id"], r["project_id"]) for r in q.workable_tenants(conn)]
 
-    def process_tenant(self, tenant: Tenant, options: ProcessOptions | None = None) -> ProcessCounts:
+    def process_tenant(
+        self, tenant: Tenant, options: ProcessOptions | None = None
+    ) -> ProcessCounts:
         """Run the store step for one tenant (what the Dagster asset calls)."""
         self.ensure_model_index()
         return process_tenant(
@@ -219,7 +227,10 @@ class MemoryStore:
         )
 
     def process_pending(
-        self, user_id: str | None = None, project_id: str | None = None, *,
+        self,
+        user_id: str | None = None,
+        project_id: str | None = None,
+        *,
         options: ProcessOptions | None = None,
     ) -> dict[str, int]:
         """Process the pending work of one tenant, or of every tenant; counts by outcome."""
@@ -260,17 +271,34 @@ class MemoryStore:
             delay = min(delay * 2, 1.0)
 
     # ------------------------------------------------------------------------------- search
-    def search_similar_memories(self, query: str, user_id: str, project_id: str, limit: int = 10,
-                                where_filter: dict[str, Any] | None = None,
-                                min_similarity: float = 0.0, enable_temporal_decay: bool = False,
-                                half_life_days: float = 30.0, **options: Any) -> list[SearchResult]:
+    def search_similar_memories(
+        self,
+        query: str,
+        user_id: str,
+        project_id: str,
+        limit: int = 10,
+        where_filter: dict[str, Any] | None = None,
+        min_similarity: float = 0.0,
+        enable_temporal_decay: bool = False,
+        half_life_days: float = 30.0,
+        **options: Any,
+    ) -> list[SearchResult]:
         """See :meth:`MemorySearch.search_similar_memories` (DESIGN §5)."""
         return self.search.search_similar_memories(
-            query, user_id, project_id, limit, where_filter, min_similarity,
-            enable_temporal_decay, half_life_days, **options)
+            query,
+            user_id,
+            project_id,
+            limit,
+            where_filter,
+            min_similarity,
+            enable_temporal_decay,
+            half_life_days,
+            **options,
+        )
 
-    def search_many(self, queries: Sequence[str], user_id: str, project_id: str,
-                    limit: int = 10, **options: Any) -> list[list[SearchResult]]:
+    def search_many(
+        self, queries: Sequence[str], user_id: str, project_id: str, limit: int = 10, **options: Any
+    ) -> list[list[SearchResult]]:
         """Many queries for one tenant, embedded in one call."""
         return self.search.search_many(queries, user_id, project_id, limit, **options)
 

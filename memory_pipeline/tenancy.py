@@ -29,7 +29,9 @@ def validate_tenant_id(value: object, field_name: str) -> str:
     if not value:
         raise ValueError(f"{field_name} must not be empty")
     if len(value) > MAX_ID_LENGTH:
-        raise ValueError(f"{field_name} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}")
+        raise ValueError(
+            f"{field_name} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}"
+        )
     for ch in value:
         if unicodedata.category(ch) in ("Cc", "Cs"):
             raise ValueError(f"{field_name} contains a control character ({ch!r})")

@@ -64,7 +64,9 @@ def embedder() -> Embedder:
 
 
 @pytest.fixture(scope="session")
-def store(settings: Settings, endpoints: ServiceEndpoints, embedder: Embedder) -> Iterator[MemoryStore]:
+def store(
+    settings: Settings, endpoints: ServiceEndpoints, embedder: Embedder
+) -> Iterator[MemoryStore]:
     with MemoryStore(settings, endpoints, embedder=embedder) as memory_store:
         memory_store.ensure_model_index()
         yield memory_store

@@ -17,30 +17,89 @@ def run_cli(env, *args, check=True):
 
 
 def test_every_verb_has_help(home_env):
-    for verb in ["up", "db", "migrate", "add", "get", "delete", "import", "process", "search", "status", "retry"]:
+    for verb in [
+        "up",
+        "db",
+        "migrate",
+        "add",
+        "get",
+        "delete",
+        "import",
+        "process",
+        "search",
+        "status",
+        "retry",
+    ]:
         proc = run_cli(home_env, verb, "--help")
         assert verb in proc.stdout
 
 
 def test_add_process_get_search_status_with_json_output(home_env, new_tenant):
     tenant = new_tenant("cli")
-    added = json.loads(run_cli(home_env, "add", "--user", tenant.user_id, "--project", tenant.project_id,
-                               "--data", json.dumps({"content": "the staging server runs on port 8443"}),
-                               "--external-id", "cli-1", "--json").stdout)
+    added = json.loads(
+        run_cli(
+            home_env,
+            "add",
+            "--user",
+            tenant.user_id,
+            "--project",
+            tenant.project_id,
+            "--data",
+            json.dumps({"content": "the staging server runs on port 8443"}),
+            "--external-id",
+            "cli-1",
+            "--json",
+        ).stdout
+    )
     log_id = added["id"]
-    processed = json.loads(run_cli(home_env, "process", "--user", tenant.user_id,
-                                   "--project", tenant.project_id, "--json").stdout)
+    processed = json.loads(
+        run_cli(
+            home_env, "process", "--user", tenant.user_id, "--project", tenant.project_id, "--json"
+        ).stdout
+    )
     assert processed["embedded"] == 1
     row = json.loads(run_cli(home_env, "get", str(log_id), "--json").stdout)
-    for field in ["id", "user_id", "project_id", "external_id", "status", "attempts", "last_error",
-                  "memory_type", "occurred_at", "search_text", "raw_data"]:
+    for field in [
+        "id",
+        "user_id",
+        "project_id",
+        "external_id",
+        "status",
+        "attempts",
+        "last_error",
+        "memory_type",
+        "occurred_at",
+        "search_text",
+        "raw_data",
+    ]:
         assert field in row
     assert row["status"] == "embedded" and row["external_id"] == "cli-1"
-    results = json.loads(run_cli(home_env, "search", "--user", tenant.user_id, "--project", tenant.project_id,
-                                 "--limit", "3", "which port does staging use", "--json").stdout)
+    results = json.loads(
+        run_cli(
+            home_env,
+            "search",
+            "--user",
+            tenant.user_id,
+            "--project",
+            tenant.project_id,
+            "--limit",
+            "3",
+            "which port does staging use",
+            "--json",
+        ).stdout
+    )
     assert results[0]["log_id"] == log_id
-    assert set(results[0]) >= {"log_id", "external_id", "score", "similarity", "text", "memory_type",
-                               "occurred_at", "created_at", "raw_data"}
+    assert set(results[0]) >= {
+        "log_id",
+        "external_id",
+        "score",
+        "similarity",
+        "text",
+        "memory_type",
+        "occurred_at",
+        "created_at",
+        "raw_data",
+    }
     status = json.loads(run_cli(home_env, "status", "--json").stdout)
     mine = [t for t in status["tenants"] if t["tenant_key"] == tenant.key]
     assert mine and mine[0]["embedded"] == 1
@@ -49,9 +108,21 @@ def test_add_process_get_search_status_with_json_output(home_env, new_tenant):
 
 def test_repeated_external_id_returns_the_same_id(home_env, new_tenant):
     tenant = new_tenant("cli")
-    args = ["add", "--user", tenant.user_id, "--project", tenant.project_id,
-            "--data", '{"content": "x"}', "--external-id", "same", "--json"]
-    assert json.loads(run_cli(home_env, *args).stdout) == json.loads(run_cli(home_env, *args).stdout)
+    args = [
+        "add",
+        "--user",
+        tenant.user_id,
+        "--project",
+        tenant.project_id,
+        "--data",
+        '{"content": "x"}',
+        "--external-id",
+        "same",
+        "--json",
+    ]
+    assert json.loads(run_cli(home_env, *args).stdout) == json.loads(
+        run_cli(home_env, *args).stdout
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,7 +153,9 @@ def test_db_url_is_a_libpq_uri_psycopg_accepts(home_env):
 
     url = run_cli(home_env, "db", "url").stdout.strip()
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        assert conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
 
 
 def test_db_status_and_migrate_report_json(home_env):

@@ -33,18 +33,28 @@ def _checks(result) -> dict[str, bool]:
 
 
 def _materialize(tenant, instance, resources):
-    return materialize([tenant_memory_vectors, *tenant_checks], partition_key=tenant.key,
-                       instance=instance, resources=resources)
+    return materialize(
+        [tenant_memory_vectors, *tenant_checks],
+        partition_key=tenant.key,
+        instance=instance,
+        resources=resources,
+    )
 
 
 def test_checks_pass_for_a_healthy_tenant_and_catch_drift(store, new_tenant, instance, resources):
     tenant = new_tenant()
-    ids = [store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"check me {i}"}) for i in range(4)]
+    ids = [
+        store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"check me {i}"})
+        for i in range(4)
+    ]
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.key])
 
     healthy = _materialize(tenant, instance, resources)
-    assert _checks(healthy) == {"nothing_stuck_pending": True, "no_failed_or_dead_memories": True,
-                                "postgres_and_chroma_agree": True}
+    assert _checks(healthy) == {
+        "nothing_stuck_pending": True,
+        "no_failed_or_dead_memories": True,
+        "postgres_and_chroma_agree": True,
+    }
 
     store.vector_store.delete_vectors(tenant, [str(ids[0])])  # drift: Chroma lost a vector
     drifted = _materialize(tenant, instance, resources)
@@ -59,15 +69,21 @@ def test_drift_detection_compares_sampled_vector_values(store, new_tenant):
     assert compare_vectors(store.db, store.vector_store, tenant, model).in_sync
 
     wrong = np.roll(store.vector_store.get_vectors(tenant, [str(log_id)])[str(log_id)], 1)[None, :]
-    store.vector_store.upsert_vectors(tenant, model, [str(log_id)], wrong.astype(np.float32),
-                                      [{"log_id": log_id, "user_id": tenant.user_id,
-                                        "project_id": tenant.project_id}])
+    store.vector_store.upsert_vectors(
+        tenant,
+        model,
+        [str(log_id)],
+        wrong.astype(np.float32),
+        [{"log_id": log_id, "user_id": tenant.user_id, "project_id": tenant.project_id}],
+    )
     drift = compare_vectors(store.db, store.vector_store, tenant, model)
     assert drift.mismatched_vectors == [str(log_id)]
     assert not drift.in_sync
 
 
-def test_repair_restores_a_deleted_collection_to_the_same_ids_and_vectors(store, new_tenant, instance, resources):
+def test_repair_restores_a_deleted_collection_to_the_same_ids_and_vectors(
+    store, new_tenant, instance, resources
+):
     tenant = new_tenant()
     long_text = " ".join(f"paragraph {i} about repair drills" for i in range(300))
     for text in ["repair one", "repair two", long_text]:
@@ -82,12 +98,15 @@ def test_repair_restores_a_deleted_collection_to_the_same_ids_and_vectors(store,
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.key])
 
     result = repair_chroma_from_pgvector.execute_in_process(
-        partition_key=tenant.key, instance=instance, resources=resources)
+        partition_key=tenant.key, instance=instance, resources=resources
+    )
 
     assert result.success
     assert store.vector_store.vector_ids(tenant) == ids_before
     after = store.vector_store.get_vectors(tenant, sorted(ids_before))
     for vid, vec in vectors_before.items():
         np.testing.assert_allclose(after[vid], vec, atol=1e-6)
-    hits = store.search_similar_memories("repair two", tenant.user_id, tenant.project_id, mode="vector")
+    hits = store.search_similar_memories(
+        "repair two", tenant.user_id, tenant.project_id, mode="vector"
+    )
     assert hits and hits[0].text == "repair two"

@@ -38,7 +38,9 @@ def _evaluate_sensor(instance, resources) -> tuple[list[RunRequest], list[str]]:
     assert isinstance(result, SensorResult)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    return list(result.run_requests or []), list(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+    return list(result.run_requests or []), list(
+        instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME)
+    )
 
 
 def _covered(requests: list[RunRequest], order: list[str]) -> dict[str, str]:
@@ -64,8 +66,15 @@ def test_definitions_load_with_assets_sensor_job_and_schedule():
     assert repo.has_job("bulk_import")
     assert repo.has_job("repair_chroma_from_pgvector")
     check_names = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
-    assert check_names == {"nothing_stuck_pending", "no_failed_or_dead_memories", "postgres_and_chroma_agree"}
-    assert defs.resolve_assets_def("tenant_memory_vectors").partitions_def.name == TENANT_PARTITIONS_NAME
+    assert check_names == {
+        "nothing_stuck_pending",
+        "no_failed_or_dead_memories",
+        "postgres_and_chroma_agree",
+    }
+    assert (
+        defs.resolve_assets_def("tenant_memory_vectors").partitions_def.name
+        == TENANT_PARTITIONS_NAME
+    )
 
 
 def test_the_sensor_runs_by_default():
@@ -74,7 +83,9 @@ def test_the_sensor_runs_by_default():
     assert pending_rows_sensor.default_status == DefaultSensorStatus.RUNNING
 
 
-def test_sensor_adds_partitions_and_requests_runs_for_every_tenant_with_pending_rows(store, new_tenant, instance, resources):
+def test_sensor_adds_partitions_and_requests_runs_for_every_tenant_with_pending_rows(
+    store, new_tenant, instance, resources
+):
     tenants = [new_tenant() for _ in range(3)]
     for t in tenants:
         store.create_memory_log(t.user_id, t.project_id, {"content": f"pending for {t.user_id}"})
@@ -87,7 +98,9 @@ def test_sensor_adds_partitions_and_requests_runs_for_every_tenant_with_pending_
     assert len({r.run_key for r in requests}) == len(requests)
 
 
-def test_sensor_finds_a_row_committed_after_a_higher_id(store, new_tenant, instance, resources, database_url):
+def test_sensor_finds_a_row_committed_after_a_higher_id(
+    store, new_tenant, instance, resources, database_url
+):
     tenant = new_tenant()
     store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "first"})
     store.process_pending(tenant.user_id, tenant.project_id)
@@ -95,7 +108,11 @@ def test_sensor_finds_a_row_committed_after_a_higher_id(store, new_tenant, insta
     try:
         slow.execute(
             "INSERT INTO memory_log (user_id, project_id, tenant_key, raw_data) VALUES (%s, %s, '', %s)",
-            (tenant.user_id, tenant.project_id, psycopg.types.json.Jsonb({"content": "slow, lower id"})),
+            (
+                tenant.user_id,
+                tenant.project_id,
+                psycopg.types.json.Jsonb({"content": "slow, lower id"}),
+            ),
         )
         store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "fast, higher id"})
         first_requests, order = _evaluate_sensor(instance, resources)
@@ -112,7 +129,9 @@ def test_sensor_finds_a_row_committed_after_a_higher_id(store, new_tenant, insta
     assert second[tenant.key] != first_key  # new pending set, new run key
 
 
-def test_sensor_run_key_is_stable_while_the_pending_set_is_unchanged(store, new_tenant, instance, resources):
+def test_sensor_run_key_is_stable_while_the_pending_set_is_unchanged(
+    store, new_tenant, instance, resources
+):
     tenant = new_tenant()
     store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "unchanged"})
     first, order = _evaluate_sensor(instance, resources)
@@ -124,15 +143,27 @@ def test_grouping_keeps_runs_to_consecutive_partitions_within_budget():
     order = [f"k{i}" for i in range(10)]
     work = [TenantWork(f"k{i}", 3, "f") for i in (0, 1, 2, 4, 5, 9)]
     groups = group_into_runs(order, work, max_rows=6, max_tenants=10)
-    assert [[w.tenant_key for w in g] for g in groups] == [["k0", "k1"], ["k2"], ["k4", "k5"], ["k9"]]
+    assert [[w.tenant_key for w in g] for g in groups] == [
+        ["k0", "k1"],
+        ["k2"],
+        ["k4", "k5"],
+        ["k9"],
+    ]
 
 
-def test_partitioned_materialization_embeds_the_tenants_rows(store, new_tenant, instance, resources):
+def test_partitioned_materialization_embeds_the_tenants_rows(
+    store, new_tenant, instance, resources
+):
     tenant = new_tenant()
-    ids = [store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"dagster row {i}"}) for i in range(3)]
+    ids = [
+        store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"dagster row {i}"})
+        for i in range(3)
+    ]
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.key])
 
-    result = materialize([tenant_memory_vectors], partition_key=tenant.key, instance=instance, resources=resources)
+    result = materialize(
+        [tenant_memory_vectors], partition_key=tenant.key, instance=instance, resources=resources
+    )
 
     assert result.success
     assert {store.get_memory_log(i)["status"] for i in ids} == {"embedded"}
@@ -145,15 +176,25 @@ def test_partitioned_materialization_embeds_the_tenants_rows(store, new_tenant, 
 
 def test_a_ranged_run_materializes_each_tenant_partition(store, new_tenant, instance, resources):
     tenants = [new_tenant() for _ in range(3)]
-    ids = {t.key: store.create_memory_log(t.user_id, t.project_id, {"content": f"range {t.user_id}"}) for t in tenants}
+    ids = {
+        t.key: store.create_memory_log(t.user_id, t.project_id, {"content": f"range {t.user_id}"})
+        for t in tenants
+    }
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [t.key for t in tenants])
 
     result = materialize(
-        [tenant_memory_vectors, *tenant_checks], instance=instance, resources=resources,
-        tags={ASSET_PARTITION_RANGE_START_TAG: tenants[0].key, ASSET_PARTITION_RANGE_END_TAG: tenants[-1].key},
+        [tenant_memory_vectors, *tenant_checks],
+        instance=instance,
+        resources=resources,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: tenants[0].key,
+            ASSET_PARTITION_RANGE_END_TAG: tenants[-1].key,
+        },
     )
 
     assert result.success
-    assert {m.partition for m in result.asset_materializations_for_node("tenant_memory_vectors")} == set(ids)
+    assert {
+        m.partition for m in result.asset_materializations_for_node("tenant_memory_vectors")
+    } == set(ids)
     assert {store.get_memory_log(i)["status"] for i in ids.values()} == {"embedded"}
     assert all(e.passed for e in result.get_asset_check_evaluations())

@@ -37,12 +37,19 @@ def _wait_for_line(proc: subprocess.Popen, needle: str, deadline: float) -> str:
 def test_up_embeds_new_rows_through_the_sensor_then_stops_everything(embedder):
     home = Path(tempfile.mkdtemp(prefix="mpe-", dir="/tmp"))
     port = _free_port("127.0.0.1")
-    env = {**os.environ, "MEMORY_PIPELINE_HOME": str(home), "MEMORY_PIPELINE_SENSOR_INTERVAL_SECONDS": "5"}
+    env = {
+        **os.environ,
+        "MEMORY_PIPELINE_HOME": str(home),
+        "MEMORY_PIPELINE_SENSOR_INTERVAL_SECONDS": "5",
+    }
     for name in ("MEMORY_PIPELINE_DATABASE_URL", "MEMORY_PIPELINE_CHROMA_HOST", "DAGSTER_HOME"):
         env.pop(name, None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "memory_pipeline.cli", "up", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     descendants: list[psutil.Process] = []
     try:
@@ -53,13 +60,23 @@ def test_up_embeds_new_rows_through_the_sensor_then_stops_everything(embedder):
         settings = Settings(home=home)
         with MemoryStore(settings, ensure_services(settings), embedder=embedder) as store:
             ids = [
-                store.create_memory_log("e2e-user", "e2e:project", {"content": "the release train leaves on Thursdays"}),
-                store.create_memory_log("e2e-user", "e2e:project", {"speaker": "Ana", "text": "I adopted a grey cat named Pixel"}),
-                store.create_memory_log("other-user", "e2e:project", {"content": "another tenant's cat story"}),
+                store.create_memory_log(
+                    "e2e-user", "e2e:project", {"content": "the release train leaves on Thursdays"}
+                ),
+                store.create_memory_log(
+                    "e2e-user",
+                    "e2e:project",
+                    {"speaker": "Ana", "text": "I adopted a grey cat named Pixel"},
+                ),
+                store.create_memory_log(
+                    "other-user", "e2e:project", {"content": "another tenant's cat story"}
+                ),
             ]
             states = store.wait_until_embedded(ids, timeout=EMBED_SECONDS)
             assert set(states.values()) == {"embedded"}
-            results = store.search_similar_memories("what is the name of the cat?", "e2e-user", "e2e:project")
+            results = store.search_similar_memories(
+                "what is the name of the cat?", "e2e-user", "e2e:project"
+            )
             assert results[0].log_id == ids[1]
             assert ids[2] not in {r.log_id for r in results}
     finally:
@@ -75,7 +92,11 @@ def test_up_embeds_new_rows_through_the_sensor_then_stops_everything(embedder):
     status = services_status(Settings(home=home))
     assert status["postgres"]["running"] is False
     assert status["chroma"]["running"] is False
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(home) in " ".join(p.info["cmdline"] or [])]
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(home) in " ".join(p.info["cmdline"] or [])
+    ]
     assert not leftovers, f"processes of the home still running: {[p.pid for p in leftovers]}"
 
 
@@ -90,7 +111,10 @@ def test_up_refuses_a_busy_port_with_a_clear_error(tmp_path):
         env = {**os.environ, "MEMORY_PIPELINE_HOME": str(home)}
         proc = subprocess.run(
             [sys.executable, "-m", "memory_pipeline.cli", "up", "--port", str(port)],
-            env=env, capture_output=True, text=True, timeout=120,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert proc.returncode != 0
     assert "already in use" in proc.stderr

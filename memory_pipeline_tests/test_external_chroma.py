@@ -32,16 +32,29 @@ def token_chroma(tmp_path_factory):
         "PERSIST_DIRECTORY": str(data),
         "ANONYMIZED_TELEMETRY": "False",
     }
-    log = open(data / "server.log", "wb")
+    log = open(data / "server.log", "wb")  # noqa: SIM115 - the server writes to it until teardown
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "chromadb.app:app", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "chromadb.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 90
     while not heartbeat_ok("127.0.0.1", port):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"Chroma server did not start: {Path(data / 'server.log').read_text()[-2000:]}")
+            pytest.fail(
+                f"Chroma server did not start: {Path(data / 'server.log').read_text()[-2000:]}"
+            )
         time.sleep(0.3)
     yield port
     proc.terminate()
@@ -50,17 +63,26 @@ def token_chroma(tmp_path_factory):
 
 
 def _env(home_env, database_url, port, token, tmp_path):
-    env = {**home_env, "MEMORY_PIPELINE_HOME": str(tmp_path / "home"),
-           "MEMORY_PIPELINE_DATABASE_URL": database_url,
-           "MEMORY_PIPELINE_CHROMA_HOST": "127.0.0.1", "MEMORY_PIPELINE_CHROMA_PORT": str(port)}
+    env = {
+        **home_env,
+        "MEMORY_PIPELINE_HOME": str(tmp_path / "home"),
+        "MEMORY_PIPELINE_DATABASE_URL": database_url,
+        "MEMORY_PIPELINE_CHROMA_HOST": "127.0.0.1",
+        "MEMORY_PIPELINE_CHROMA_PORT": str(port),
+    }
     if token is not None:
         env["MEMORY_PIPELINE_CHROMA_TOKEN"] = token
     return env
 
 
 def _cli(env, *args):
-    return subprocess.run([sys.executable, "-m", "memory_pipeline.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "memory_pipeline.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_pipeline_runs_end_to_end_on_an_external_chroma_server_with_a_token(
@@ -68,15 +90,36 @@ def test_the_pipeline_runs_end_to_end_on_an_external_chroma_server_with_a_token(
 ):
     env = _env(home_env, database_url, token_chroma, TOKEN, tmp_path)
     tenant = new_tenant("ext")
-    add = _cli(env, "add", "--user", tenant.user_id, "--project", tenant.project_id,
-               "--data", json.dumps({"content": "the on-call rotation changes every Monday"}), "--json")
+    add = _cli(
+        env,
+        "add",
+        "--user",
+        tenant.user_id,
+        "--project",
+        tenant.project_id,
+        "--data",
+        json.dumps({"content": "the on-call rotation changes every Monday"}),
+        "--json",
+    )
     assert add.returncode == 0, add.stderr
     log_id = json.loads(add.stdout)["id"]
-    processed = _cli(env, "process", "--user", tenant.user_id, "--project", tenant.project_id, "--json")
+    processed = _cli(
+        env, "process", "--user", tenant.user_id, "--project", tenant.project_id, "--json"
+    )
     assert processed.returncode == 0, processed.stderr
     assert json.loads(processed.stdout)["embedded"] == 1
-    found = _cli(env, "search", "--user", tenant.user_id, "--project", tenant.project_id,
-                 "--mode", "vector", "when does on-call rotate?", "--json")
+    found = _cli(
+        env,
+        "search",
+        "--user",
+        tenant.user_id,
+        "--project",
+        tenant.project_id,
+        "--mode",
+        "vector",
+        "when does on-call rotate?",
+        "--json",
+    )
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)[0]["log_id"] == log_id
 
@@ -92,10 +135,21 @@ def test_a_missing_or_wrong_token_is_a_clear_error(token_chroma, token):
         connect_chroma("127.0.0.1", token_chroma, token).list_collections()
 
 
-def test_the_cli_reports_a_rejected_token_in_one_line(token_chroma, home_env, database_url, new_tenant, tmp_path):
+def test_the_cli_reports_a_rejected_token_in_one_line(
+    token_chroma, home_env, database_url, new_tenant, tmp_path
+):
     env = _env(home_env, database_url, token_chroma, "wrong-token", tmp_path)
     tenant = new_tenant("ext")
-    _cli(env, "add", "--user", tenant.user_id, "--project", tenant.project_id, "--data", '{"content": "x"}')
+    _cli(
+        env,
+        "add",
+        "--user",
+        tenant.user_id,
+        "--project",
+        tenant.project_id,
+        "--data",
+        '{"content": "x"}',
+    )
     proc = _cli(env, "process", "--user", tenant.user_id, "--project", tenant.project_id)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr

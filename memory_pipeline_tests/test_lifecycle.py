@@ -42,9 +42,16 @@ def _tenant_of(store, log_id):
 
 def test_a_failing_row_is_retried_then_dead_then_embedded_after_a_fix_and_retry(store, new_tenant):
     tenant = new_tenant()
-    good = [store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"good memory {i}"}) for i in range(3)]
-    bad = store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"bad memory {POISON}"})
-    poisoned = MemoryStore(store.settings, store.endpoints, embedder=PoisonedEmbedder(store.embedder), migrate=False)
+    good = [
+        store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"good memory {i}"})
+        for i in range(3)
+    ]
+    bad = store.create_memory_log(
+        tenant.user_id, tenant.project_id, {"content": f"bad memory {POISON}"}
+    )
+    poisoned = MemoryStore(
+        store.settings, store.endpoints, embedder=PoisonedEmbedder(store.embedder), migrate=False
+    )
     try:
         first = poisoned.process_pending(tenant.user_id, tenant.project_id)
         assert first["embedded"] == 3 and first["failed"] == 1
@@ -59,7 +66,9 @@ def test_a_failing_row_is_retried_then_dead_then_embedded_after_a_fix_and_retry(
         assert row["status"] == "dead" and row["attempts"] == store.settings.max_attempts
         status = {t["tenant_key"]: t for t in store.status()["tenants"]}[tenant.key]
         assert (status["dead"], status["embedded"]) == (1, 3)
-        assert poisoned.process_pending(tenant.user_id, tenant.project_id)["dead"] == 0  # dead stays put
+        assert (
+            poisoned.process_pending(tenant.user_id, tenant.project_id)["dead"] == 0
+        )  # dead stays put
     finally:
         poisoned.close()
 
@@ -73,10 +82,14 @@ def test_failed_rows_wait_for_their_backoff(store, new_tenant):
     tenant = new_tenant()
     bad = store.create_memory_log(tenant.user_id, tenant.project_id, {"content": POISON})
     slow_retry = dataclasses.replace(store.settings, retry_backoff_seconds=3600.0)
-    poisoned = MemoryStore(slow_retry, store.endpoints, embedder=PoisonedEmbedder(store.embedder), migrate=False)
+    poisoned = MemoryStore(
+        slow_retry, store.endpoints, embedder=PoisonedEmbedder(store.embedder), migrate=False
+    )
     try:
         assert poisoned.process_pending(tenant.user_id, tenant.project_id)["failed"] == 1
-        assert poisoned.process_pending(tenant.user_id, tenant.project_id)["failed"] == 0  # not due yet
+        assert (
+            poisoned.process_pending(tenant.user_id, tenant.project_id)["failed"] == 0
+        )  # not due yet
     finally:
         poisoned.close()
     row = store.get_memory_log(bad)
@@ -103,13 +116,17 @@ def test_an_update_with_changed_text_re_embeds_and_replaces_the_vectors(store, n
     assert store.vector_store.vector_ids(tenant) == {str(log_id)}  # old chunk vectors gone
     assert not np.allclose(_vector(store, log_id), old_vector)
     with store.db.connection() as conn:
-        n = conn.execute("SELECT count(*) AS n FROM memory_vector WHERE log_id = %s", (log_id,)).fetchone()["n"]
+        n = conn.execute(
+            "SELECT count(*) AS n FROM memory_vector WHERE log_id = %s", (log_id,)
+        ).fetchone()["n"]
     assert n == 1
 
 
 def test_an_update_of_an_unrelated_key_does_not_re_embed(store, new_tenant):
     tenant = new_tenant()
-    log_id = store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "stable text", "request_id": "r-1"})
+    log_id = store.create_memory_log(
+        tenant.user_id, tenant.project_id, {"content": "stable text", "request_id": "r-1"}
+    )
     store.process_pending(tenant.user_id, tenant.project_id)
     before = store.get_memory_log(log_id)
 
@@ -129,11 +146,15 @@ def test_an_update_from_sql_outside_the_api_also_puts_the_row_back_to_pending(st
     log_id = store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "v1"})
     store.process_pending(tenant.user_id, tenant.project_id)
     with store.db.connection() as conn:
-        conn.execute("""UPDATE memory_log SET raw_data = '{"content": "v2"}' WHERE id = %s""", (log_id,))
+        conn.execute(
+            """UPDATE memory_log SET raw_data = '{"content": "v2"}' WHERE id = %s""", (log_id,)
+        )
     assert store.get_memory_log(log_id)["status"] == "pending"
 
 
-def test_a_delete_while_chroma_is_unreachable_is_applied_after_recovery(settings, endpoints, embedder, new_tenant, tmp_path):
+def test_a_delete_while_chroma_is_unreachable_is_applied_after_recovery(
+    settings, endpoints, embedder, new_tenant, tmp_path
+):
     chroma_dir = tmp_path / "chroma"
     info = start_local_chroma(chroma_dir)
     tenant = new_tenant()
@@ -151,7 +172,9 @@ def test_a_delete_while_chroma_is_unreachable_is_applied_after_recovery(settings
             with pytest.raises(VectorStoreUnavailable):
                 s.process_pending(tenant.user_id, tenant.project_id)
             with s.db.connection() as conn:
-                assert conn.execute("SELECT 1 FROM memory_tombstone WHERE log_id = %s", (gone,)).fetchone()
+                assert conn.execute(
+                    "SELECT 1 FROM memory_tombstone WHERE log_id = %s", (gone,)
+                ).fetchone()
 
         info = start_local_chroma(chroma_dir)  # recovery (same data, new port)
         eps = dataclasses.replace(endpoints, chroma_host=info.host, chroma_port=info.port)
@@ -159,7 +182,9 @@ def test_a_delete_while_chroma_is_unreachable_is_applied_after_recovery(settings
             assert s.process_pending(tenant.user_id, tenant.project_id)["deleted"] == 1
             assert s.vector_store.vector_ids(tenant) == {str(keep)}
             with s.db.connection() as conn:
-                assert not conn.execute("SELECT 1 FROM memory_tombstone WHERE log_id = %s", (gone,)).fetchone()
+                assert not conn.execute(
+                    "SELECT 1 FROM memory_tombstone WHERE log_id = %s", (gone,)
+                ).fetchone()
     finally:
         stop_local_chroma(chroma_dir)
 
@@ -179,10 +204,15 @@ def _tenant_snapshot(store, tenant):
 
 def test_purge_removes_one_tenant_everywhere_and_leaves_the_others_untouched(store):
     purged, neighbour, lookalike = (
-        _make("purge:me", "proj"), _make("purge", "me:proj"), _make("purge:me", "proj2"))
+        _make("purge:me", "proj"),
+        _make("purge", "me:proj"),
+        _make("purge:me", "proj2"),
+    )
     for t in (purged, neighbour, lookalike):
         for i in range(3):
-            store.create_memory_log(t.user_id, t.project_id, {"content": f"{t.user_id} {t.project_id} {i}"})
+            store.create_memory_log(
+                t.user_id, t.project_id, {"content": f"{t.user_id} {t.project_id} {i}"}
+            )
         store.process_pending(t.user_id, t.project_id)
     before = {t: _tenant_snapshot(store, t) for t in (neighbour, lookalike)}
 
@@ -193,7 +223,9 @@ def test_purge_removes_one_tenant_everywhere_and_leaves_the_others_untouched(sto
     assert store.vector_store.existing_collection(purged) is None
     with store.db.connection() as conn:
         for table in ("memory_log", "memory_vector", "memory_tombstone", "memory_tenant"):
-            n = conn.execute(f"SELECT count(*) AS n FROM {table} WHERE tenant_key = %s", (purged.key,)).fetchone()["n"]
+            n = conn.execute(
+                f"SELECT count(*) AS n FROM {table} WHERE tenant_key = %s", (purged.key,)
+            ).fetchone()["n"]
             assert n == 0, table
     for t in (neighbour, lookalike):
         assert _tenant_snapshot(store, t) == before[t]
@@ -208,15 +240,23 @@ def _make(user, project):
 def test_a_long_memory_whose_answer_is_only_in_its_tail_is_found(store, new_tenant):
     tenant = new_tenant()
     filler = " ".join(
-        f"Step {i}: reviewed the logging configuration and adjusted formatter number {i}." for i in range(300)
+        f"Step {i}: reviewed the logging configuration and adjusted formatter number {i}."
+        for i in range(300)
     )
     long_log = {
         "task": "logging cleanup",
         "summary": "Cleaned up logging configuration across services.",
-        "solution": {"approach": filler + " Finally, the root password of the staging database was rotated to a vault-managed secret named orange-falcon."},
+        "solution": {
+            "approach": filler
+            + " Finally, the root password of the staging database was rotated to a vault-managed secret named orange-falcon."
+        },
     }
     long_id = store.create_memory_log(tenant.user_id, tenant.project_id, long_log)
-    for text in ["Deployed the new billing page", "Fixed a typo in the README", "Upgraded numpy to 2.x"]:
+    for text in [
+        "Deployed the new billing page",
+        "Fixed a typo in the README",
+        "Upgraded numpy to 2.x",
+    ]:
         store.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
     store.process_pending(tenant.user_id, tenant.project_id)
 
@@ -224,17 +264,41 @@ def test_a_long_memory_whose_answer_is_only_in_its_tail_is_found(store, new_tena
     assert row["chunk_count"] > 3
     assert f"{long_id}#{row['chunk_count'] - 1}" in store.vector_store.vector_ids(tenant)
     results = store.search_similar_memories(
-        "what is the staging database password secret called?", tenant.user_id, tenant.project_id, mode="vector")
+        "what is the staging database password secret called?",
+        tenant.user_id,
+        tenant.project_id,
+        mode="vector",
+    )
     assert results[0].log_id == long_id
     assert len({r.log_id for r in results}) == len(results)  # one result per memory
 
 
-json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
-json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(documents=st.lists(st.dictionaries(st.text(max_size=10), json_value, max_size=6), min_size=1, max_size=6))
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    documents=st.lists(
+        st.dictionaries(st.text(max_size=10), json_value, max_size=6), min_size=1, max_size=6
+    )
+)
 def test_every_generated_row_ends_in_a_terminal_state_and_is_accounted_for(store, documents):
     tenant = Tenant(f"prop-{uuid.uuid4().hex[:8]}", "hypothesis")
     ids, rejected = [], 0

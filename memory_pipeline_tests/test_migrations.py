@@ -13,7 +13,9 @@ from memory_pipeline.tenancy import tenant_key
 def test_migrations_apply_once_and_are_a_no_op_the_second_time(database_url):
     assert apply_migrations(database_url) == []
     with psycopg.connect(database_url) as conn:
-        recorded = [r[0] for r in conn.execute("SELECT version FROM schema_migration ORDER BY version")]
+        recorded = [
+            r[0] for r in conn.execute("SELECT version FROM schema_migration ORDER BY version")
+        ]
     assert recorded == [m.version for m in discover_migrations()]
 
 
@@ -26,8 +28,10 @@ def test_migrations_on_a_fresh_database_create_the_tables(database_url):
         first = apply_migrations(probe_url)
         second = apply_migrations(probe_url)
         with psycopg.connect(probe_url) as conn:
-            tables = {r[0] for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            tables = {
+                r[0]
+                for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            }
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS migration_probe WITH (FORCE)")
@@ -53,7 +57,9 @@ def test_a_model_cannot_change_its_dimension(database_url):
         ensure_model_index(database_url, "test/fixed-dim", 5)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=30),
     st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=30),

@@ -31,8 +31,13 @@ def _statuses(store, ids):
 def test_a_row_goes_from_pending_to_embedded_with_its_vector_in_both_stores(store, new_tenant):
     tenant = new_tenant()
     log_id = store.create_memory_log(
-        tenant.user_id, tenant.project_id,
-        _work_log("pgvector index", "Added an HNSW index per model", "Partial indexes per model keep dimensions apart"),
+        tenant.user_id,
+        tenant.project_id,
+        _work_log(
+            "pgvector index",
+            "Added an HNSW index per model",
+            "Partial indexes per model keep dimensions apart",
+        ),
     )
     assert store.get_memory_log(log_id)["status"] == "pending"
 
@@ -52,7 +57,9 @@ def test_a_row_goes_from_pending_to_embedded_with_its_vector_in_both_stores(stor
 
 def test_chroma_metadata_carries_the_tenant_and_memory_fields(store, new_tenant):
     tenant = new_tenant()
-    log_id = store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "a note about metadata"})
+    log_id = store.create_memory_log(
+        tenant.user_id, tenant.project_id, {"content": "a note about metadata"}
+    )
     store.process_pending(tenant.user_id, tenant.project_id)
     collection = store.vector_store.existing_collection(tenant)
     got = collection.get(ids=[str(log_id)], include=["metadatas"])
@@ -66,10 +73,14 @@ def test_chroma_metadata_carries_the_tenant_and_memory_fields(store, new_tenant)
     assert collection.metadata["project_id"] == tenant.project_id
 
 
-def test_a_crash_between_chroma_upsert_and_postgres_write_loses_and_duplicates_nothing(store, new_tenant):
+def test_a_crash_between_chroma_upsert_and_postgres_write_loses_and_duplicates_nothing(
+    store, new_tenant
+):
     tenant = new_tenant()
     ids = [
-        store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"crash test memory {i}"})
+        store.create_memory_log(
+            tenant.user_id, tenant.project_id, {"content": f"crash test memory {i}"}
+        )
         for i in range(5)
     ]
 
@@ -77,8 +88,13 @@ def test_a_crash_between_chroma_upsert_and_postgres_write_loses_and_duplicates_n
         raise RuntimeError("injected crash after the Chroma upsert")
 
     with pytest.raises(RuntimeError, match="injected crash"):
-        process_tenant(store.db, store.vector_store, store.embedder, tenant,
-                       store.process_options(after_vector_upsert=crash))
+        process_tenant(
+            store.db,
+            store.vector_store,
+            store.embedder,
+            tenant,
+            store.process_options(after_vector_upsert=crash),
+        )
 
     assert set(_statuses(store, ids).values()) == {"pending"}
     assert store.vector_store.vector_ids(tenant) == {str(i) for i in ids}  # written, not recorded
@@ -95,7 +111,9 @@ def test_a_crash_between_chroma_upsert_and_postgres_write_loses_and_duplicates_n
 def test_two_overlapping_process_calls_on_one_tenant_make_no_duplicates(store, new_tenant):
     tenant = new_tenant()
     ids = [
-        store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"overlap memory number {i}"})
+        store.create_memory_log(
+            tenant.user_id, tenant.project_id, {"content": f"overlap memory number {i}"}
+        )
         for i in range(120)
     ]
     results: list[dict] = []
@@ -104,7 +122,11 @@ def test_two_overlapping_process_calls_on_one_tenant_make_no_duplicates(store, n
 
     def worker():
         try:
-            results.append(process_tenant(store.db, store.vector_store, store.embedder, tenant, options).as_dict())
+            results.append(
+                process_tenant(
+                    store.db, store.vector_store, store.embedder, tenant, options
+                ).as_dict()
+            )
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -119,10 +141,14 @@ def test_two_overlapping_process_calls_on_one_tenant_make_no_duplicates(store, n
     assert set(_statuses(store, ids).values()) == {"embedded"}
     assert store.vector_store.existing_collection(tenant).count() == 120
     with store.db.connection() as conn:
-        (dupes,) = conn.execute(
-            "SELECT count(*) - count(DISTINCT vector_id) AS d FROM memory_vector WHERE tenant_key = %s",
-            (tenant.key,),
-        ).fetchone().values()
+        (dupes,) = (
+            conn.execute(
+                "SELECT count(*) - count(DISTINCT vector_id) AS d FROM memory_vector WHERE tenant_key = %s",
+                (tenant.key,),
+            )
+            .fetchone()
+            .values()
+        )
     assert dupes == 0
 
 
@@ -134,19 +160,29 @@ def test_a_row_committed_after_a_higher_id_is_still_processed(store, new_tenant,
     try:
         slow.execute(
             "INSERT INTO memory_log (user_id, project_id, tenant_key, raw_data) VALUES (%s, %s, '', %s)",
-            (tenant.user_id, tenant.project_id, psycopg.types.json.Jsonb({"content": "the slow writer"})),
+            (
+                tenant.user_id,
+                tenant.project_id,
+                psycopg.types.json.Jsonb({"content": "the slow writer"}),
+            ),
         )  # holds a lower id, not yet committed
-        fast_id = store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "the fast writer"})
+        fast_id = store.create_memory_log(
+            tenant.user_id, tenant.project_id, {"content": "the fast writer"}
+        )
         store.process_pending(tenant.user_id, tenant.project_id)
         assert store.get_memory_log(fast_id)["status"] == "embedded"
         slow.commit()
     finally:
         slow.close()
     with store.db.connection() as conn:
-        (slow_id,) = conn.execute(
-            "SELECT id FROM memory_log WHERE tenant_key = %s AND raw_data->>'content' = 'the slow writer'",
-            (tenant.key,),
-        ).fetchone().values()
+        (slow_id,) = (
+            conn.execute(
+                "SELECT id FROM memory_log WHERE tenant_key = %s AND raw_data->>'content' = 'the slow writer'",
+                (tenant.key,),
+            )
+            .fetchone()
+            .values()
+        )
     assert slow_id < fast_id
     assert store.get_memory_log(slow_id)["status"] == "pending"
     store.process_pending(tenant.user_id, tenant.project_id)
@@ -155,10 +191,16 @@ def test_a_row_committed_after_a_higher_id_is_still_processed(store, new_tenant,
 
 def test_a_repeated_external_id_returns_the_existing_row(store, new_tenant):
     tenant = new_tenant()
-    first = store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "one"}, external_id="ext-1")
-    again = store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "two"}, external_id="ext-1")
+    first = store.create_memory_log(
+        tenant.user_id, tenant.project_id, {"content": "one"}, external_id="ext-1"
+    )
+    again = store.create_memory_log(
+        tenant.user_id, tenant.project_id, {"content": "two"}, external_id="ext-1"
+    )
     other = new_tenant()
-    elsewhere = store.create_memory_log(other.user_id, other.project_id, {"content": "one"}, external_id="ext-1")
+    elsewhere = store.create_memory_log(
+        other.user_id, other.project_id, {"content": "one"}, external_id="ext-1"
+    )
     assert first == again
     assert elsewhere != first
     assert store.get_memory_log(first)["raw_data"] == {"content": "one"}
@@ -176,7 +218,9 @@ def test_a_repeated_external_id_returns_the_existing_row(store, new_tenant):
         ("u", "p", {"a": "x" * (1024 * 1024)}, "limit is"),
     ],
 )
-def test_bad_input_raises_a_one_line_value_error_and_writes_nothing(store, user_id, project_id, raw_data, message):
+def test_bad_input_raises_a_one_line_value_error_and_writes_nothing(
+    store, user_id, project_id, raw_data, message
+):
     with store.db.connection() as conn:
         (before,) = conn.execute("SELECT count(*) AS n FROM memory_log").fetchone().values()
     with pytest.raises(ValueError, match=message) as info:
@@ -195,22 +239,42 @@ def test_unknown_tenant_search_returns_an_empty_list(store, new_tenant):
 def test_search_puts_the_right_memory_first(store, new_tenant):
     tenant = new_tenant()
     texts = {
-        "db": _work_log("Postgres pool", "Connection pool exhausted under load; raised max_size", "Size pools to workers"),
-        "ui": _work_log("Dark mode", "Added a dark theme toggle to the settings page", "Use CSS variables"),
-        "ml": _work_log("Embedding cache", "Cached sentence embeddings by content hash", "Hash text plus model id"),
+        "db": _work_log(
+            "Postgres pool",
+            "Connection pool exhausted under load; raised max_size",
+            "Size pools to workers",
+        ),
+        "ui": _work_log(
+            "Dark mode", "Added a dark theme toggle to the settings page", "Use CSS variables"
+        ),
+        "ml": _work_log(
+            "Embedding cache",
+            "Cached sentence embeddings by content hash",
+            "Hash text plus model id",
+        ),
     }
-    ids = {k: store.create_memory_log(tenant.user_id, tenant.project_id, v) for k, v in texts.items()}
+    ids = {
+        k: store.create_memory_log(tenant.user_id, tenant.project_id, v) for k, v in texts.items()
+    }
     store.process_pending(tenant.user_id, tenant.project_id)
-    results = store.search_similar_memories("why did the database connection pool run out?",
-                                            tenant.user_id, tenant.project_id, mode="vector")
+    results = store.search_similar_memories(
+        "why did the database connection pool run out?",
+        tenant.user_id,
+        tenant.project_id,
+        mode="vector",
+    )
     assert results[0].log_id == ids["db"]
     assert {r.log_id for r in results} <= set(ids.values())
 
 
 def test_workable_tenants_lists_pending_rows_and_tombstones(store, new_tenant):
     pending_tenant, deleted_tenant = new_tenant(), new_tenant()
-    store.create_memory_log(pending_tenant.user_id, pending_tenant.project_id, {"content": "waiting"})
-    gone = store.create_memory_log(deleted_tenant.user_id, deleted_tenant.project_id, {"content": "to delete"})
+    store.create_memory_log(
+        pending_tenant.user_id, pending_tenant.project_id, {"content": "waiting"}
+    )
+    gone = store.create_memory_log(
+        deleted_tenant.user_id, deleted_tenant.project_id, {"content": "to delete"}
+    )
     store.process_pending(deleted_tenant.user_id, deleted_tenant.project_id)
     store.delete_memory_log(gone)
     with store.db.connection() as conn:

@@ -61,7 +61,12 @@ def compare_vectors(
         chroma_vectors = store.get_vectors(tenant, sample)
         for vid in sample:
             a, b = pg_vectors.get(vid), chroma_vectors.get(vid)
-            if a is None or b is None or a.shape != b.shape or np.max(np.abs(a - b)) > VECTOR_TOLERANCE:
+            if (
+                a is None
+                or b is None
+                or a.shape != b.shape
+                or np.max(np.abs(a - b)) > VECTOR_TOLERANCE
+            ):
                 mismatched.append(vid)
     return VectorDrift(
         postgres_count=len(pg_ids),

@@ -43,8 +43,14 @@ def rebuild_collection_from_pgvector(
                     [r["vector_id"] for r in rows],
                     np.stack([r["embedding"].to_numpy() for r in rows]).astype(np.float32),
                     [
-                        vector_metadata(tenant, model_id, r["log_id"], r["chunk_index"],
-                                        r["memory_type"], r["occurred_at"])
+                        vector_metadata(
+                            tenant,
+                            model_id,
+                            r["log_id"],
+                            r["chunk_index"],
+                            r["memory_type"],
+                            r["occurred_at"],
+                        )
                         for r in rows
                     ],
                 )

@@ -1,11 +1,10 @@
 """Tenant-partitioned assets: each partition is one tenant's vectors, in Chroma and pgvector."""
 
-
 from dagster import (
     AssetExecutionContext,
     AssetObservation,
-    Backoff,
     BackfillPolicy,
+    Backoff,
     MaterializeResult,
     MetadataValue,
     RetryPolicy,
@@ -78,8 +77,11 @@ def tenant_memory_vectors(
                     },
                 )
             )
-    metadata: dict[str, object] = {**total.as_dict(), "tenants": len(keys),
-                                   "embedding_model": model.model_id}
+    metadata: dict[str, object] = {
+        **total.as_dict(),
+        "tenants": len(keys),
+        "embedding_model": model.model_id,
+    }
     if len(keys) == 1:
         with db.connection() as conn:
             tenant = q.tenant_of(conn, keys[0])

@@ -36,15 +36,22 @@ def _tenants(context: AssetCheckExecutionContext, postgres: PostgresResource) ->
     partitions_def=tenant_partitions,
     description=f"No memory of the tenant has been pending longer than {STUCK_PENDING_AFTER}.",
 )
-def nothing_stuck_pending(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
-    healths = [tenant_health(postgres.database(), t, STUCK_PENDING_AFTER) for t in _tenants(context, postgres)]
+def nothing_stuck_pending(
+    context: AssetCheckExecutionContext, postgres: PostgresResource
+) -> AssetCheckResult:
+    healths = [
+        tenant_health(postgres.database(), t, STUCK_PENDING_AFTER)
+        for t in _tenants(context, postgres)
+    ]
     return AssetCheckResult(
         passed=all(h.stuck_pending == 0 for h in healths),
         metadata={
             "tenants": len(healths),
             "pending": sum(h.pending for h in healths),
             "stuck_pending": sum(h.stuck_pending for h in healths),
-            "oldest_pending_seconds": max((h.oldest_pending_seconds or 0.0 for h in healths), default=0.0),
+            "oldest_pending_seconds": max(
+                (h.oldest_pending_seconds or 0.0 for h in healths), default=0.0
+            ),
         },
     )
 
@@ -54,8 +61,13 @@ def nothing_stuck_pending(context: AssetCheckExecutionContext, postgres: Postgre
     partitions_def=tenant_partitions,
     description="No memory of the tenant is failed or dead (`memory-pipeline retry` re-queues them).",
 )
-def no_failed_or_dead_memories(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
-    healths = [tenant_health(postgres.database(), t, STUCK_PENDING_AFTER) for t in _tenants(context, postgres)]
+def no_failed_or_dead_memories(
+    context: AssetCheckExecutionContext, postgres: PostgresResource
+) -> AssetCheckResult:
+    healths = [
+        tenant_health(postgres.database(), t, STUCK_PENDING_AFTER)
+        for t in _tenants(context, postgres)
+    ]
     return AssetCheckResult(
         passed=all(h.failed == 0 and h.dead == 0 for h in healths),
         severity=AssetCheckSeverity.WARN,

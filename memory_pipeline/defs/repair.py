@@ -27,7 +27,9 @@ def rebuild_tenant_collection(
         drift = compare_vectors(db, store, tenant, model_id)
         context.log.info(f"tenant {tenant}: rebuilt {written} vectors; in sync: {drift.in_sync}")
         if not drift.in_sync:
-            raise RuntimeError(f"tenant {tenant}: collection still differs from Postgres after repair")
+            raise RuntimeError(
+                f"tenant {tenant}: collection still differs from Postgres after repair"
+            )
 
 
 @job(

@@ -5,7 +5,6 @@ services when nothing is configured — the same rule the CLI and ``MemoryStore.
 Connections and the model are created once per process.
 """
 
-
 import functools
 from typing import Any
 
@@ -52,7 +51,9 @@ class PostgresResource(ConfigurableResource):
 class ChromaResource(ConfigurableResource):
     """The Chroma server holding one collection per tenant."""
 
-    host: str | None = Field(default=None, description="unset: MEMORY_PIPELINE_CHROMA_HOST or the local server")
+    host: str | None = Field(
+        default=None, description="unset: MEMORY_PIPELINE_CHROMA_HOST or the local server"
+    )
     port: int | None = Field(default=None, description="unset: MEMORY_PIPELINE_CHROMA_PORT (8000)")
     token: str | None = Field(default=None, description="unset: MEMORY_PIPELINE_CHROMA_TOKEN")
 
@@ -63,18 +64,26 @@ class ChromaResource(ConfigurableResource):
                 self.host, self.port or settings.chroma_port, self.token or settings.chroma_token
             )
         ep = ensure_services(Settings.from_env())
-        return _vector_store(ep.chroma_host, self.port or ep.chroma_port, self.token or ep.chroma_token)
+        return _vector_store(
+            ep.chroma_host, self.port or ep.chroma_port, self.token or ep.chroma_token
+        )
 
 
 class EmbedderResource(ConfigurableResource):
     """The sentence-transformers model (loaded on first use, once per process)."""
 
-    model_name: str | None = Field(default=None, description="unset: MEMORY_PIPELINE_EMBEDDING_MODEL")
-    batch_size: int | None = Field(default=None, description="unset: MEMORY_PIPELINE_EMBEDDING_BATCH_SIZE")
+    model_name: str | None = Field(
+        default=None, description="unset: MEMORY_PIPELINE_EMBEDDING_MODEL"
+    )
+    batch_size: int | None = Field(
+        default=None, description="unset: MEMORY_PIPELINE_EMBEDDING_BATCH_SIZE"
+    )
     model_source: str | None = Field(
         default=None, description="a local folder or hub name to load instead of model_name"
     )
-    device: str | None = Field(default=None, description="torch device, e.g. 'cuda'; unset: automatic")
+    device: str | None = Field(
+        default=None, description="torch device, e.g. 'cuda'; unset: automatic"
+    )
 
     def model_id(self) -> str:
         """The configured model id, without loading the model."""
@@ -98,7 +107,9 @@ class SearchResource(ConfigurableResource):
     embedder: EmbedderResource
 
     def searcher(self) -> MemorySearch:
-        return MemorySearch(self.postgres.database(), self.chroma.vector_store(), self.embedder.embedder())
+        return MemorySearch(
+            self.postgres.database(), self.chroma.vector_store(), self.embedder.embedder()
+        )
 
     def search_similar_memories(
         self, query: str, user_id: str, project_id: str, limit: int = 10, **options: Any

@@ -8,7 +8,6 @@ fingerprint of each tenant's pending set, so new work always gets a new key, and
 already have a queued or running run are left for the next tick.
 """
 
-
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -67,7 +66,9 @@ def group_into_runs(
     current: list[TenantWork] = []
     rows = 0
     for item in ordered:
-        adjacent = bool(current) and position[item.tenant_key] == position[current[-1].tenant_key] + 1
+        adjacent = (
+            bool(current) and position[item.tenant_key] == position[current[-1].tenant_key] + 1
+        )
         fits = rows + item.rows <= max_rows and len(current) < max_tenants
         if current and adjacent and fits:
             current.append(item)
@@ -112,7 +113,10 @@ def _tenants_in_active_runs(context: SensorEvaluationContext, order: Sequence[st
         tags = run.tags
         if PARTITION_NAME_TAG in tags:
             busy.add(tags[PARTITION_NAME_TAG])
-        start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+        start, end = (
+            tags.get(ASSET_PARTITION_RANGE_START_TAG),
+            tags.get(ASSET_PARTITION_RANGE_END_TAG),
+        )
         if start in position and end in position:
             busy.update(order[position[start] : position[end] + 1])
     return busy
@@ -125,7 +129,9 @@ def _tenants_in_active_runs(context: SensorEvaluationContext, order: Sequence[st
     default_status=DefaultSensorStatus.RUNNING,
     description="Launches tenant runs for pending/failed-due memory rows and deletes (state in Postgres).",
 )
-def pending_rows_sensor(context: SensorEvaluationContext, postgres: PostgresResource) -> SensorResult | SkipReason:
+def pending_rows_sensor(
+    context: SensorEvaluationContext, postgres: PostgresResource
+) -> SensorResult | SkipReason:
     with postgres.database().connection() as conn:
         tenants = q.workable_tenants(conn)
     if not tenants:
@@ -140,8 +146,12 @@ def pending_rows_sensor(context: SensorEvaluationContext, postgres: PostgresReso
         for t in tenants
         if t["tenant_key"] not in busy
     ]
-    groups = group_into_runs(order, work, max_rows=MAX_ROWS_PER_RUN, max_tenants=MAX_TENANTS_PER_RUN)
+    groups = group_into_runs(
+        order, work, max_rows=MAX_ROWS_PER_RUN, max_tenants=MAX_TENANTS_PER_RUN
+    )
     return SensorResult(
         run_requests=[_run_request(g) for g in groups],
-        dynamic_partitions_requests=[tenant_partitions.build_add_request(new_keys)] if new_keys else [],
+        dynamic_partitions_requests=[tenant_partitions.build_add_request(new_keys)]
+        if new_keys
+        else [],
     )

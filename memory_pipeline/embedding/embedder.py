@@ -68,8 +68,9 @@ class Embedder:
     @property
     def dimension(self) -> int:
         """Length of the vectors this model produces."""
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or getattr(
-            self.model, "get_sentence_embedding_dimension"
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
         )
         dim = get_dim()
         if dim is None:

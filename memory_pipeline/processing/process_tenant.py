@@ -20,8 +20,8 @@ from memory_pipeline.embedding import Embedder
 from memory_pipeline.extraction import extract_memory
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.storage.database import Database
-from memory_pipeline.tenancy import Tenant
 from memory_pipeline.storage.tenant_locks import shared_tenant_lock, tenant_lock
+from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, vector_id, vector_metadata
 
 logger = logging.getLogger(__name__)
@@ -132,14 +132,27 @@ def _process_batch(
     for row in rows:
         try:
             if row.raw_bytes > options.max_document_bytes:
-                skipped.append((row.id, f"raw_data is {row.raw_bytes} bytes; the limit is "
-                                f"{options.max_document_bytes}", "other", _occurred_at(row, None)))
+                skipped.append(
+                    (
+                        row.id,
+                        f"raw_data is {row.raw_bytes} bytes; the limit is "
+                        f"{options.max_document_bytes}",
+                        "other",
+                        _occurred_at(row, None),
+                    )
+                )
                 continue
             extracted = extract_memory(row.raw_data)
             occurred = _occurred_at(row, extracted.occurred_at)
             if not extracted.text:
-                skipped.append((row.id, extracted.skip_reason or "no text to embed",
-                                extracted.memory_type, occurred))
+                skipped.append(
+                    (
+                        row.id,
+                        extracted.skip_reason or "no text to embed",
+                        extracted.memory_type,
+                        occurred,
+                    )
+                )
                 continue
             digest = content_hash(extracted.text, model_id)
             if (
@@ -147,14 +160,30 @@ def _process_batch(
                 and row.embedding_model == model_id
                 and row.chunk_count > 0
             ):
-                reused.append(q.EmbeddedRow(
-                    row.id, extracted.text, extracted.truncated, extracted.memory_type, occurred,
-                    digest, [""] * row.chunk_count, np.zeros((row.chunk_count, 0)), reused=True))
+                reused.append(
+                    q.EmbeddedRow(
+                        row.id,
+                        extracted.text,
+                        extracted.truncated,
+                        extracted.memory_type,
+                        occurred,
+                        digest,
+                        [""] * row.chunk_count,
+                        np.zeros((row.chunk_count, 0)),
+                        reused=True,
+                    )
+                )
                 continue
             chunks = embedder.chunk_text(extracted.text)
             to_embed[row.id] = chunks
-            prepared[row.id] = (row, extracted.text, extracted.truncated,
-                                extracted.memory_type, occurred, digest)
+            prepared[row.id] = (
+                row,
+                extracted.text,
+                extracted.truncated,
+                extracted.memory_type,
+                occurred,
+                digest,
+            )
         except Exception as exc:  # extraction promises not to raise; stay safe if it does
             failures.append((row.id, f"extraction failed: {type(exc).__name__}: {exc}"))
 
@@ -168,8 +197,9 @@ def _process_batch(
     for rid, row_vectors in vectors.items():
         row, text, truncated, memory_type, occurred, digest = prepared[rid]
         chunks = to_embed[rid]
-        embedded.append(q.EmbeddedRow(rid, text, truncated, memory_type, occurred, digest,
-                                      chunks, row_vectors))
+        embedded.append(
+            q.EmbeddedRow(rid, text, truncated, memory_type, occurred, digest, chunks, row_vectors)
+        )
         for index in range(len(chunks)):
             ids.append(vector_id(rid, index))
             metadatas.append(vector_metadata(tenant, model_id, rid, index, memory_type, occurred))
@@ -233,13 +263,30 @@ def process_tenant(
 
     counts = ProcessCounts()
     counts.deleted = apply_tombstones(db, store, tenant, [target] if target else [])
-    _run_batches(db, tenant, options, counts, target, embedder, store,
-                 lambda conn, after: q.claim_workable_rows(conn, tenant.key, options.batch_rows, after))
+    _run_batches(
+        db,
+        tenant,
+        options,
+        counts,
+        target,
+        embedder,
+        store,
+        lambda conn, after: q.claim_workable_rows(conn, tenant.key, options.batch_rows, after),
+    )
     if rolling_out:
         before = counts.embedded
-        _run_batches(db, tenant, options, counts, target, embedder, store,
-                     lambda conn, after: q.claim_rows_missing_model(
-                         conn, tenant.key, model_id, options.batch_rows, after))
+        _run_batches(
+            db,
+            tenant,
+            options,
+            counts,
+            target,
+            embedder,
+            store,
+            lambda conn, after: q.claim_rows_missing_model(
+                conn, tenant.key, model_id, options.batch_rows, after
+            ),
+        )
         counts.reembedded = counts.embedded - before
         counts.embedded = before
         counts.switched = int(_switch_when_complete(db, store, tenant, model_id, live_model))

@@ -8,6 +8,7 @@ so no password is written to disk or logs by us. ``dagster dev`` runs in its own
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -106,10 +107,8 @@ def _terminate_group(process: subprocess.Popen[bytes], timeout: float = 30.0) ->
     except subprocess.TimeoutExpired:
         logger.warning("dagster dev did not stop in %.0f s; killing it", timeout)
     # whatever is left of the group (daemon, code server, run workers) goes too
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
@@ -133,9 +132,18 @@ def run_dagster_dev(
         "ANONYMIZED_TELEMETRY": "False",
     }
     command = [
-        sys.executable, "-m", "dagster", "dev",
-        "-m", "memory_pipeline.definitions", "-a", "defs",
-        "--host", host, "--port", str(port),
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "memory_pipeline.definitions",
+        "-a",
+        "defs",
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]
     log_path = settings.home / "dagster-dev.log"
     stop_requested = False
@@ -147,8 +155,13 @@ def run_dagster_dev(
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=str(settings.home),
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(settings.home),
         )
     try:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -162,7 +175,9 @@ def run_dagster_dev(
                     announce(f"Dagster UI: http://{host}:{port}  (logs: {log_path}; Ctrl-C stops)")
                     announced = True
                 elif time.monotonic() > deadline:
-                    raise RuntimeError(f"dagster dev did not answer within {READY_TIMEOUT_SECONDS:.0f} s; see {log_path}")
+                    raise RuntimeError(
+                        f"dagster dev did not answer within {READY_TIMEOUT_SECONDS:.0f} s; see {log_path}"
+                    )
             time.sleep(0.5)
         return 0
     finally:
@@ -171,7 +186,9 @@ def run_dagster_dev(
             signal.signal(sig, handler)
 
 
-def delete_tenant_partition(settings: Settings, endpoints: ServiceEndpoints, tenant_key: str) -> bool:
+def delete_tenant_partition(
+    settings: Settings, endpoints: ServiceEndpoints, tenant_key: str
+) -> bool:
     """Remove a tenant's dynamic partition from the home's Dagster instance, if there is one."""
     home = settings.resolved_dagster_home
     if not (home / "dagster.yaml").exists():

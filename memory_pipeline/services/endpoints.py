@@ -48,16 +48,27 @@ def services_status(settings: Settings) -> dict[str, object]:
         postgres: dict[str, object] = {"mode": "external", "running": None}
     else:
         uri = local_postgres_uri(settings.postgres_data_dir)
-        postgres = {"mode": "embedded", "running": uri is not None, "url": uri,
-                    "data_dir": str(settings.postgres_data_dir)}
+        postgres = {
+            "mode": "embedded",
+            "running": uri is not None,
+            "url": uri,
+            "data_dir": str(settings.postgres_data_dir),
+        }
     if settings.chroma_host is not None:
-        chroma: dict[str, object] = {"mode": "external", "host": settings.chroma_host,
-                                     "port": settings.chroma_port}
+        chroma: dict[str, object] = {
+            "mode": "external",
+            "host": settings.chroma_host,
+            "port": settings.chroma_port,
+        }
     else:
         info = running_local_chroma(settings.chroma_data_dir)
-        chroma = {"mode": "local", "running": info is not None,
-                  "host": info.host if info else None, "port": info.port if info else None,
-                  "data_dir": str(settings.chroma_data_dir)}
+        chroma = {
+            "mode": "local",
+            "running": info is not None,
+            "host": info.host if info else None,
+            "port": info.port if info else None,
+            "data_dir": str(settings.chroma_data_dir),
+        }
     return {"home": str(settings.home), "postgres": postgres, "chroma": chroma}
 
 
@@ -65,7 +76,9 @@ def stop_services(settings: Settings) -> dict[str, bool]:
     """Stop the home's local servers (configured external ones are left alone)."""
     with home_lock(settings.home):
         stopped_pg = (
-            stop_local_postgres(settings.postgres_data_dir) if settings.database_url is None else False
+            stop_local_postgres(settings.postgres_data_dir)
+            if settings.database_url is None
+            else False
         )
         stopped_chroma = (
             stop_local_chroma(settings.chroma_data_dir) if settings.chroma_host is None else False

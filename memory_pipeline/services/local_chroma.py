@@ -115,7 +115,9 @@ def start_local_chroma(data_dir: Path, host: str = "127.0.0.1") -> ChromaServerI
             return info
         time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"Chroma server did not answer within {START_TIMEOUT_SECONDS:.0f} s; see {log_path}")
+    raise RuntimeError(
+        f"Chroma server did not answer within {START_TIMEOUT_SECONDS:.0f} s; see {log_path}"
+    )
 
 
 def stop_local_chroma(data_dir: Path, timeout: float = 15.0) -> bool:

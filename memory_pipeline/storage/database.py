@@ -37,9 +37,13 @@ class Database:
         try:
             self._pool.open(wait=True, timeout=30)
         except psycopg.Error as exc:
-            raise ConnectionError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
+            raise ConnectionError(
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}"
+            ) from exc
         except Exception as exc:  # psycopg_pool.PoolTimeout
-            raise ConnectionError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
+            raise ConnectionError(
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}"
+            ) from exc
 
     @staticmethod
     def _configure(conn: psycopg.Connection) -> None:

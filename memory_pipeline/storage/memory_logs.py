@@ -152,10 +152,13 @@ def write_vectors(
         "DELETE FROM memory_vector WHERE log_id = ANY(%s) AND embedding_model = %s",
         ([r.id for r in fresh], model_id),
     )
-    with conn.cursor() as cur, cur.copy(
-        "COPY memory_vector (log_id, embedding_model, chunk_index, tenant_key, chunk_text, embedding)"
-        " FROM STDIN WITH (FORMAT BINARY)"
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY memory_vector (log_id, embedding_model, chunk_index, tenant_key, chunk_text, embedding)"
+            " FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy,
+    ):
         copy.set_types(["int8", "text", "int4", "text", "text", "vector"])
         for row in fresh:
             for index, (text, vector) in enumerate(zip(row.chunk_texts, row.vectors, strict=True)):

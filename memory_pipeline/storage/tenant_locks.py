@@ -14,7 +14,9 @@ from memory_pipeline.tenancy import Tenant
 def tenant_lock(conn: psycopg.Connection, tenant: Tenant) -> Iterator[None]:
     """Hold the tenant's transaction-level advisory lock for the block (in one transaction)."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"tenant:{tenant.key}",))
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"tenant:{tenant.key}",)
+        )
         yield
 
 
@@ -24,4 +26,6 @@ def shared_tenant_lock(conn: psycopg.Connection, tenant: Tenant) -> None:
     Runs take it shared (they may overlap; row claiming keeps them apart); whole-collection
     steps take it exclusively and so wait for, and block, the runs of that tenant.
     """
-    conn.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", (f"tenant:{tenant.key}",))
+    conn.execute(
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", (f"tenant:{tenant.key}",)
+    )

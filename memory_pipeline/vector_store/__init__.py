@@ -9,4 +9,11 @@ from memory_pipeline.vector_store.chroma import (
     vector_metadata,
 )
 
-__all__ = ["ChromaVectorStore", "VectorHit", "VectorStoreUnavailable", "connect_chroma", "vector_id", "vector_metadata"]
+__all__ = [
+    "ChromaVectorStore",
+    "VectorHit",
+    "VectorStoreUnavailable",
+    "connect_chroma",
+    "vector_id",
+    "vector_metadata",
+]

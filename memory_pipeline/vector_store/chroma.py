@@ -44,7 +44,9 @@ def connect_chroma(host: str, port: int, token: str | None = None) -> Any:
         client = chromadb.HttpClient(host=host, port=port, settings=ChromaSettings(**options))
         client.heartbeat()
     except Exception as exc:
-        raise VectorStoreUnavailable(f"cannot reach the Chroma server at {host}:{port}: {exc}") from exc
+        raise VectorStoreUnavailable(
+            f"cannot reach the Chroma server at {host}:{port}: {exc}"
+        ) from exc
     return client
 
 
@@ -99,7 +101,9 @@ class ChromaVectorStore:
         except (VectorStoreUnavailable, ValueError):
             raise
         except Exception as exc:
-            raise VectorStoreUnavailable(f"Chroma {what} failed for tenant {tenant}: {exc}") from exc
+            raise VectorStoreUnavailable(
+                f"Chroma {what} failed for tenant {tenant}: {exc}"
+            ) from exc
 
     def collection(self, tenant: Tenant, model_id: str, *, name: str | None = None) -> Any:
         """Open (creating if needed) the tenant's collection and check it belongs to it.
@@ -134,7 +138,10 @@ class ChromaVectorStore:
         built (or retired) aside under the model's name; ``None`` if there is none."""
         for name in (tenant.collection_name, self.building_collection_name(tenant, model_id)):
             collection = self.existing_collection(tenant, name=name)
-            if collection is not None and (collection.metadata or {}).get("embedding_model") == model_id:
+            if (
+                collection is not None
+                and (collection.metadata or {}).get("embedding_model") == model_id
+            ):
                 return collection
         return None
 
@@ -144,7 +151,9 @@ class ChromaVectorStore:
         Each rename is atomic and every intermediate state still holds each model's vectors
         under a name :meth:`collection_for_model` finds, so searches never see a gap.
         """
-        building = self.existing_collection(tenant, name=self.building_collection_name(tenant, new_model))
+        building = self.existing_collection(
+            tenant, name=self.building_collection_name(tenant, new_model)
+        )
         if building is None:
             raise ValueError(f"no collection was built for model {new_model!r} (tenant {tenant})")
         live = self.existing_collection(tenant)
@@ -167,7 +176,9 @@ class ChromaVectorStore:
         except NotFoundError:
             return None
         except Exception as exc:
-            raise VectorStoreUnavailable(f"Chroma open collection failed for tenant {tenant}: {exc}") from exc
+            raise VectorStoreUnavailable(
+                f"Chroma open collection failed for tenant {tenant}: {exc}"
+            ) from exc
 
     @staticmethod
     def _verify(collection: Any, tenant: Tenant, model_id: str | None) -> None:
@@ -290,9 +301,7 @@ class ChromaVectorStore:
         ids: set[str] = set()
         offset, page = 0, 5000
         while True:
-            got = self._call(
-                "get", tenant, collection.get, include=[], limit=page, offset=offset
-            )
+            got = self._call("get", tenant, collection.get, include=[], limit=page, offset=offset)
             ids.update(got["ids"])
             if len(got["ids"]) < page:
                 return ids
@@ -322,5 +331,10 @@ class ChromaVectorStore:
         """Delete the tenant's collection; return whether it existed."""
         if self.existing_collection(tenant, name=name) is None:
             return False
-        self._call("delete collection", tenant, self.client.delete_collection, name or tenant.collection_name)
+        self._call(
+            "delete collection",
+            tenant,
+            self.client.delete_collection,
+            name or tenant.collection_name,
+        )
         return True
