@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(PY) -m memory_pipeline_bench
 
 eval: $(STAMP)
-	$(PY) -m memory_pipeline_bench.locomo_eval
+	$(PY) -m memory_pipeline.evaluation.locomo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check memory_pipeline memory_pipeline_tests memory_pipeline_bench
