@@ -25,10 +25,11 @@ from typing import Any, Literal
 import numpy as np
 from psycopg import sql
 
-from memory_pipeline.embedding import Embedder
+from memory_pipeline.embedding import Embedder, load_embedder
 from memory_pipeline.search.filters import validate_where_filter, where_to_sql
 from memory_pipeline.search.result import SearchResult
 from memory_pipeline.storage.database import Database
+from memory_pipeline.storage.memory_logs import model_source_of
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, VectorStoreUnavailable
 
@@ -187,17 +188,24 @@ class MemorySearch:
         where = self._combined_filter(where_filter, memory_types, since, until)
         if not queries:
             return []
-        if not self._tenant_exists(tenant):
+        exists, live_model = self._tenant_live_model(tenant)
+        if not exists:
             return [[] for _ in queries]
+        # The tenant's searches use its live model, which lags the configured one during a
+        # model rollout: vectors of two models are never compared.
+        embedder = self._embedder_for(live_model)
+        model_id = embedder.model_id
 
         n_candidates = max(limit * CANDIDATE_FACTOR, MIN_CANDIDATES)
         # Every mode embeds the queries: results carry their raw cosine similarity, which
         # min_similarity filters on.
-        vectors = self.embedder.embed_batch(queries)
+        vectors = embedder.embed_batch(queries)
         vector_scores: list[dict[int, float]] = [{} for _ in queries]
         keyword_scores: list[dict[int, float]] = [{} for _ in queries]
         if mode in ("vector", "hybrid"):
-            vector_scores = self._vector_candidates(tenant, vectors, n_candidates, where, backend)
+            vector_scores = self._vector_candidates(
+                tenant, model_id, vectors, n_candidates, where, backend
+            )
         if mode in ("keyword", "hybrid"):
             corpus_size = self._corpus_size(tenant)
             keyword_scores = [
@@ -222,7 +230,7 @@ class MemorySearch:
             missing = set(base) - set(vec)
             known = {k: v for k, v in vec.items() if k in base}
             if missing:
-                known.update(self._exact_similarities(tenant, vectors[i], missing))
+                known.update(self._exact_similarities(tenant, model_id, vectors[i], missing))
             similarities.append(known)
 
         ids = {i for scores in base_scores for i in scores}
@@ -269,16 +277,26 @@ class MemorySearch:
             return None
         return parts[0] if len(parts) == 1 else {"$and": parts}
 
-    def _tenant_exists(self, tenant: Tenant) -> bool:
+    def _tenant_live_model(self, tenant: Tenant) -> tuple[bool, str | None]:
+        """Whether the tenant exists, and the model whose vectors serve its searches."""
         with self.db.connection() as conn:
             row = conn.execute(
-                "SELECT 1 FROM memory_tenant WHERE tenant_key = %s", (tenant.key,)
+                "SELECT live_model FROM memory_tenant WHERE tenant_key = %s", (tenant.key,)
             ).fetchone()
-        return row is not None
+        return (row is not None, row["live_model"] if row else None)
+
+    def _embedder_for(self, model_id: str | None) -> Embedder:
+        """The configured embedder, or the one of ``model_id`` loaded from its recorded source."""
+        if model_id is None or model_id == self.embedder.model_id:
+            return self.embedder
+        with self.db.connection() as conn:
+            source = model_source_of(conn, model_id)
+        return load_embedder(model_id, self.embedder.batch_size, source)
 
     def _vector_candidates(
         self,
         tenant: Tenant,
+        model_id: str,
         vectors: np.ndarray,
         n: int,
         where: dict[str, Any] | None,
@@ -292,7 +310,7 @@ class MemorySearch:
                 )
             else:
                 try:
-                    hits = self.store.query(tenant, self.embedder.model_id, vectors, n, where)
+                    hits = self.store.query(tenant, model_id, vectors, n, where)
                 except VectorStoreUnavailable as exc:
                     logger.warning("Chroma unreachable, falling back to pgvector: %s", exc)
                 else:
@@ -301,7 +319,7 @@ class MemorySearch:
                     return [
                         self._best_per_memory((h.log_id, h.similarity) for h in q) for q in hits
                     ]
-        return [self._pgvector_candidates(tenant, v, n, where) for v in vectors]
+        return [self._pgvector_candidates(tenant, model_id, v, n, where) for v in vectors]
 
     @staticmethod
     def _best_per_memory(pairs: Any) -> dict[int, float]:
@@ -312,7 +330,12 @@ class MemorySearch:
         return best
 
     def _pgvector_candidates(
-        self, tenant: Tenant, vector: np.ndarray, n: int, where: dict[str, Any] | None
+        self,
+        tenant: Tenant,
+        model_id: str,
+        vector: np.ndarray,
+        n: int,
+        where: dict[str, Any] | None,
     ) -> dict[int, float]:
         cast = _vector_cast(vector)
         condition = where_to_sql(where) if where else sql.SQL("true")
@@ -323,8 +346,7 @@ class MemorySearch:
                    SELECT v.log_id, 1 - (v.embedding::{cast} <=> %(q)s::{cast}) AS similarity
                    FROM memory_vector v JOIN memory_log m ON m.id = v.log_id
                    WHERE v.embedding_model = %(model)s AND v.tenant_key = %(tenant)s
-                     AND m.tenant_key = %(tenant)s AND m.status = 'embedded'
-                     AND m.embedding_model = %(model)s AND {condition}
+                     AND m.tenant_key = %(tenant)s AND m.status = 'embedded' AND {condition}
                    ORDER BY v.embedding::{cast} <=> %(q)s::{cast}
                    LIMIT %(n)s) AS hits
                ORDER BY similarity DESC"""
@@ -334,12 +356,12 @@ class MemorySearch:
             conn.execute("SET LOCAL hnsw.ef_search = 200")
             rows = conn.execute(
                 statement,
-                {"q": vector, "model": self.embedder.model_id, "tenant": tenant.key, "n": n * 3},
+                {"q": vector, "model": model_id, "tenant": tenant.key, "n": n * 3},
             ).fetchall()
         return self._best_per_memory((r["log_id"], float(r["similarity"])) for r in rows)
 
     def _exact_similarities(
-        self, tenant: Tenant, vector: np.ndarray, log_ids: set[int]
+        self, tenant: Tenant, model_id: str, vector: np.ndarray, log_ids: set[int]
     ) -> dict[int, float]:
         cast = _vector_cast(vector)
         statement = sql.SQL(
@@ -356,7 +378,7 @@ class MemorySearch:
                     "q": vector,
                     "ids": list(log_ids),
                     "tenant": tenant.key,
-                    "model": self.embedder.model_id,
+                    "model": model_id,
                 },
             ).fetchall()
         return {int(r["log_id"]): float(r["similarity"]) for r in rows}
