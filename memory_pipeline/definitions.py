@@ -6,7 +6,7 @@ the daemon's sensor evaluation and every run process import it (DESIGN §7).
 
 from dagster import Definitions, in_process_executor
 
-from memory_pipeline.defs.assets import tenant_memory_vectors
+from memory_pipeline.defs.assets import memory_tenants, tenant_memory_vectors
 from memory_pipeline.defs.checks import tenant_checks
 from memory_pipeline.defs.imports import bulk_import, bulk_import_schedule
 from memory_pipeline.defs.repair import repair_chroma_from_pgvector
@@ -14,7 +14,7 @@ from memory_pipeline.defs.resources import default_resources
 from memory_pipeline.defs.sensors import pending_rows_sensor
 
 defs = Definitions(
-    assets=[tenant_memory_vectors],
+    assets=[tenant_memory_vectors, memory_tenants],
     asset_checks=tenant_checks,
     jobs=[bulk_import, repair_chroma_from_pgvector],
     schedules=[bulk_import_schedule],

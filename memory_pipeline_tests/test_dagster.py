@@ -198,3 +198,32 @@ def test_a_ranged_run_materializes_each_tenant_partition(store, new_tenant, inst
     } == set(ids)
     assert {store.get_memory_log(i)["status"] for i in ids.values()} == {"embedded"}
     assert all(e.passed for e in result.get_asset_check_evaluations())
+
+
+def test_the_tenant_directory_lists_user_and_project_of_each_tenant(
+    store, new_tenant, instance, resources
+):
+    from memory_pipeline.defs.assets import memory_tenants
+
+    tenant = new_tenant("directory")
+    store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "listed"})
+
+    result = materialize(
+        [memory_tenants], instance=instance, resources={"postgres": resources["postgres"]}
+    )
+
+    (mat,) = result.asset_materializations_for_node("memory_tenants")
+    rows = [r.data for r in mat.metadata["tenants"].value.records]
+    mine = [r for r in rows if r["tenant_key"] == tenant.key]
+    assert mine == [
+        {
+            "user_id": tenant.user_id,
+            "project_id": tenant.project_id,
+            "tenant_key": tenant.key,
+            "pending": 1,
+            "embedded": 0,
+            "skipped": 0,
+            "failed": 0,
+            "dead": 0,
+        }
+    ]

@@ -8,6 +8,9 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     RetryPolicy,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     asset,
 )
 
@@ -90,3 +93,42 @@ def tenant_memory_vectors(
             metadata["project_id"] = tenant.project_id
             metadata["collection"] = MetadataValue.text(tenant.collection_name)
     return MaterializeResult(metadata=metadata)  # type: ignore[arg-type]
+
+
+TENANT_TABLE_COLUMNS = (
+    "user_id",
+    "project_id",
+    "tenant_key",
+    "pending",
+    "embedded",
+    "skipped",
+    "failed",
+    "dead",
+)
+
+
+@asset(
+    name="memory_tenants",
+    group_name="memory",
+    kinds={"postgres"},
+    description=(
+        "The tenant directory: each tenant partition's user_id and project_id with its memory "
+        "counts by state (materialize it to refresh the table shown in the UI)."
+    ),
+)
+def memory_tenants(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+    with postgres.database().connection() as conn:
+        tenants = q.status_counts(conn)
+    schema = TableSchema(
+        columns=[
+            TableColumn(name, "string" if name in TENANT_TABLE_COLUMNS[:3] else "int")
+            for name in TENANT_TABLE_COLUMNS
+        ]
+    )
+    records = [TableRecord({k: t[k] for k in TENANT_TABLE_COLUMNS}) for t in tenants]
+    return MaterializeResult(
+        metadata={
+            "tenant_count": len(tenants),
+            "tenants": MetadataValue.table(records, schema=schema),
+        }
+    )
