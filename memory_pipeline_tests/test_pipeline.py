@@ -281,3 +281,26 @@ def test_workable_tenants_lists_pending_rows_and_tombstones(store, new_tenant):
         work = {t["tenant_key"]: t for t in q.workable_tenants(conn)}
     assert work[pending_tenant.key]["rows"] == 1
     assert work[deleted_tenant.key]["tombstones"] == 1
+
+
+def test_a_foreign_vector_planted_in_a_tenants_collection_is_never_returned(store, new_tenant):
+    victim, intruder = new_tenant(), new_tenant()
+    own = store.create_memory_log(
+        victim.user_id, victim.project_id, {"content": "my own memory of the lake"}
+    )
+    foreign = store.create_memory_log(
+        intruder.user_id, intruder.project_id, {"content": "my own memory of the lake"}
+    )
+    store.process_pending(victim.user_id, victim.project_id)
+    query = store.embedder.embed_batch(["memory of the lake"])
+    store.vector_store.upsert_vectors(  # a corrupted collection: another tenant's vector inside
+        victim,
+        store.embedder.model_id,
+        [str(foreign)],
+        query,
+        [{"log_id": foreign, "user_id": intruder.user_id, "project_id": intruder.project_id}],
+    )
+    (hits,) = store.vector_store.query(victim, store.embedder.model_id, query, 10)
+    assert [h.log_id for h in hits] == [own]
+    results = store.search_similar_memories("memory of the lake", victim.user_id, victim.project_id)
+    assert [r.log_id for r in results] == [own]
