@@ -338,22 +338,31 @@ class MemorySearch:
         where: dict[str, Any] | None,
     ) -> dict[int, float]:
         cast = _vector_cast(vector)
-        condition = where_to_sql(where) if where else sql.SQL("true")
+        # Without a filter on memory columns the scan stays on memory_vector (no join per
+        # candidate); row status and filters are applied again when rows are loaded.
+        if where:
+            source = sql.SQL(
+                "memory_vector v JOIN memory_log m ON m.id = v.log_id "
+                "AND m.tenant_key = %(tenant)s AND m.status = 'embedded' AND {}"
+            ).format(where_to_sql(where))
+        else:
+            source = sql.SQL("memory_vector v")
         # Under a tenant filter plain HNSW returns almost nothing; iterative scans keep its
         # recall (DESIGN §7). Vectors are fetched per chunk, so ask for more than n.
         statement = sql.SQL(
             """SELECT log_id, similarity FROM (
                    SELECT v.log_id, 1 - (v.embedding::{cast} <=> %(q)s::{cast}) AS similarity
-                   FROM memory_vector v JOIN memory_log m ON m.id = v.log_id
+                   FROM {source}
                    WHERE v.embedding_model = %(model)s AND v.tenant_key = %(tenant)s
-                     AND m.tenant_key = %(tenant)s AND m.status = 'embedded' AND {condition}
                    ORDER BY v.embedding::{cast} <=> %(q)s::{cast}
                    LIMIT %(n)s) AS hits
                ORDER BY similarity DESC"""
-        ).format(cast=cast, condition=condition)
+        ).format(cast=cast, source=source)
         with self.db.connection() as conn, conn.transaction():
-            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            conn.execute("SET LOCAL hnsw.ef_search = 200")
+            conn.execute(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.ef_search', '200', true)"
+            )
             rows = conn.execute(
                 statement,
                 {"q": vector, "model": model_id, "tenant": tenant.key, "n": n * 3},
