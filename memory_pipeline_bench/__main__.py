@@ -1,0 +1,155 @@
+"""``python -m memory_pipeline_bench`` (``make bench``): throughput, search latency and scale.
+
+Runs the benchmarks named by ``--only`` (default: all three), each in its own sub-home of the
+bench home (``MEMORY_PIPELINE_HOME``, default ``.memory_pipeline/bench``), prints progress on
+stderr and a summary table on stdout, and writes every figure to ``<bench home>/results.json``.
+Exit status 0 when every benchmark ran (targets met or not), 1 when one failed to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from memory_pipeline_bench.homes import bench_home
+from memory_pipeline_bench.results import SectionResult, format_table, progress, write_json
+
+SECTIONS = ("pipeline", "search", "scale")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m memory_pipeline_bench",
+        description="Benchmarks of memory_pipeline: pipeline throughput (A), search latency (B), "
+        "1,000 tenants under `memory-pipeline up` (C).",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help="comma-separated benchmarks to run: pipeline,search,scale",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="synthetic corpus seed")
+    a = parser.add_argument_group("pipeline (A)")
+    a.add_argument("--rows", type=int, default=5000, help="work logs in the throughput tenant")
+    a.add_argument("--per-row-sample", type=int, default=300, help="rows for the per-row path")
+    a.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds of raw / pipeline / per-row"
+    )
+    a.add_argument(
+        "--batch-rows",
+        type=int,
+        default=None,
+        help="override ProcessOptions.batch_rows for the pipeline run",
+    )
+    b = parser.add_argument_group("search (B)")
+    b.add_argument("--search-rows", type=int, default=100_000, help="memories in the big tenant")
+    b.add_argument(
+        "--search-unique-texts",
+        type=int,
+        default=2000,
+        help="distinct texts embedded for real; other rows reuse them with noise",
+    )
+    b.add_argument("--search-tenants", type=int, default=1000, help="small tenants")
+    b.add_argument("--search-tenant-rows", type=int, default=10, help="memories per small tenant")
+    b.add_argument("--queries", type=int, default=200, help="timed queries per mode")
+    c = parser.add_argument_group("scale (C)")
+    c.add_argument("--scale-rows", type=int, default=10_000, help="rows inserted at once")
+    c.add_argument("--scale-tenants", type=int, default=1000, help="tenants they spread over")
+    c.add_argument(
+        "--latency-rows",
+        type=int,
+        default=20,
+        help="rows inserted one at a time for new-row-to-searchable latency",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SECTIONS]
+    if unknown:
+        print(
+            f"error: unknown benchmark(s) {', '.join(unknown)}; use {','.join(SECTIONS)}",
+            file=sys.stderr,
+        )
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    base = bench_home()
+    started = datetime.now(UTC)
+    progress(f"bench home {base}; running {', '.join(wanted)}")
+
+    runners: dict[str, Callable[[], SectionResult]] = {}
+    if "pipeline" in wanted:
+        from memory_pipeline_bench import pipeline_throughput
+
+        runners["pipeline"] = lambda: pipeline_throughput.run(
+            base,
+            rows=args.rows,
+            per_row_sample=args.per_row_sample,
+            seed=args.seed,
+            rounds=args.rounds,
+            batch_rows=args.batch_rows,
+        )
+    if "search" in wanted:
+        from memory_pipeline_bench import search_latency
+
+        runners["search"] = lambda: search_latency.run(
+            base,
+            rows=args.search_rows,
+            unique_texts=args.search_unique_texts,
+            tenants=args.search_tenants,
+            tenant_rows=args.search_tenant_rows,
+            queries=args.queries,
+            seed=args.seed,
+        )
+    if "scale" in wanted:
+        from memory_pipeline_bench import scale
+
+        runners["scale"] = lambda: scale.run(
+            base,
+            rows=args.scale_rows,
+            tenants=args.scale_tenants,
+            latency_rows=args.latency_rows,
+            seed=args.seed,
+        )
+
+    results: list[SectionResult] = []
+    for name in SECTIONS:
+        if name not in runners:
+            continue
+        begin = time.monotonic()
+        try:
+            result = runners[name]()
+        except Exception as exc:
+            traceback.print_exc()
+            result = SectionResult(name, error=f"{type(exc).__name__}: {exc}")
+        result.seconds = time.monotonic() - begin
+        progress(f"{name}: done in {result.seconds:.0f} s")
+        results.append(result)
+
+    run_info = {
+        "started": started.isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
+        "argv": list(argv if argv is not None else sys.argv[1:]),
+        "options": vars(args),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
+    }
+    out = base / "results.json"
+    write_json(out, results, run_info)
+    print()
+    print(format_table(results))
+    print(f"\n(all figures: {out})")
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
