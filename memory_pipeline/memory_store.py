@@ -10,7 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from memory_pipeline.embedding import Embedder, load_embedder
-from memory_pipeline.processing import ProcessCounts, ProcessOptions, process_tenant
+from memory_pipeline.processing import (
+    ProcessCounts,
+    ProcessOptions,
+    process_tenant,
+    process_tenants,
+)
 from memory_pipeline.search import MemorySearch, SearchResult
 from memory_pipeline.services import ServiceEndpoints, ensure_services
 from memory_pipeline.settings import Settings
@@ -238,8 +243,19 @@ class MemoryStore:
             raise ValueError("give both user_id and project_id, or neither")
         tenants = [Tenant(user_id, project_id)] if user_id is not None else self.tenants_with_work()  # type: ignore[arg-type]
         total = ProcessCounts()
-        for tenant in tenants:
-            total.add(self.process_tenant(tenant, options))
+        if len(tenants) == 1:
+            total.add(self.process_tenant(tenants[0], options))
+        elif tenants:
+            self.ensure_model_index()
+            per_tenant = process_tenants(
+                self.db,
+                self.vector_store,
+                self.embedder,
+                tenants,
+                options or self.process_options(),
+            )
+            for counts in per_tenant.values():
+                total.add(counts)
         return total.as_dict()
 
     def wait_until_embedded(self, ids: Iterable[int], timeout: float = 60.0) -> dict[int, str]:

@@ -304,3 +304,37 @@ def test_a_foreign_vector_planted_in_a_tenants_collection_is_never_returned(stor
     assert [h.log_id for h in hits] == [own]
     results = store.search_similar_memories("memory of the lake", victim.user_id, victim.project_id)
     assert [r.log_id for r in results] == [own]
+
+
+def test_many_tenants_processed_together_keep_their_vectors_apart(store, new_tenant):
+    from memory_pipeline.processing import process_tenants
+
+    tenants = [new_tenant("many") for _ in range(5)]
+    ids = {
+        t.key: [
+            store.create_memory_log(t.user_id, t.project_id, {"content": f"{t.user_id} memory {i}"})
+            for i in range(3)
+        ]
+        for t in tenants
+    }
+    gone = ids[tenants[0].key][0]
+    store.process_pending(tenants[0].user_id, tenants[0].project_id)
+    store.delete_memory_log(gone)
+    bad = store.create_memory_log(tenants[1].user_id, tenants[1].project_id, {"nothing": None})
+
+    counts = process_tenants(
+        store.db, store.vector_store, store.embedder, tenants, store.process_options(batch_rows=4)
+    )
+
+    assert counts[tenants[0].key].deleted == 1
+    assert counts[tenants[1].key].skipped == 1 and store.get_memory_log(bad)["status"] == "skipped"
+    assert sum(c.embedded for c in counts.values()) == 12
+    for t in tenants:
+        expected = {str(i) for i in ids[t.key] if i != gone}
+        assert store.vector_store.vector_ids(t) == expected
+        with store.db.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT tenant_key FROM memory_vector WHERE log_id = ANY(%s)",
+                (ids[t.key],),
+            ).fetchall()
+        assert {r["tenant_key"] for r in rows} == {t.key}

@@ -16,7 +16,12 @@ from dagster import (
 
 from memory_pipeline.defs.partitions import tenant_partitions
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
-from memory_pipeline.processing import ProcessCounts, ProcessOptions, process_tenant
+from memory_pipeline.processing import (
+    ProcessCounts,
+    ProcessOptions,
+    process_tenant,
+    process_tenants,
+)
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.storage.vector_indexes import ensure_model_index
@@ -56,15 +61,19 @@ def tenant_memory_vectors(
         retry_backoff_seconds=settings.retry_backoff_seconds,
         max_document_bytes=settings.max_document_bytes,
     )
-    total = ProcessCounts()
     keys = context.partition_keys
-    for key in keys:
-        with db.connection() as conn:
-            tenant = q.tenant_of(conn, key)
-        if tenant is None:
-            context.log.warning(f"tenant partition {key} has no memories (purged?); nothing to do")
-            continue
-        counts = process_tenant(db, store, model, tenant, options)
+    with db.connection() as conn:
+        found = {key: q.tenant_of(conn, key) for key in keys}
+    tenants = [t for t in found.values() if t is not None]
+    for key in (k for k, t in found.items() if t is None):
+        context.log.warning(f"tenant partition {key} has no memories (purged?); nothing to do")
+    if len(tenants) == 1:
+        per_tenant = {tenants[0].key: process_tenant(db, store, model, tenants[0], options)}
+    else:  # small tenants share encode calls; each keeps its own collection and lineage
+        per_tenant = process_tenants(db, store, model, tenants, options)
+    total = ProcessCounts()
+    for tenant in tenants:
+        counts = per_tenant[tenant.key]
         total.add(counts)
         context.log.info(f"tenant {tenant}: {counts.as_dict()}")
         if len(keys) > 1:
@@ -72,7 +81,7 @@ def tenant_memory_vectors(
             context.log_event(
                 AssetObservation(
                     asset_key=context.asset_key,
-                    partition=key,
+                    partition=tenant.key,
                     metadata={
                         "user_id": tenant.user_id,
                         "project_id": tenant.project_id,
@@ -85,9 +94,8 @@ def tenant_memory_vectors(
         "tenants": len(keys),
         "embedding_model": model.model_id,
     }
-    if len(keys) == 1:
-        with db.connection() as conn:
-            tenant = q.tenant_of(conn, keys[0])
+    if len(keys) == 1 and tenants:
+        tenant = tenants[0]
         if tenant is not None:
             metadata["user_id"] = tenant.user_id
             metadata["project_id"] = tenant.project_id

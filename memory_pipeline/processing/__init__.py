@@ -5,6 +5,13 @@ from memory_pipeline.processing.process_tenant import (
     ProcessOptions,
     apply_tombstones,
     process_tenant,
+    process_tenants,
 )
 
-__all__ = ["ProcessCounts", "ProcessOptions", "apply_tombstones", "process_tenant"]
+__all__ = [
+    "ProcessCounts",
+    "ProcessOptions",
+    "apply_tombstones",
+    "process_tenant",
+    "process_tenants",
+]

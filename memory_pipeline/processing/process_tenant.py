@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -115,44 +115,37 @@ def _embed_isolating_failures(
 def _process_batch(
     conn: object,
     rows: Sequence[q.ClaimedRow],
-    tenant: Tenant,
+    tenants: Mapping[str, Tenant],
     embedder: Embedder,
     store: ChromaVectorStore,
     options: ProcessOptions,
     collection_name: str | None = None,
-) -> ProcessCounts:
+) -> dict[str, ProcessCounts]:
+    """Process claimed rows of one or more tenants; their texts are embedded in one call.
+
+    Returns the counts per tenant key. ``collection_name`` (a model rollout) needs one tenant.
+    """
     model_id = embedder.model_id
-    counts = ProcessCounts()
     skipped: list[tuple[int, str, str, datetime]] = []
     failures: list[tuple[int, str]] = []
     to_embed: dict[int, list[str]] = {}
     prepared: dict[int, tuple[q.ClaimedRow, str, bool, str, datetime, str]] = {}
     reused: list[q.EmbeddedRow] = []
+    tenant_of_row = {row.id: row.tenant_key for row in rows}
 
     for row in rows:
         try:
             if row.raw_bytes > options.max_document_bytes:
-                skipped.append(
-                    (
-                        row.id,
-                        f"raw_data is {row.raw_bytes} bytes; the limit is "
-                        f"{options.max_document_bytes}",
-                        "other",
-                        _occurred_at(row, None),
-                    )
+                reason = (
+                    f"raw_data is {row.raw_bytes} bytes; the limit is {options.max_document_bytes}"
                 )
+                skipped.append((row.id, reason, "other", _occurred_at(row, None)))
                 continue
             extracted = extract_memory(row.raw_data)
             occurred = _occurred_at(row, extracted.occurred_at)
             if not extracted.text:
-                skipped.append(
-                    (
-                        row.id,
-                        extracted.skip_reason or "no text to embed",
-                        extracted.memory_type,
-                        occurred,
-                    )
-                )
+                reason = extracted.skip_reason or "no text to embed"
+                skipped.append((row.id, reason, extracted.memory_type, occurred))
                 continue
             digest = content_hash(extracted.text, model_id)
             if (
@@ -174,8 +167,7 @@ def _process_batch(
                     )
                 )
                 continue
-            chunks = embedder.chunk_text(extracted.text)
-            to_embed[row.id] = chunks
+            to_embed[row.id] = embedder.chunk_text(extracted.text)
             prepared[row.id] = (
                 row,
                 extracted.text,
@@ -191,52 +183,69 @@ def _process_batch(
     failures.extend(embed_errors.items())
 
     embedded: list[q.EmbeddedRow] = []
-    ids: list[str] = []
-    metadatas: list[dict[str, str | int | float]] = []
-    stale_ids: list[str] = []
+    # per tenant: vector ids, vectors and metadata to upsert; vector ids to delete
+    upserts: dict[str, tuple[list[str], list[np.ndarray], list[dict[str, str | int | float]]]] = {}
+    stale: dict[str, list[str]] = {}
     for rid, row_vectors in vectors.items():
         row, text, truncated, memory_type, occurred, digest = prepared[rid]
+        tenant = tenants[row.tenant_key]
         chunks = to_embed[rid]
         embedded.append(
             q.EmbeddedRow(rid, text, truncated, memory_type, occurred, digest, chunks, row_vectors)
         )
+        ids, vecs, metas = upserts.setdefault(row.tenant_key, ([], [], []))
         for index in range(len(chunks)):
             ids.append(vector_id(rid, index))
-            metadatas.append(vector_metadata(tenant, model_id, rid, index, memory_type, occurred))
+            metas.append(vector_metadata(tenant, model_id, rid, index, memory_type, occurred))
+        vecs.append(row_vectors)
         # a re-embedded memory with fewer chunks than before: its extra old vectors go
-        stale_ids.extend(vector_id(rid, n) for n in range(len(chunks), row.chunk_count))
+        stale.setdefault(row.tenant_key, []).extend(
+            vector_id(rid, n) for n in range(len(chunks), row.chunk_count)
+        )
 
     # Skipped rows that had vectors before (their text went away) leave Chroma too.
     had_vectors = {r.id: r.chunk_count for r in rows if r.chunk_count > 0}
     for rid, *_ in skipped:
-        stale_ids.extend(vector_id(rid, n) for n in range(had_vectors.get(rid, 0)))
-
-    if ids:
-        all_vectors = np.concatenate([e.vectors for e in embedded])
-        store.upsert_vectors(
-            tenant, model_id, ids, all_vectors, metadatas, collection_name=collection_name
+        stale.setdefault(tenant_of_row[rid], []).extend(
+            vector_id(rid, n) for n in range(had_vectors.get(rid, 0))
         )
-    if stale_ids:
-        store.delete_vectors(tenant, stale_ids, collection_name=collection_name)
+
+    for key, (ids, vecs, metas) in upserts.items():
+        store.upsert_vectors(
+            tenants[key],
+            model_id,
+            ids,
+            np.concatenate(vecs),
+            metas,
+            collection_name=collection_name,
+        )
+    for key, stale_ids in stale.items():
+        if stale_ids:
+            store.delete_vectors(tenants[key], stale_ids, collection_name=collection_name)
     if options.after_vector_upsert is not None:
         options.after_vector_upsert([e.id for e in embedded])
 
-    q.write_vectors(conn, tenant.key, model_id, embedded)  # type: ignore[arg-type]
+    q.write_vectors(conn, tenant_of_row, model_id, embedded)  # type: ignore[arg-type]
     q.mark_embedded(conn, model_id, [*embedded, *reused])  # type: ignore[arg-type]
     q.mark_skipped(conn, skipped)  # type: ignore[arg-type]
-    outcome = q.mark_failed(
+    failed_states = q.mark_failed(
         conn,  # type: ignore[arg-type]
         failures,
         max_attempts=options.max_attempts,
         backoff_seconds=options.retry_backoff_seconds,
     )
-    counts.embedded = len(embedded) + len(reused)
-    counts.unchanged = len(reused)
-    counts.skipped = len(skipped)
-    counts.failed = outcome["failed"]
-    counts.dead = outcome["dead"]
+    counts = {key: ProcessCounts() for key in {row.tenant_key for row in rows}}
+    for e in embedded:
+        counts[tenant_of_row[e.id]].embedded += 1
+    for e in reused:
+        counts[tenant_of_row[e.id]].embedded += 1
+        counts[tenant_of_row[e.id]].unchanged += 1
+    for rid, *_ in skipped:
+        counts[tenant_of_row[rid]].skipped += 1
+    for rid, state in failed_states.items():
+        setattr(counts[tenant_of_row[rid]], state, getattr(counts[tenant_of_row[rid]], state) + 1)
     for rid, error in failures:
-        logger.warning("memory %s of tenant %s failed: %s", rid, tenant, error)
+        logger.warning("memory %s of tenant %s failed: %s", rid, tenants[tenant_of_row[rid]], error)
     return counts
 
 
@@ -311,7 +320,9 @@ def _run_batches(
             if not rows:
                 return
             last_id = rows[-1].id
-            batch = _process_batch(conn, rows, tenant, embedder, store, options, collection_name)
+            batch = _process_batch(
+                conn, rows, {tenant.key: tenant}, embedder, store, options, collection_name
+            ).get(tenant.key, ProcessCounts())
             if batch.embedded and collection_name is None:
                 conn.execute(
                     "UPDATE memory_tenant SET live_model = %s "
@@ -339,3 +350,54 @@ def _switch_when_complete(
         store.drop_collection(tenant, name=store.building_collection_name(tenant, old_model))
     logger.info("tenant %s now searches with model %s", tenant, model_id)
     return True
+
+
+def process_tenants(
+    db: Database,
+    store: ChromaVectorStore,
+    embedder: Embedder,
+    tenants: Sequence[Tenant],
+    options: ProcessOptions | None = None,
+) -> dict[str, ProcessCounts]:
+    """Process many tenants in one go; returns counts per tenant key.
+
+    Rows of different tenants are claimed and embedded together, so a thousand small tenants
+    cost a few large encode calls, not a thousand small ones. Each tenant's vectors still go to
+    its own collection. Tenants in a model rollout take the per-tenant path.
+    """
+    options = options or ProcessOptions()
+    results = {t.key: ProcessCounts() for t in tenants}
+    together: dict[str, Tenant] = {}
+    with db.connection() as conn:
+        live = {t.key: q.live_model_of(conn, t.key) for t in tenants}
+    for tenant in tenants:
+        if live[tenant.key] not in (None, embedder.model_id):
+            results[tenant.key] = process_tenant(db, store, embedder, tenant, options)
+        else:
+            results[tenant.key].deleted = apply_tombstones(db, store, tenant)
+            together[tenant.key] = tenant
+    last_id = 0
+    while together:
+        with db.connection() as conn, conn.transaction():
+            conn.execute(  # shared: repair, purge and model switches take them exclusively
+                "SELECT pg_advisory_xact_lock_shared(hashtextextended('tenant:' || k, 0)) "
+                "FROM unnest(%s::text[]) AS k",
+                (sorted(together),),
+            )
+            rows = q.claim_workable_rows_of_tenants(
+                conn, list(together), options.batch_rows, last_id
+            )
+            if not rows:
+                break
+            last_id = rows[-1].id
+            batch = _process_batch(conn, rows, together, embedder, store, options)
+            done = [key for key, c in batch.items() if c.embedded]
+            if done:
+                conn.execute(
+                    "UPDATE memory_tenant SET live_model = %s "
+                    "WHERE tenant_key = ANY(%s) AND live_model IS NULL",
+                    (embedder.model_id, done),
+                )
+            for key, c in batch.items():
+                results[key].add(c)
+    return results

@@ -6,7 +6,7 @@ Every function takes an open psycopg connection; the caller owns the transaction
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,6 +92,7 @@ class ClaimedRow:
     """A row locked by this transaction for processing."""
 
     id: int
+    tenant_key: str
     raw_data: Any
     raw_bytes: int
     created_at: datetime
@@ -113,7 +114,7 @@ def claim_workable_rows(
     runs never share a row; ``after_id`` keeps one run from taking a row twice.
     """
     rows = conn.execute(
-        f"""SELECT id, raw_data, octet_length(raw_data::text) AS raw_bytes, created_at,
+        f"""SELECT id, tenant_key, raw_data, octet_length(raw_data::text) AS raw_bytes, created_at,
                    occurred_at, occurred_at_explicit, attempts, content_hash, embedding_model,
                    chunk_count, status
             FROM memory_log
@@ -122,6 +123,24 @@ def claim_workable_rows(
             LIMIT %s
             FOR UPDATE SKIP LOCKED""",
         (tenant_key, after_id, limit),
+    ).fetchall()
+    return [ClaimedRow(**row) for row in rows]
+
+
+def claim_workable_rows_of_tenants(
+    conn: psycopg.Connection, tenant_keys: Sequence[str], limit: int, after_id: int = 0
+) -> list[ClaimedRow]:
+    """Like :func:`claim_workable_rows`, across several tenants (small tenants batched together)."""
+    rows = conn.execute(
+        f"""SELECT id, tenant_key, raw_data, octet_length(raw_data::text) AS raw_bytes,
+                   created_at, occurred_at, occurred_at_explicit, attempts, content_hash,
+                   embedding_model, chunk_count, status
+            FROM memory_log
+            WHERE tenant_key = ANY(%s) AND {WORKABLE} AND id > %s
+            ORDER BY id
+            LIMIT %s
+            FOR UPDATE SKIP LOCKED""",
+        (list(tenant_keys), after_id, limit),
     ).fetchall()
     return [ClaimedRow(**row) for row in rows]
 
@@ -142,9 +161,15 @@ class EmbeddedRow:
 
 
 def write_vectors(
-    conn: psycopg.Connection, tenant_key: str, model_id: str, rows: Sequence[EmbeddedRow]
+    conn: psycopg.Connection,
+    tenant_key: str | Mapping[int, str],
+    model_id: str,
+    rows: Sequence[EmbeddedRow],
 ) -> None:
-    """Replace the rows' vectors of ``model_id`` in memory_vector (binary COPY)."""
+    """Replace the rows' vectors of ``model_id`` in memory_vector (binary COPY).
+
+    ``tenant_key`` is the rows' tenant, or a mapping from row id to tenant key.
+    """
     fresh = [r for r in rows if not r.reused]
     if not fresh:
         return
@@ -161,8 +186,9 @@ def write_vectors(
     ):
         copy.set_types(["int8", "text", "int4", "text", "text", "vector"])
         for row in fresh:
+            key = tenant_key if isinstance(tenant_key, str) else tenant_key[row.id]
             for index, (text, vector) in enumerate(zip(row.chunk_texts, row.vectors, strict=True)):
-                copy.write_row((row.id, model_id, index, tenant_key, text, vector))
+                copy.write_row((row.id, model_id, index, key, text, vector))
 
 
 def mark_embedded(conn: psycopg.Connection, model_id: str, rows: Sequence[EmbeddedRow]) -> None:
@@ -226,13 +252,13 @@ def mark_failed(
     *,
     max_attempts: int,
     backoff_seconds: float,
-) -> dict[str, int]:
+) -> dict[int, str]:
     """Count an attempt for each ``(id, error)``: ``failed`` with backoff, or ``dead`` when spent.
 
-    Returns how many became ``failed`` and ``dead``.
+    Returns the new status of each row id.
     """
     if not failures:
-        return {"failed": 0, "dead": 0}
+        return {}
     rows = conn.execute(
         """UPDATE memory_log AS m
            SET attempts = m.attempts + 1,
@@ -242,7 +268,7 @@ def mark_failed(
                     ELSE now() + make_interval(secs => %s * power(2, m.attempts)) END
            FROM unnest(%s::bigint[], %s::text[]) AS u(id, error)
            WHERE m.id = u.id
-           RETURNING m.status""",
+           RETURNING m.id, m.status""",
         (
             max_attempts,
             max_attempts,
@@ -251,8 +277,7 @@ def mark_failed(
             [f[1][:2000] for f in failures],
         ),
     ).fetchall()
-    dead = sum(1 for r in rows if r["status"] == "dead")
-    return {"failed": len(rows) - dead, "dead": dead}
+    return {int(r["id"]): r["status"] for r in rows}
 
 
 def take_tombstones(conn: psycopg.Connection, tenant_key: str) -> list[int]:
@@ -358,7 +383,7 @@ def claim_rows_missing_model(
 ) -> list[ClaimedRow]:
     """Lock embedded rows of a tenant that have no vectors of ``model_id`` yet (a model rollout)."""
     rows = conn.execute(
-        """SELECT id, raw_data, octet_length(raw_data::text) AS raw_bytes, created_at,
+        """SELECT id, tenant_key, raw_data, octet_length(raw_data::text) AS raw_bytes, created_at,
                   occurred_at, occurred_at_explicit, attempts, content_hash, embedding_model,
                   chunk_count, status
            FROM memory_log m
