@@ -128,7 +128,7 @@ def _stage_breakdown(
     """Mean milliseconds per stage of a default-mode search (timers around MemorySearch)."""
     timer = StageTimer()
     stages = (
-        (MemorySearch, "_tenant_exists", "tenant check (SQL)"),
+        (MemorySearch, "_tenant_live_model", "tenant check (SQL)"),
         (MemorySearch, "_vector_candidates", "vector candidates (Chroma)"),
         (MemorySearch, "_keyword_candidates", "keyword candidates (SQL)"),
         (MemorySearch, "_exact_similarities", "exact similarities (SQL)"),
