@@ -95,3 +95,25 @@ def new_tenant() -> Callable[..., Tenant]:
         return Tenant(f"{prefix}-{suffix}", project or f"project-{suffix}")
 
     return make
+
+
+@pytest.fixture
+def instance():
+    """An ephemeral Dagster instance (in-memory run and partition storage)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+@pytest.fixture
+def resources(database_url, endpoints, embedder, test_home, monkeypatch) -> dict[str, object]:
+    """The real Dagster resources of the test home (settings read from its environment)."""
+    from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
+
+    monkeypatch.setenv("MEMORY_PIPELINE_HOME", str(test_home))
+    return {
+        "postgres": PostgresResource(database_url=database_url),
+        "chroma": ChromaResource(host=endpoints.chroma_host, port=endpoints.chroma_port),
+        "embedder": EmbedderResource(model_name=embedder.model_id),
+    }

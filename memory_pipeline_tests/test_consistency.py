@@ -1,31 +1,13 @@
 """Asset checks and repair against the real stores (issues 3 and 5)."""
 
 import numpy as np
-import pytest
-from dagster import DagsterInstance, materialize
+from dagster import materialize
 
 from memory_pipeline.consistency import compare_vectors
 from memory_pipeline.defs.assets import tenant_memory_vectors
 from memory_pipeline.defs.checks import tenant_checks
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
 from memory_pipeline.defs.repair import repair_chroma_from_pgvector
-from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as inst:
-        yield inst
-
-
-@pytest.fixture
-def resources(database_url, endpoints, embedder, test_home, monkeypatch):
-    monkeypatch.setenv("MEMORY_PIPELINE_HOME", str(test_home))
-    return {
-        "postgres": PostgresResource(database_url=database_url),
-        "chroma": ChromaResource(host=endpoints.chroma_host, port=endpoints.chroma_port),
-        "embedder": EmbedderResource(model_name=embedder.model_id),
-    }
 
 
 def _checks(result) -> dict[str, bool]:

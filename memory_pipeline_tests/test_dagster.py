@@ -1,8 +1,7 @@
 """The Dagster layer with the real resources: definitions, sensor, partitioned materializations."""
 
 import psycopg
-import pytest
-from dagster import DagsterInstance, RunRequest, SensorResult, build_sensor_context, materialize
+from dagster import RunRequest, SensorResult, build_sensor_context, materialize
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -11,24 +10,7 @@ from dagster._core.storage.tags import (
 from memory_pipeline.defs.assets import tenant_memory_vectors
 from memory_pipeline.defs.checks import tenant_checks
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
-from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 from memory_pipeline.defs.sensors import TenantWork, group_into_runs, pending_rows_sensor
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as inst:
-        yield inst
-
-
-@pytest.fixture
-def resources(database_url, endpoints, embedder, test_home, monkeypatch):
-    monkeypatch.setenv("MEMORY_PIPELINE_HOME", str(test_home))
-    return {
-        "postgres": PostgresResource(database_url=database_url),
-        "chroma": ChromaResource(host=endpoints.chroma_host, port=endpoints.chroma_port),
-        "embedder": EmbedderResource(model_name=embedder.model_id),
-    }
 
 
 def _evaluate_sensor(instance, resources) -> tuple[list[RunRequest], list[str]]:
