@@ -50,12 +50,15 @@ def token_chroma(tmp_path_factory):
     )
     deadline = time.monotonic() + 90
     while not heartbeat_ok("127.0.0.1", port):
-        if proc.poll() is not None or time.monotonic() > deadline:
+        log_tail = Path(data / "server.log").read_text()[-2000:]
+        if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(
-                f"Chroma server did not start: {Path(data / 'server.log').read_text()[-2000:]}"
-            )
-        time.sleep(0.3)
+            pytest.fail(f"Chroma server did not start: {log_tail}")
+        try:  # wait on the process itself: an early exit ends the wait at once
+            proc.wait(timeout=0.3)
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f"Chroma server exited: {log_tail}")
     yield port
     proc.terminate()
     proc.wait(timeout=30)

@@ -324,11 +324,7 @@ def _run_batches(
                 conn, rows, {tenant.key: tenant}, embedder, store, options, collection_name
             ).get(tenant.key, ProcessCounts())
             if batch.embedded and collection_name is None:
-                conn.execute(
-                    "UPDATE memory_tenant SET live_model = %s "
-                    "WHERE tenant_key = %s AND live_model IS NULL",
-                    (embedder.model_id, tenant.key),
-                )
+                q.adopt_live_model(conn, [tenant.key], embedder.model_id)
             counts.add(batch)
 
 
@@ -393,11 +389,7 @@ def process_tenants(
             batch = _process_batch(conn, rows, together, embedder, store, options)
             done = [key for key, c in batch.items() if c.embedded]
             if done:
-                conn.execute(
-                    "UPDATE memory_tenant SET live_model = %s "
-                    "WHERE tenant_key = ANY(%s) AND live_model IS NULL",
-                    (embedder.model_id, done),
-                )
+                q.adopt_live_model(conn, done, embedder.model_id)
             for key, c in batch.items():
                 results[key].add(c)
     return results

@@ -425,6 +425,14 @@ def set_live_model(conn: psycopg.Connection, tenant_key: str, model_id: str) -> 
     )
 
 
+def adopt_live_model(conn: psycopg.Connection, tenant_keys: Sequence[str], model_id: str) -> None:
+    """Make ``model_id`` the live model of the tenants that have none yet (their first vectors)."""
+    conn.execute(
+        "UPDATE memory_tenant SET live_model = %s WHERE tenant_key = ANY(%s) AND live_model IS NULL",
+        (model_id, list(tenant_keys)),
+    )
+
+
 def drop_model_vectors(conn: psycopg.Connection, tenant_key: str, model_id: str) -> int:
     """Delete the tenant's vectors of a retired model from memory_vector."""
     return conn.execute(
