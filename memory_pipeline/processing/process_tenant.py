@@ -21,6 +21,7 @@ from memory_pipeline.extraction import extract_memory
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.tenant_locks import shared_tenant_lock, tenant_lock
+from memory_pipeline.storage.term_stats import compact_term_stats, refresh_keyword_index
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, vector_id, vector_metadata
 
@@ -299,6 +300,8 @@ def process_tenant(
         counts.reembedded = counts.embedded - before
         counts.embedded = before
         counts.switched = int(_switch_when_complete(db, store, tenant, model_id, live_model))
+    with db.connection() as conn:
+        refresh_keyword_index(conn, [tenant.key])
     return counts
 
 
@@ -326,6 +329,8 @@ def _run_batches(
             if batch.embedded and collection_name is None:
                 q.adopt_live_model(conn, [tenant.key], embedder.model_id)
             counts.add(batch)
+        with db.connection() as conn:  # keep the keyword statistics' delta log short
+            compact_term_stats(conn, [tenant.key])
 
 
 def _switch_when_complete(
@@ -392,4 +397,9 @@ def process_tenants(
                 q.adopt_live_model(conn, done, embedder.model_id)
             for key, c in batch.items():
                 results[key].add(c)
+        with db.connection() as conn:  # keep the keyword statistics' delta log short
+            compact_term_stats(conn, list(batch))
+    if together:
+        with db.connection() as conn:
+            refresh_keyword_index(conn, list(together))
     return results

@@ -15,6 +15,7 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
+from memory_pipeline.storage.term_stats import delete_tenant_term_data
 from memory_pipeline.tenancy import Tenant
 
 #: Columns a caller of get_memory_log sees (the CLI's ``get``).
@@ -370,10 +371,12 @@ def dumps_raw(raw_data: Any) -> str:
 
 
 def purge_tenant_rows(conn: psycopg.Connection, tenant_key: str) -> int:
-    """Delete every row, vector, tombstone and the tenant record of one tenant; return rows deleted."""
+    """Delete every row, vector, tombstone, keyword statistic and the tenant record of one
+    tenant; return rows deleted."""
     deleted = conn.execute("DELETE FROM memory_log WHERE tenant_key = %s", (tenant_key,)).rowcount
     conn.execute("DELETE FROM memory_tombstone WHERE tenant_key = %s", (tenant_key,))
     conn.execute("DELETE FROM memory_vector WHERE tenant_key = %s", (tenant_key,))
+    delete_tenant_term_data(conn, tenant_key)
     conn.execute("DELETE FROM memory_tenant WHERE tenant_key = %s", (tenant_key,))
     return deleted
 
