@@ -92,3 +92,24 @@ def test_repair_restores_a_deleted_collection_to_the_same_ids_and_vectors(
         "repair two", tenant.user_id, tenant.project_id, mode="vector"
     )
     assert hits and hits[0].text == "repair two"
+
+
+def test_search_finds_a_collection_that_another_process_rebuilt(store, new_tenant):
+    from memory_pipeline.consistency.repair import rebuild_collection_from_pgvector
+    from memory_pipeline.vector_store import ChromaVectorStore, connect_chroma
+
+    tenant = new_tenant()
+    for text in ["the tide tables for March", "a recipe for fish soup"]:
+        store.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
+    store.process_pending(tenant.user_id, tenant.project_id)
+    search = store.search
+    first = search.search_similar_memories("tide", tenant.user_id, tenant.project_id, mode="vector")
+    assert first[0].text == "the tide tables for March"  # the collection is now cached
+
+    ep = store.endpoints  # another process: its own client and cache
+    elsewhere = ChromaVectorStore(connect_chroma(ep.chroma_host, ep.chroma_port, ep.chroma_token))
+    rebuilt = rebuild_collection_from_pgvector(store.db, elsewhere, tenant, store.embedder.model_id)
+
+    assert rebuilt == 2
+    again = search.search_similar_memories("tide", tenant.user_id, tenant.project_id, mode="vector")
+    assert [r.log_id for r in again] == [r.log_id for r in first]

@@ -1,24 +1,27 @@
 """Tenant-scoped search over Chroma or pgvector vectors, Postgres full text, or both fused.
 
-Every query is scoped to one tenant three times over: the tenant's own collection, a tenant
-``where`` on every Chroma query, and ``tenant_key`` on every SQL query.
+Every query is scoped to one tenant: the tenant's own Chroma collection (verified when opened),
+``tenant_key`` on every SQL query, and, before anything is returned, every candidate memory is
+looked up in Postgres under the tenant's key, so a vector that names another tenant's memory
+is never returned, whatever a collection holds.
 
 Modes (``make eval`` measures them on LoCoMo; the winner is :data:`DEFAULT_MODE`):
 
 - ``vector``: cosine similarity of the query's embedding to the memory's best chunk.
-- ``keyword``: Okapi BM25 over the generated ``search_tsv`` (any query term may match; the
-  document frequencies come from the tenant's own memories, so a word every memory shares, like
-  a speaker's name, counts for little).
+- ``keyword``: Okapi BM25 over the generated ``search_tsv`` (:mod:`memory_pipeline.search.keyword`).
 - ``hybrid``: both retrievers' candidates, each score min-max normalised over their union and
   mixed :data:`HYBRID_VECTOR_WEIGHT` : rest; then *conversation context*: a conversation turn
   gains :data:`CONTEXT_WEIGHT` times the best fused score of the turns written just before and
   after it in the same sitting, because a reply is often only understood with the turn it answers.
+
+Full rows (text, raw_data) are loaded only for the results returned.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,6 +30,7 @@ from psycopg import sql
 
 from memory_pipeline.embedding import Embedder, load_embedder
 from memory_pipeline.search.filters import validate_where_filter, where_to_sql
+from memory_pipeline.search.keyword import keyword_candidates
 from memory_pipeline.search.result import SearchResult
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.memory_logs import model_source_of
@@ -48,14 +52,22 @@ MIN_CANDIDATES = 50
 MAX_LIMIT = 1000
 #: Share of the vector retriever in hybrid fusion (the rest is keyword).
 HYBRID_VECTOR_WEIGHT = 0.5
-#: BM25 parameters: the usual defaults of Lucene/Anserini for short documents.
-BM25_K1 = 0.9
-BM25_B = 0.4
+#: pgvector's HNSW candidate list (hnsw.ef_search); iterative scans go past it when a filter
+#: or several chunks per memory leave too few rows.
+PGVECTOR_EF_SEARCH = 100
 #: Share of a neighbouring conversation turn's fused score a turn inherits (hybrid mode).
 CONTEXT_WEIGHT = 0.5
 #: Two turns are neighbours only if written this close in time (one sitting).
 CONTEXT_MAX_GAP_SECONDS = 3600.0
 CONTEXT_MEMORY_TYPE = "conversation_turn"
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateFacts:
+    """What ranking needs to know of a candidate memory."""
+
+    memory_type: str
+    occurred_at: datetime
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -207,11 +219,11 @@ class MemorySearch:
                 tenant, model_id, vectors, n_candidates, where, backend
             )
         if mode in ("keyword", "hybrid"):
-            corpus_size = self._corpus_size(tenant)
-            keyword_scores = [
-                self._keyword_candidates(tenant, q, n_candidates, where, corpus_size, set(vec))
-                for q, vec in zip(queries, vector_scores, strict=True)
-            ]
+            with self.db.connection() as conn:
+                keyword_scores = [
+                    keyword_candidates(conn, tenant.key, q, n_candidates, where, also=set(vec))
+                    for q, vec in zip(queries, vector_scores, strict=True)
+                ]
 
         base_scores: list[dict[int, float]] = []
         for vec, kw in zip(vector_scores, keyword_scores, strict=True):
@@ -221,26 +233,28 @@ class MemorySearch:
                 base_scores.append(dict(kw))
             else:
                 base_scores.append(self._fuse(vec, kw))
+
+        # The candidates the tenant may see: its own, embedded, matching the filter.
+        facts = self._candidate_facts(tenant, {i for b in base_scores for i in b}, where)
+        base_scores = [{i: v for i, v in b.items() if i in facts} for b in base_scores]
         if mode == "hybrid" and self.context_weight > 0:
-            base_scores = self._add_conversation_context(tenant, base_scores)
+            base_scores = self._add_conversation_context(tenant, base_scores, facts, where)
 
         # Raw cosine similarity of every memory that may be returned (best chunk).
         similarities: list[dict[int, float]] = []
         for i, (vec, base) in enumerate(zip(vector_scores, base_scores, strict=True)):
-            missing = set(base) - set(vec)
             known = {k: v for k, v in vec.items() if k in base}
+            missing = set(base) - set(known)
             if missing:
                 known.update(self._exact_similarities(tenant, model_id, vectors[i], missing))
             similarities.append(known)
 
-        ids = {i for scores in base_scores for i in scores}
-        rows = self._load_rows(tenant, ids, where)
         now = datetime.now(UTC)
-        return [
+        ranked = [
             self._rank(
                 base,
                 sims,
-                rows,
+                facts,
                 limit,
                 min_similarity,
                 enable_temporal_decay,
@@ -248,6 +262,25 @@ class MemorySearch:
                 now,
             )
             for base, sims in zip(base_scores, similarities, strict=True)
+        ]
+        rows = self._load_rows(tenant, {log_id for r in ranked for log_id, _ in r})
+        return [
+            [
+                SearchResult(
+                    log_id=log_id,
+                    external_id=rows[log_id]["external_id"],
+                    score=score,
+                    similarity=sims[log_id],
+                    text=rows[log_id]["search_text"] or "",
+                    memory_type=rows[log_id]["memory_type"],
+                    occurred_at=rows[log_id]["occurred_at"],
+                    created_at=rows[log_id]["created_at"],
+                    raw_data=rows[log_id]["raw_data"],
+                )
+                for log_id, score in r
+                if log_id in rows  # deleted or re-pended since its facts were read
+            ]
+            for r, sims in zip(ranked, similarities, strict=True)
         ]
 
     # --------------------------------------------------------------------------- internals
@@ -310,7 +343,11 @@ class MemorySearch:
                 )
             else:
                 try:
-                    hits = self.store.query(tenant, model_id, vectors, n, where)
+                    # ids and similarities only: the tenant of each memory is checked in
+                    # Postgres (_candidate_facts) before anything is returned
+                    hits = self.store.query(
+                        tenant, model_id, vectors, n, where, with_metadata=False
+                    )
                 except VectorStoreUnavailable as exc:
                     logger.warning("Chroma unreachable, falling back to pgvector: %s", exc)
                 else:
@@ -363,12 +400,13 @@ class MemorySearch:
             # cannot match the per-model partial HNSW index and scans exactly (~1 s at 100k).
             conn.execute(
                 "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                "set_config('hnsw.ef_search', '200', true), "
-                "set_config('plan_cache_mode', 'force_custom_plan', true)"
+                "set_config('hnsw.ef_search', %s, true), "
+                "set_config('plan_cache_mode', 'force_custom_plan', true)",
+                (str(PGVECTOR_EF_SEARCH),),
             )
             rows = conn.execute(
                 statement,
-                {"q": vector, "model": model_id, "tenant": tenant.key, "n": n * 3},
+                {"q": vector, "model": model_id, "tenant": tenant.key, "n": n * 2},
             ).fetchall()
         return self._best_per_memory((r["log_id"], float(r["similarity"])) for r in rows)
 
@@ -395,84 +433,6 @@ class MemorySearch:
             ).fetchall()
         return {int(r["log_id"]): float(r["similarity"]) for r in rows}
 
-    def _corpus_size(self, tenant: Tenant) -> int:
-        with self.db.connection() as conn:
-            row = conn.execute(
-                "SELECT count(*) AS n FROM memory_log WHERE tenant_key = %s AND status = 'embedded'",
-                (tenant.key,),
-            ).fetchone()
-        return int(row["n"]) if row else 0
-
-    def _keyword_candidates(
-        self,
-        tenant: Tenant,
-        query: str,
-        n: int,
-        where: dict[str, Any] | None,
-        corpus_size: int,
-        also: set[int],
-    ) -> dict[int, float]:
-        """BM25 of the ``n`` best keyword matches, plus the BM25 of the ids in ``also``.
-
-        Any query term may match (OR): questions rarely contain every word of the memory that
-        answers them. Every memory holding a query term matches, so the matched set gives each
-        term's exact document frequency in the tenant; average length is taken over it too.
-        The filter decides what may be returned, not the term statistics.
-        """
-        condition = where_to_sql(where) if where else sql.SQL("true")
-        # Lexemes are quoted for the tsquery parser ('' for a quote, \\ for a backslash).
-        statement = sql.SQL(
-            r"""WITH q AS (
-                   SELECT array_agg(DISTINCT t.lexeme) AS lexemes,
-                          string_agg(DISTINCT '''' || replace(replace(t.lexeme, '\', '\\'),
-                                                              '''', '''''') || '''', ' | ')
-                              AS text
-                   FROM unnest(to_tsvector('english', %(query)s)) AS t
-               ), matched AS (
-                   SELECT m.id, m.search_tsv, length(m.search_tsv) AS dl,
-                          ({condition}) AS eligible
-                   FROM memory_log m, q
-                   WHERE q.text IS NOT NULL AND m.tenant_key = %(tenant)s
-                     AND m.status = 'embedded' AND m.search_tsv @@ q.text::tsquery
-               ), terms AS (
-                   SELECT x.id, x.dl, x.eligible, t.lexeme,
-                          coalesce(array_length(t.positions, 1), 1) AS tf
-                   FROM matched x CROSS JOIN LATERAL unnest(x.search_tsv) AS t, q
-                   WHERE t.lexeme = ANY(q.lexemes)
-               ), df AS MATERIALIZED (
-                   SELECT lexeme, count(*) AS df FROM terms GROUP BY lexeme
-               ), stats AS MATERIALIZED (
-                   SELECT greatest(avg(dl), 1)::float8 AS avgdl,
-                          greatest(%(corpus)s, count(*))::float8 AS n_docs
-                   FROM matched
-               ), scored AS (
-                   SELECT terms.id,
-                          sum(ln(1 + (stats.n_docs - df.df + 0.5) / (df.df + 0.5))
-                              * terms.tf * (%(k1)s + 1)
-                              / (terms.tf + %(k1)s * (1 - %(b)s + %(b)s * terms.dl / stats.avgdl))
-                          ) AS rank
-                   FROM terms JOIN df USING (lexeme) CROSS JOIN stats
-                   WHERE terms.eligible
-                   GROUP BY terms.id
-               )
-               SELECT id AS log_id, rank FROM (
-                   SELECT id, rank, row_number() OVER (ORDER BY rank DESC, id) AS place
-                   FROM scored) AS ranked
-               WHERE place <= %(n)s OR id = ANY(%(also)s)"""
-        ).format(condition=condition)
-        params = {
-            "query": query,
-            "tenant": tenant.key,
-            "n": n,
-            "corpus": corpus_size,
-            "k1": BM25_K1,
-            "b": BM25_B,
-            "also": list(also),
-        }
-        with self.db.connection() as conn:
-            rows = conn.execute(statement, params).fetchall()
-        return {int(r["log_id"]): float(r["rank"]) for r in rows}
-
     @staticmethod
     def _fuse(
         vector_scores: Mapping[int, float], keyword_scores: Mapping[int, float]
@@ -489,6 +449,26 @@ class MemorySearch:
             + (1.0 - HYBRID_VECTOR_WEIGHT) * kw_n.get(i, 0.0)
             for i in union
         }
+
+    def _candidate_facts(
+        self, tenant: Tenant, ids: set[int], where: dict[str, Any] | None
+    ) -> dict[int, CandidateFacts]:
+        """What ranking needs of the returnable memories among ``ids``.
+
+        Returnable: the tenant's own (by ``tenant_key`` in Postgres, whatever a vector store
+        said), embedded, and matching ``where``.
+        """
+        if not ids:
+            return {}
+        condition = where_to_sql(where) if where else sql.SQL("true")
+        statement = sql.SQL(
+            """SELECT m.id, m.memory_type, m.occurred_at FROM memory_log m
+               WHERE m.id = ANY(%s) AND m.tenant_key = %s AND m.status = 'embedded'
+                 AND {condition}"""
+        ).format(condition=condition)
+        with self.db.connection() as conn:
+            rows = conn.execute(statement, (list(ids), tenant.key)).fetchall()
+        return {int(r["id"]): CandidateFacts(r["memory_type"], r["occurred_at"]) for r in rows}
 
     def _conversation_neighbours(self, tenant: Tenant, ids: set[int]) -> dict[int, list[int]]:
         """For each conversation turn in ``ids``: the turns written just before and after it.
@@ -529,77 +509,74 @@ class MemorySearch:
         return neighbours
 
     def _add_conversation_context(
-        self, tenant: Tenant, base_scores: list[dict[int, float]]
+        self,
+        tenant: Tenant,
+        base_scores: list[dict[int, float]],
+        facts: dict[int, CandidateFacts],
+        where: dict[str, Any] | None,
     ) -> list[dict[int, float]]:
-        """Each turn gains ``context_weight`` × the best fused score of its neighbours."""
-        neighbours = self._conversation_neighbours(
-            tenant, {i for scores in base_scores for i in scores}
-        )
+        """Each turn gains ``context_weight`` × the best fused score of its neighbours.
+
+        A neighbour that was no candidate joins the candidates (and ``facts``) if the tenant
+        may see it.
+        """
+        turns = {
+            i
+            for scores in base_scores
+            for i in scores
+            if facts[i].memory_type == CONTEXT_MEMORY_TYPE
+        }
+        neighbours = self._conversation_neighbours(tenant, turns)
+        new_ids = {nb for nbs in neighbours.values() for nb in nbs} - facts.keys()
+        facts.update(self._candidate_facts(tenant, new_ids, where))
         out: list[dict[int, float]] = []
         for scores in base_scores:
             inherited: dict[int, float] = {}
             for log_id, score in scores.items():
                 for nb in neighbours.get(log_id, ()):
-                    inherited[nb] = max(inherited.get(nb, 0.0), score)
+                    if nb in facts:
+                        inherited[nb] = max(inherited.get(nb, 0.0), score)
             merged = dict(scores)
             for nb, score in inherited.items():
                 merged[nb] = merged.get(nb, 0.0) + self.context_weight * score
             out.append(merged)
         return out
 
-    def _load_rows(
-        self, tenant: Tenant, ids: set[int], where: dict[str, Any] | None
-    ) -> dict[int, dict[str, Any]]:
-        """The returnable rows among ``ids``: the tenant's, embedded, and matching ``where``."""
+    def _load_rows(self, tenant: Tenant, ids: set[int]) -> dict[int, dict[str, Any]]:
+        """The full rows of the memories to return (still the tenant's and embedded)."""
         if not ids:
             return {}
-        condition = where_to_sql(where) if where else sql.SQL("true")
-        statement = sql.SQL(
-            """SELECT m.id, m.external_id, m.search_text, m.memory_type, m.occurred_at,
-                      m.created_at, m.raw_data
-               FROM memory_log m
-               WHERE m.id = ANY(%s) AND m.tenant_key = %s AND m.status = 'embedded'
-                 AND {condition}"""
-        ).format(condition=condition)
         with self.db.connection() as conn:
-            rows = conn.execute(statement, (list(ids), tenant.key)).fetchall()
+            rows = conn.execute(
+                """SELECT m.id, m.external_id, m.search_text, m.memory_type, m.occurred_at,
+                          m.created_at, m.raw_data
+                   FROM memory_log m
+                   WHERE m.id = ANY(%s) AND m.tenant_key = %s AND m.status = 'embedded'""",
+                (list(ids), tenant.key),
+            ).fetchall()
         return {int(r["id"]): r for r in rows}
 
     @staticmethod
     def _rank(
         base: Mapping[int, float],
         similarity: Mapping[int, float],
-        rows: Mapping[int, Mapping[str, Any]],
+        facts: Mapping[int, CandidateFacts],
         limit: int,
         min_similarity: float,
         decay: bool,
         half_life_days: float,
         now: datetime,
-    ) -> list[SearchResult]:
-        results: list[SearchResult] = []
+    ) -> list[tuple[int, float]]:
+        """The ``limit`` best ``(log_id, final score)`` pairs, best first."""
+        ranked: list[tuple[int, float]] = []
         for log_id, score in base.items():
-            row = rows.get(log_id)
             sim = similarity.get(log_id)
-            if row is None or sim is None:  # filtered out, deleted or re-pending meanwhile
-                continue
-            if sim < min_similarity:
+            if log_id not in facts or sim is None or sim < min_similarity:
                 continue
             final = float(score)
             if decay:
-                age_days = max((now - row["occurred_at"]).total_seconds(), 0.0) / 86400.0
-                final *= 0.5 ** (age_days / half_life_days)
-            results.append(
-                SearchResult(
-                    log_id=log_id,
-                    external_id=row["external_id"],
-                    score=final,
-                    similarity=float(sim),
-                    text=row["search_text"] or "",
-                    memory_type=row["memory_type"],
-                    occurred_at=row["occurred_at"],
-                    created_at=row["created_at"],
-                    raw_data=row["raw_data"],
-                )
-            )
-        results.sort(key=lambda r: (-r.score, r.log_id))
-        return results[:limit]
+                age = max((now - facts[log_id].occurred_at).total_seconds(), 0.0) / 86400.0
+                final *= 0.5 ** (age / half_life_days)
+            ranked.append((log_id, final))
+        ranked.sort(key=lambda pair: (-pair[1], pair[0]))
+        return ranked[:limit]

@@ -31,6 +31,12 @@ def vector_id(log_id: int, chunk_index: int) -> str:
     return str(log_id) if chunk_index == 0 else f"{log_id}#{chunk_index}"
 
 
+def log_id_of(vector_id: str) -> int | None:
+    """The memory id a vector id names (see :func:`vector_id`), or ``None`` if it names none."""
+    head = vector_id.split("#", 1)[0]
+    return int(head) if head.isascii() and head.isdigit() else None
+
+
 def connect_chroma(host: str, port: int, token: str | None = None) -> Any:
     """An ``HttpClient`` for the Chroma server at ``host:port`` (token auth when given)."""
     import chromadb
@@ -72,15 +78,15 @@ def vector_metadata(
 
 @dataclass(frozen=True, slots=True)
 class VectorHit:
-    """One vector returned by a query: its id, cosine similarity and metadata."""
+    """One vector returned by a query: its memory, id, cosine similarity and metadata.
 
+    ``metadata`` is empty when the query did not ask for it.
+    """
+
+    log_id: int
     vector_id: str
     similarity: float
     metadata: Mapping[str, Any]
-
-    @property
-    def log_id(self) -> int:
-        return int(self.metadata["log_id"])
 
 
 def _batches(count: int, size: int) -> Iterator[slice]:
@@ -94,6 +100,10 @@ class ChromaVectorStore:
     def __init__(self, client: Any) -> None:
         self.client = client
         self._max_batch = int(client.get_max_batch_size())
+        # Collections that queries found, by (tenant key, model): a search then costs one
+        # request, not two. A collection dropped meanwhile (repair, purge, model switch) is
+        # looked up again (see query).
+        self._query_collections: dict[tuple[str, str], Any] = {}
 
     def _call(self, what: str, tenant: Tenant, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -151,6 +161,7 @@ class ChromaVectorStore:
         Each rename is atomic and every intermediate state still holds each model's vectors
         under a name :meth:`collection_for_model` finds, so searches never see a gap.
         """
+        self._forget_query_collections(tenant)
         building = self.existing_collection(
             tenant, name=self.building_collection_name(tenant, new_model)
         )
@@ -254,44 +265,78 @@ class ChromaVectorStore:
         query_vectors: np.ndarray,
         n_results: int,
         where: Mapping[str, Any] | None = None,
+        *,
+        with_metadata: bool = True,
     ) -> list[list[VectorHit]] | None:
         """Nearest vectors of the tenant for each query vector, or ``None`` if it has no collection.
 
-        Tenant isolation: the collection is the tenant's own (its metadata is verified), and every
-        returned vector's ``user_id``/``project_id`` metadata is checked against the tenant before
-        it is returned. The tenant is not repeated inside Chroma's ``where``: a metadata filter
-        makes Chroma pre-filter the whole collection (measured on a 100k-vector tenant: ~350 ms
-        per query with it, ~5 ms without), and within the tenant's own collection it selects
-        every vector anyway.
+        Tenant isolation: the collection is the tenant's own (its metadata is verified when it
+        is opened). With ``with_metadata`` every returned vector's ``user_id``/``project_id``
+        is checked against the tenant too. Without it, hits carry only ids and similarities
+        (fetching metadata triples the cost of a query on a 100k-vector collection), and the
+        caller must check each memory's tenant in Postgres, as search does when it loads rows.
+        The tenant is not repeated inside Chroma's ``where``: a metadata filter makes Chroma
+        pre-filter the whole collection (measured on a 100k-vector tenant: ~350 ms per query
+        with it, ~5 ms without), and within the tenant's own collection it selects every vector
+        anyway.
         """
-        collection = self.collection_for_model(tenant, model_id)
-        if collection is None:
-            return None
-        self._verify(collection, tenant, model_id)
-        result = self._call(
-            "query",
-            tenant,
-            collection.query,
-            query_embeddings=query_vectors,
-            n_results=n_results,
-            where=dict(where) if where else None,
-            include=["distances", "metadatas"],
-        )
+        from chromadb.errors import NotFoundError
+
+        include = ["distances", "metadatas"] if with_metadata else ["distances"]
+        for attempt in (1, 2):
+            collection = self._collection_for_query(tenant, model_id)
+            if collection is None:
+                return None
+            try:
+                result = collection.query(
+                    query_embeddings=query_vectors,
+                    n_results=n_results,
+                    where=dict(where) if where else None,
+                    include=include,
+                )
+                break
+            except NotFoundError:  # dropped since it was cached: look it up again
+                self._query_collections.pop((tenant.key, model_id), None)
+                if attempt == 2:
+                    return None
+            except (VectorStoreUnavailable, ValueError):
+                raise
+            except Exception as exc:
+                raise VectorStoreUnavailable(
+                    f"Chroma query failed for tenant {tenant}: {exc}"
+                ) from exc
+        metadatas = result["metadatas"] if with_metadata else [None] * len(result["ids"])
         hits: list[list[VectorHit]] = []
         for ids, distances, metas in zip(
-            result["ids"], result["distances"], result["metadatas"], strict=True
+            result["ids"], result["distances"], metadatas, strict=True
         ):
-            hits.append(
-                [
-                    VectorHit(vid, 1.0 - float(dist), meta or {})
-                    for vid, dist, meta in zip(ids, distances, metas, strict=True)
-                    # the tenant filter of every query (see the docstring)
-                    if meta
+            found: list[VectorHit] = []
+            for index, (vid, dist) in enumerate(zip(ids, distances, strict=True)):
+                log_id = log_id_of(vid)
+                if log_id is None:
+                    logger.warning("Chroma vector %r of tenant %s names no memory", vid, tenant)
+                    continue
+                meta = metas[index] if metas is not None else None
+                if with_metadata and not (  # the tenant filter of every query (docstring)
+                    meta
                     and meta.get("user_id") == tenant.user_id
                     and meta.get("project_id") == tenant.project_id
-                ]
-            )
+                ):
+                    continue
+                found.append(VectorHit(log_id, vid, 1.0 - float(dist), meta or {}))
+            hits.append(found)
         return hits
+
+    def _collection_for_query(self, tenant: Tenant, model_id: str) -> Any | None:
+        key = (tenant.key, model_id)
+        collection = self._query_collections.get(key)
+        if collection is None:
+            collection = self.collection_for_model(tenant, model_id)
+            if collection is None:
+                return None
+            self._verify(collection, tenant, model_id)
+            self._query_collections[key] = collection
+        return collection
 
     def vector_ids(self, tenant: Tenant, *, collection_name: str | None = None) -> set[str]:
         """Every vector id in the tenant's collection (empty if there is none)."""
@@ -327,8 +372,13 @@ class ChromaVectorStore:
         names = (c.name for c in collections)
         return sorted(n for n in names if n == live or n.startswith(f"{live}__"))
 
+    def _forget_query_collections(self, tenant: Tenant) -> None:
+        for key in [k for k in self._query_collections if k[0] == tenant.key]:
+            del self._query_collections[key]
+
     def drop_collection(self, tenant: Tenant, *, name: str | None = None) -> bool:
         """Delete the tenant's collection; return whether it existed."""
+        self._forget_query_collections(tenant)
         if self.existing_collection(tenant, name=name) is None:
             return False
         self._call(

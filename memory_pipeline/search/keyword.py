@@ -1,0 +1,206 @@
+"""Keyword retrieval: Okapi BM25 over Postgres full text (``search_tsv``), at any tenant size.
+
+Any query term may match (OR): questions rarely contain every word of the memory that answers
+them. Term statistics (document frequencies, the tenant's size and average length) come from
+``memory_term_stats``, kept exact by triggers (``sql/007``), so a word every memory shares (a
+speaker's name, say) counts for little.
+
+Which memories get scored depends on how much work the query implies:
+
+- If the query's terms are held by at most :data:`EXACT_POSTINGS_BUDGET` memories in all,
+  every memory holding any of them is scored: exact BM25. This is every query of a tenant of a
+  few thousand memories.
+- Otherwise (large tenants, common words), a term held by at most :data:`CHAMPION_LIST_LENGTH`
+  memories still brings all of them (from the GIN index, always current), while a more common
+  term brings only its champion list: the memories where it weighs most, precomputed by the
+  pipeline (:mod:`memory_pipeline.storage.term_stats`). This is the *champion list* technique
+  of Manning, Raghavan & Schütze, *Introduction to Information Retrieval*, §7.1.3: the cost is
+  bounded by the lists' length, and what may be missed is a memory that holds only common
+  query terms and none of them strongly (or that arrived since its tenant's lists were last
+  rebuilt). Every candidate is then scored exactly, over all query terms.
+
+Memories the caller already has from vector search (``also``) are always scored too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from memory_pipeline.search.filters import where_to_sql
+from memory_pipeline.storage.term_stats import (
+    BM25_B,
+    BM25_K1,
+    CHAMPION_LIST_LENGTH,
+    TermStatistics,
+    term_statistics,
+)
+
+#: Up to this many (memory, query term) matches, every matching memory is scored.
+EXACT_POSTINGS_BUDGET = 2000
+
+
+def idf(doc_freq: int, docs: int) -> float:
+    """BM25's inverse document frequency, ``ln(1 + (N − df + 0.5) / (df + 0.5))`` (never < 0)."""
+    return math.log(1.0 + (max(docs - doc_freq, 0) + 0.5) / (doc_freq + 0.5))
+
+
+def term_weight(tf: int, length: int, avg_length: float) -> float:
+    """BM25's saturating term-frequency weight of one term in one memory."""
+    norm = 1.0 - BM25_B + BM25_B * length / max(avg_length, 1.0)
+    return tf * (BM25_K1 + 1.0) / (tf + BM25_K1 * norm)
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One candidate memory: its length and how often each query term occurs in it."""
+
+    log_id: int
+    length: int
+    term_freq: Mapping[str, int] = field(default_factory=dict)
+
+
+def bm25_scores(postings: Sequence[Posting], stats: TermStatistics) -> dict[int, float]:
+    """The BM25 score of each posting over the query terms it holds (memories with none: absent).
+
+    The statistics may be a moment older than the postings (another statement): a term or
+    memory they do not count yet counts once.
+    """
+    n_docs = max(stats.docs, len(postings))
+    scores: dict[int, float] = {}
+    for p in postings:
+        if p.term_freq:
+            scores[p.log_id] = sum(
+                idf(max(stats.doc_freq.get(t, 0), 1), n_docs)
+                * term_weight(tf, p.length, stats.avg_length)
+                for t, tf in p.term_freq.items()
+            )
+    return scores
+
+
+@dataclass(frozen=True)
+class CandidatePlan:
+    """Where a query's candidates come from: terms looked up in full, and champion terms."""
+
+    full_terms: tuple[str, ...]
+    champion_terms: tuple[str, ...]
+
+    @property
+    def exact(self) -> bool:
+        return not self.champion_terms
+
+
+def plan_candidates(
+    doc_freq: Mapping[str, int],
+    *,
+    exact_budget: int = EXACT_POSTINGS_BUDGET,
+    list_length: int = CHAMPION_LIST_LENGTH,
+) -> CandidatePlan:
+    """Decide which query terms bring all their memories and which only their champions.
+
+    Terms no memory holds are dropped. Within ``exact_budget`` (memory, term) matches every
+    term is looked up in full; beyond it, only terms held by at most ``list_length`` memories
+    are.
+    """
+    present = {t: df for t, df in doc_freq.items() if df > 0}
+    if sum(present.values()) <= exact_budget:
+        return CandidatePlan(tuple(sorted(present)), ())
+    full = tuple(sorted(t for t, df in present.items() if df <= list_length))
+    common = tuple(sorted(t for t, df in present.items() if df > list_length))
+    return CandidatePlan(full, common)
+
+
+def tsquery_any(terms: Sequence[str]) -> str:
+    """A tsquery text matching any of ``terms`` (lexemes quoted for the tsquery parser)."""
+    quoted = ("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms)
+    return " | ".join(quoted)
+
+
+def query_terms(conn: psycopg.Connection, query: str) -> list[str]:
+    """The distinct lexemes of ``query`` under the same text configuration as ``search_tsv``."""
+    rows = conn.execute(
+        "SELECT DISTINCT t FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS t",
+        (query,),
+    ).fetchall()
+    return sorted(r["t"] for r in rows)
+
+
+def fetch_postings(
+    conn: psycopg.Connection,
+    tenant_key: str,
+    terms: Sequence[str],
+    plan: CandidatePlan,
+    where: Mapping[str, Any] | None,
+    also: Collection[int],
+) -> list[Posting]:
+    """The candidates of ``plan`` (and ``also``) that match ``where``, with their term counts."""
+    sources: list[sql.Composable] = []
+    if plan.full_terms:
+        sources.append(sql.SQL("m.search_tsv @@ %(tsquery)s::tsquery"))
+    if plan.champion_terms or also:
+        sources.append(
+            sql.SQL(
+                "m.id = ANY(ARRAY(SELECT unnest(c.log_ids) FROM memory_term_champion c "
+                "WHERE c.tenant_key = %(tenant)s AND c.term = ANY(%(champion_terms)s)) "
+                "|| %(also)s::bigint[])"
+            )
+        )
+    if not sources:
+        return []
+    condition = where_to_sql(where) if where else sql.SQL("true")
+    statement = sql.SQL(
+        """SELECT m.id, length(m.search_tsv) AS length, array_agg(x.lexeme) AS terms,
+                  array_agg(coalesce(array_length(x.positions, 1), 1)) AS tfs
+           FROM memory_log m
+           CROSS JOIN LATERAL unnest(ts_filter(setweight(m.search_tsv, 'A', %(terms)s), '{{a}}'))
+               AS x
+           WHERE m.tenant_key = %(tenant)s AND m.status = 'embedded' AND ({sources})
+             AND {condition}
+           GROUP BY m.id"""
+    ).format(sources=sql.SQL(" OR ").join(sources), condition=condition)
+    rows = conn.execute(
+        statement,
+        {
+            "tenant": tenant_key,
+            "terms": list(terms),
+            "tsquery": tsquery_any(plan.full_terms),
+            "champion_terms": list(plan.champion_terms),
+            "also": list(also),
+        },
+    ).fetchall()
+    return [
+        Posting(int(r["id"]), int(r["length"]), dict(zip(r["terms"], r["tfs"], strict=True)))
+        for r in rows
+    ]
+
+
+def keyword_candidates(
+    conn: psycopg.Connection,
+    tenant_key: str,
+    query: str,
+    n: int,
+    where: Mapping[str, Any] | None = None,
+    also: Collection[int] = (),
+) -> dict[int, float]:
+    """BM25 scores of the tenant's ``n`` best keyword matches, plus those of the ids in ``also``.
+
+    Only memories that hold a query term and match ``where`` have a score; ``where`` decides
+    what may be returned, not the term statistics.
+    """
+    terms = query_terms(conn, query)
+    if not terms:
+        return {}
+    stats = term_statistics(conn, tenant_key, terms)
+    if stats.docs == 0:
+        return {}
+    plan = plan_candidates(stats.doc_freq)
+    postings = fetch_postings(conn, tenant_key, terms, plan, where, also)
+    scores = bm25_scores(postings, stats)
+    best = sorted(scores, key=lambda i: (-scores[i], i))[:n]
+    keep = set(best) | (set(also) & scores.keys())
+    return {i: scores[i] for i in keep}

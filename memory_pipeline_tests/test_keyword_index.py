@@ -1,0 +1,299 @@
+"""The keyword index on the real Postgres: exact term statistics, champion lists, keyword plans."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from memory_pipeline.memory_store import MemoryStore
+from memory_pipeline.search.keyword import (
+    fetch_postings,
+    idf,
+    keyword_candidates,
+    plan_candidates,
+    query_terms,
+    term_weight,
+)
+from memory_pipeline.storage.term_stats import (
+    build_champions,
+    champion_builds_due,
+    compact_term_stats,
+    term_statistics,
+)
+from memory_pipeline.tenancy import Tenant
+
+LIGHTHOUSE_NOTES = [
+    "The lighthouse keeper logged the storm at dawn.",
+    "Lighthouse lighthouse lighthouse: the lamp was replaced twice.",
+    "A long walk along the cliffs, past the harbour, the church, the school and finally "
+    "the old lighthouse, where we ate sandwiches and watched the ferries come and go.",
+    "Painted the lighthouse door red.",
+    "The lighthouse lamp uses a Fresnel lens.",
+    "Ferries were cancelled; the lighthouse foghorn ran all night.",
+    "Bought bread, cheese and apples at the market near the lighthouse.",
+    "The lighthouse museum opens at nine.",
+    "Lighthouse tours are free on Sundays, lighthouse staff said.",
+    "Sketched seagulls on the harbour wall.",
+    "Read a novel about a lighthouse on a remote island with a lighthouse keeper.",
+    "Fixed the bicycle chain.",
+]
+
+
+def recount(store: MemoryStore, tenant: Tenant) -> tuple[int, int, dict[str, int]]:
+    """(memories, total length, df per term) counted from scratch over embedded rows."""
+    with store.db.connection() as conn:
+        totals = conn.execute(
+            "SELECT count(*) AS docs, coalesce(sum(length(search_tsv)), 0) AS length "
+            "FROM memory_log WHERE tenant_key = %s AND status = 'embedded'",
+            (tenant.key,),
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT t AS term, count(*) AS docs FROM memory_log m, "
+            "unnest(tsvector_to_array(m.search_tsv)) AS t "
+            "WHERE m.tenant_key = %s AND m.status = 'embedded' GROUP BY t",
+            (tenant.key,),
+        ).fetchall()
+    return int(totals["docs"]), int(totals["length"]), {r["term"]: int(r["docs"]) for r in rows}
+
+
+def kept_statistics(store: MemoryStore, tenant: Tenant) -> tuple[int, int, dict[str, int]]:
+    """The same figures as the keyword index keeps them (statistics plus pending deltas)."""
+    with store.db.connection() as conn:
+        terms = [
+            r["term"]
+            for r in conn.execute(
+                "SELECT term FROM memory_term_stats WHERE tenant_key = %(t)s AND term <> '' "
+                "UNION SELECT term FROM memory_term_stats_delta "
+                "WHERE tenant_key = %(t)s AND term <> ''",
+                {"t": tenant.key},
+            ).fetchall()
+        ]
+        stats = term_statistics(conn, tenant.key, terms)
+    return stats.docs, stats.total_length, {t: df for t, df in stats.doc_freq.items() if df}
+
+
+def pending_deltas(store: MemoryStore, tenant: Tenant) -> int:
+    with store.db.connection() as conn:
+        row = conn.execute(
+            "SELECT count(*) AS n FROM memory_term_stats_delta WHERE tenant_key = %s",
+            (tenant.key,),
+        ).fetchone()
+    return int(row["n"])
+
+
+def write_notes(store: MemoryStore, tenant: Tenant, notes: list[str]) -> list[int]:
+    ids = [
+        store.create_memory_log(tenant.user_id, tenant.project_id, {"content": n}) for n in notes
+    ]
+    store.process_pending(tenant.user_id, tenant.project_id)
+    return ids
+
+
+def brute_force_bm25(store: MemoryStore, tenant: Tenant, query: str) -> dict[int, float]:
+    """BM25 of every memory of the tenant for ``query``, from a full scan (the reference)."""
+    docs, length, df = recount(store, tenant)
+    with store.db.connection() as conn:
+        terms = query_terms(conn, query)
+        rows = conn.execute(
+            "SELECT m.id, length(m.search_tsv) AS len, t.lexeme, "
+            "array_length(t.positions, 1) AS tf FROM memory_log m, unnest(m.search_tsv) AS t "
+            "WHERE m.tenant_key = %s AND m.status = 'embedded' AND t.lexeme = ANY(%s)",
+            (tenant.key, terms),
+        ).fetchall()
+    scores: Counter[int] = Counter()
+    for r in rows:
+        scores[r["id"]] += idf(df[r["lexeme"]], docs) * term_weight(
+            r["tf"], r["len"], length / docs
+        )
+    return dict(scores)
+
+
+def test_term_statistics_stay_exact_through_embeds_updates_skips_and_deletes(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    ids = write_notes(store, tenant, LIGHTHOUSE_NOTES[:6])
+    assert kept_statistics(store, tenant) == recount(store, tenant)
+    assert recount(store, tenant)[0] == 6
+
+    store.update_memory_log(ids[0], {"content": "Completely different words about kayaks."})
+    assert kept_statistics(store, tenant) == recount(store, tenant)  # pending now: not counted
+    with store.db.connection() as conn:  # a writer outside the Python API
+        conn.execute(
+            """UPDATE memory_log SET raw_data = '{"content": "kayaks and canoes"}' WHERE id = %s""",
+            (ids[1],),
+        )
+    store.delete_memory_log(ids[2])
+    store.update_memory_log(ids[3], {"nothing": None})  # will be skipped: no text
+    assert kept_statistics(store, tenant) == recount(store, tenant)
+
+    store.process_pending(tenant.user_id, tenant.project_id)
+    assert store.get_memory_log(ids[3])["status"] == "skipped"
+    assert kept_statistics(store, tenant) == recount(store, tenant)
+    docs, _, df = recount(store, tenant)
+    assert docs == 4 and df["kayak"] == 2
+    assert pending_deltas(store, tenant) == 0  # the run folded its deltas in
+
+
+def test_concurrent_compactions_count_every_delta_exactly_once(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    ids = write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    with store.db.connection() as conn:  # leave deltas behind: rows back to pending
+        conn.execute("UPDATE memory_log SET status = 'pending' WHERE id = ANY(%s)", (ids[:5],))
+    assert pending_deltas(store, tenant) > 0
+    expected = recount(store, tenant)
+
+    errors: list[BaseException] = []
+
+    def compact() -> None:
+        try:
+            with store.db.connection() as conn:
+                compact_term_stats(conn, [tenant.key])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=compact) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert pending_deltas(store, tenant) == 0
+    assert kept_statistics(store, tenant) == expected
+
+
+def test_champion_lists_hold_the_memories_where_a_common_term_weighs_most(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    with store.db.connection() as conn:
+        assert build_champions(conn, tenant.key, list_length=4) > 0
+        champions = {
+            r["term"]: r["log_ids"]
+            for r in conn.execute(
+                "SELECT term, log_ids FROM memory_term_champion WHERE tenant_key = %s",
+                (tenant.key,),
+            ).fetchall()
+        }
+        postings = conn.execute(
+            "SELECT m.id, length(m.search_tsv) AS len, array_length(t.positions, 1) AS tf "
+            "FROM memory_log m, unnest(m.search_tsv) AS t "
+            "WHERE m.tenant_key = %s AND m.status = 'embedded' AND t.lexeme = 'lighthous'",
+            (tenant.key,),
+        ).fetchall()
+    docs, length, df = recount(store, tenant)
+    assert set(champions) == {term for term, n in df.items() if n > 4}
+    ranked = sorted(
+        postings, key=lambda r: (-term_weight(r["tf"], r["len"], length / docs), r["id"])
+    )
+    assert champions["lighthous"] == [r["id"] for r in ranked[:4]]
+
+
+def test_champion_lists_are_rebuilt_once_enough_of_the_tenant_changed(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    due = lambda: champion_builds_due(  # noqa: E731
+        conn, [tenant.key], list_length=4, rebuild_fraction=0.1
+    )
+    with store.db.connection() as conn:
+        assert due() == [tenant.key]  # never built
+        build_champions(conn, tenant.key, list_length=4)
+        assert due() == []
+        assert champion_builds_due(conn, [tenant.key], list_length=5) == [tenant.key]
+    write_notes(store, tenant, ["One more lighthouse note."])  # 1 of 13: under 10 %
+    with store.db.connection() as conn:
+        assert due() == []
+    write_notes(store, tenant, ["Another lighthouse note.", "And a third one."])
+    with store.db.connection() as conn:
+        assert due() == [tenant.key]
+
+
+def test_keyword_search_of_a_small_tenant_is_exact_bm25(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    query = "lighthouse keeper ferries"
+    reference = brute_force_bm25(store, tenant, query)
+    with store.db.connection() as conn:
+        found = keyword_candidates(conn, tenant.key, query, n=len(LIGHTHOUSE_NOTES))
+    assert found == pytest.approx(reference)
+    assert found.keys() == reference.keys() and len(found) >= 9
+
+
+def test_a_champion_plan_scores_champions_and_rare_term_memories_over_every_query_term(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    with store.db.connection() as conn:
+        build_champions(conn, tenant.key, list_length=4)
+    # arrives after the lists were built, and is the only memory with its code word
+    (late,) = write_notes(store, tenant, ["Lighthouse inspection code zanzibar7731 filed."])
+    query = "lighthouse zanzibar7731"
+    reference = brute_force_bm25(store, tenant, query)
+    with store.db.connection() as conn:
+        terms = query_terms(conn, query)
+        stats = term_statistics(conn, tenant.key, terms)
+        plan = plan_candidates(stats.doc_freq, exact_budget=0, list_length=4)
+        assert plan.full_terms == ("zanzibar7731",) and plan.champion_terms == ("lighthous",)
+        (champions,) = (
+            conn.execute(
+                "SELECT log_ids FROM memory_term_champion WHERE tenant_key = %s "
+                "AND term = 'lighthous'",
+                (tenant.key,),
+            )
+            .fetchone()
+            .values()
+        )
+        postings = fetch_postings(conn, tenant.key, terms, plan, None, also=())
+    assert {p.log_id for p in postings} == {*champions, late}
+    from memory_pipeline.search.keyword import bm25_scores
+
+    scores = bm25_scores(postings, stats)
+    assert scores == pytest.approx({i: reference[i] for i in scores})
+    assert max(scores, key=scores.__getitem__) == late
+
+
+def test_keyword_candidates_respect_the_filter_but_not_in_their_statistics(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    ids = write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    reference = brute_force_bm25(store, tenant, "lighthouse")
+    allowed = ids[:3]
+    with store.db.connection() as conn:
+        found = keyword_candidates(
+            conn, tenant.key, "lighthouse", n=20, where={"log_id": {"$in": allowed}}
+        )
+    assert found.keys() == set(allowed) & reference.keys()
+    assert found == pytest.approx({i: reference[i] for i in found})
+
+
+def test_purge_forgets_the_tenants_keyword_index(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    with store.db.connection() as conn:
+        build_champions(conn, tenant.key, list_length=4)
+    store.purge_tenant(tenant.user_id, tenant.project_id)
+    with store.db.connection() as conn:
+        for table in (
+            "memory_term_stats",
+            "memory_term_stats_delta",
+            "memory_term_champion",
+            "memory_term_champion_build",
+        ):
+            row = conn.execute(
+                f"SELECT count(*) AS n FROM {table} WHERE tenant_key = %s", (tenant.key,)
+            ).fetchone()
+            assert row["n"] == 0, table
