@@ -92,7 +92,9 @@ class MemoryStore:
         self.db = Database(endpoints.database_url)
         self._store: ChromaVectorStore | None = None
         self.embedder = embedder or load_embedder(
-            settings.embedding_model, settings.embedding_batch_size
+            settings.embedding_model,
+            settings.embedding_batch_size,
+            precision=settings.embedding_precision,
         )
         self._model_index_ready = False
 

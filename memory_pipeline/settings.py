@@ -49,6 +49,7 @@ class Settings:
     chroma_token: str | None = field(default=None, repr=False)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_batch_size: int = 32
+    embedding_precision: str = "auto"
     import_dir: Path | None = None
     import_cron: str = "0 * * * *"
     max_attempts: int = 5
@@ -71,6 +72,7 @@ class Settings:
             chroma_token=_env_str("MEMORY_PIPELINE_CHROMA_TOKEN"),
             embedding_model=_env_str("MEMORY_PIPELINE_EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
             embedding_batch_size=_env_int("MEMORY_PIPELINE_EMBEDDING_BATCH_SIZE", 32),
+            embedding_precision=_env_str("MEMORY_PIPELINE_EMBEDDING_PRECISION") or "auto",
             import_dir=Path(import_dir).resolve() if import_dir else None,
             import_cron=_env_str("MEMORY_PIPELINE_IMPORT_CRON") or "0 * * * *",
             max_attempts=_env_int("MEMORY_PIPELINE_MAX_ATTEMPTS", 5),
@@ -86,6 +88,10 @@ class Settings:
         """Raise ``ValueError`` with a one-line message for a setting out of range."""
         if self.embedding_batch_size < 1:
             raise ValueError("MEMORY_PIPELINE_EMBEDDING_BATCH_SIZE must be at least 1")
+        if self.embedding_precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError(
+                "MEMORY_PIPELINE_EMBEDDING_PRECISION must be auto, float32 or bfloat16"
+            )
         if self.max_attempts < 1:
             raise ValueError("MEMORY_PIPELINE_MAX_ATTEMPTS must be at least 1")
         if self.retry_backoff_seconds < 0:

@@ -243,7 +243,11 @@ def run(base: Path, *, rows: int, tenants: int, latency_rows: int, seed: int) ->
     ]
     progress(f"scale: home {home}; {rows} rows over {tenants} tenants")
 
-    embedder = load_embedder(settings.embedding_model, settings.embedding_batch_size)
+    embedder = load_embedder(
+        settings.embedding_model,
+        settings.embedding_batch_size,
+        precision=settings.embedding_precision,
+    )
     chunks = [c for _, raw, _ in batch for c in embedder.chunk_text(extract_memory(raw).text)]
     embedder.embed_batch(chunks[:64])  # warm-up, untimed
     start = time.perf_counter()

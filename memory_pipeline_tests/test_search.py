@@ -254,13 +254,13 @@ def test_search_many_embeds_all_queries_in_one_call(
 ) -> None:
     tenant, ids = seeded
     calls: list[int] = []
-    original = store.embedder.embed_batch
+    original = store.embedder.embed_queries
 
     def counting(texts: list[str]) -> Any:
         calls.append(len(texts))
         return original(texts)
 
-    monkeypatch.setattr(store.embedder, "embed_batch", counting)
+    monkeypatch.setattr(store.embedder, "embed_queries", counting)
     queries = ["postgres backup", "lasagna recipe", "volcano sunrise hike", "dagster sensor"]
     for mode in SEARCH_MODES:
         calls.clear()

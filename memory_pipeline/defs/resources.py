@@ -84,6 +84,10 @@ class EmbedderResource(ConfigurableResource):
     device: str | None = Field(
         default=None, description="torch device, e.g. 'cuda'; unset: automatic"
     )
+    precision: str | None = Field(
+        default=None,
+        description="auto, float32 or bfloat16; unset: MEMORY_PIPELINE_EMBEDDING_PRECISION",
+    )
 
     def model_id(self) -> str:
         """The configured model id, without loading the model."""
@@ -96,6 +100,7 @@ class EmbedderResource(ConfigurableResource):
             self.batch_size or settings.embedding_batch_size,
             self.model_source,
             self.device,
+            self.precision or settings.embedding_precision,
         )
 
 

@@ -2,6 +2,14 @@
 
 torch and sentence-transformers are imported only when a model is first loaded, so the Dagster
 code server and sensor evaluation (which import the definitions) stay light (DESIGN §7).
+
+Precision: on a CPU that multiplies bfloat16 natively (AMX or AVX-512 BF16), the model's
+weights are cast to bfloat16 (``precision="auto"``, the default): batched encoding runs about
+3x faster and a single query a little faster, while every vector stays within cosine 0.9999 of
+the float32 one (measured on the bench corpus; top-10 rankings agree at 0.99). Vectors are
+renormalised in float32 either way. Elsewhere bfloat16 is emulated and slow, so ``auto`` means
+float32 there; ``float32`` and ``bfloat16`` force one. Precision is how a model is computed,
+not which model it is: it is not part of the model id, and vectors of both mix.
 """
 
 from __future__ import annotations
@@ -24,13 +32,33 @@ logger = logging.getLogger(__name__)
 #: Tokens shared by consecutive chunks of a long text, so a sentence cut at a chunk edge
 #: is still whole in one of them.
 CHUNK_OVERLAP_TOKENS = 32
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX-512 BF16)."""
+    import torch
+
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_precision(precision: str, device: str | None) -> str:
+    """The precision ``precision`` means on ``device``: ``float32`` or ``bfloat16``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown embedding precision {precision!r}; use one of {PRECISIONS}")
+    if precision != "auto":
+        return precision
+    on_cpu = device is None or device == "cpu"
+    return "bfloat16" if on_cpu and cpu_has_native_bfloat16() else "float32"
 
 
 class Embedder:
     """Turns texts into unit-length vectors with one sentence-transformers model.
 
     ``model_id`` is what is recorded on rows and in Chroma; ``model_source`` is what gets loaded
-    (a hub name or a local folder; by default resolved from ``model_id``).
+    (a hub name or a local folder; by default resolved from ``model_id``); ``precision`` is one
+    of :data:`PRECISIONS` (see the module's docstring).
     """
 
     def __init__(
@@ -40,11 +68,15 @@ class Embedder:
         batch_size: int = 32,
         model_source: str | None = None,
         device: str | None = None,
+        precision: str = "auto",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown embedding precision {precision!r}; use one of {PRECISIONS}")
         self.model_id = model_id
         self.batch_size = batch_size
         self.model_source = model_source or resolve_model_source(model_id)
         self.device = device
+        self.precision = precision
         self._model: SentenceTransformer | None = None
 
     @property
@@ -56,13 +88,24 @@ class Embedder:
 
             transformers_logging.disable_progress_bar()  # keep stderr for our own messages
 
-            logger.info("loading embedding model %s from %s", self.model_id, self.model_source)
+            precision = resolve_precision(self.precision, self.device)
+            logger.info(
+                "loading embedding model %s from %s (%s)",
+                self.model_id,
+                self.model_source,
+                precision,
+            )
             try:
-                self._model = SentenceTransformer(self.model_source, device=self.device)
+                model = SentenceTransformer(self.model_source, device=self.device)
             except Exception as exc:
                 raise RuntimeError(
                     f"cannot load embedding model {self.model_id!r} from {self.model_source!r}: {exc}"
                 ) from exc
+            if precision == "bfloat16":
+                import torch
+
+                model = model.to(torch.bfloat16)
+            self._model = model
         return self._model
 
     @property
@@ -93,7 +136,29 @@ class Embedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        # unit length in float32 whatever precision the model computed in
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1.0)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Like :meth:`embed_batch`, for the few short texts of a search.
+
+        Up to one batch goes through the model's own modules in one forward pass: ``encode``'s
+        sorting and batching machinery costs about a millisecond, a sixth of a query's
+        embedding here. Longer lists are left to :meth:`embed_batch`.
+        """
+        if not texts or len(texts) > self.batch_size:
+            return self.embed_batch(texts)
+        import torch
+
+        model = self.model
+        with torch.inference_mode():
+            features = model.preprocess(list(texts))
+            features = {k: v.to(model.device) for k, v in features.items() if hasattr(v, "to")}
+            vectors = model(features)["sentence_embedding"].float().cpu().numpy()
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1.0)
 
     def chunk_text(self, text: str) -> list[str]:
         """Split ``text`` into pieces that each fit the model window, overlapping a little.
@@ -126,7 +191,17 @@ class Embedder:
 
 @functools.cache
 def load_embedder(
-    model_id: str, batch_size: int = 32, model_source: str | None = None, device: str | None = None
+    model_id: str,
+    batch_size: int = 32,
+    model_source: str | None = None,
+    device: str | None = None,
+    precision: str = "auto",
 ) -> Embedder:
     """The process's one :class:`Embedder` for these arguments (loaded lazily on first use)."""
-    return Embedder(model_id, batch_size=batch_size, model_source=model_source, device=device)
+    return Embedder(
+        model_id,
+        batch_size=batch_size,
+        model_source=model_source,
+        device=device,
+        precision=precision,
+    )

@@ -193,7 +193,7 @@ def evaluate(
     ablations: Mapping[str, Any] | None = None,
 ) -> dict[str, ModeScores]:
     """Recall@k per method over every question: ``exact-dense``, each search mode, and each
-    ablation (a name and a ``MemorySearch`` variant searched in hybrid mode)."""
+    ablation (a name, and a ``MemorySearch`` variant with the mode to search it in)."""
     depth = max(ks)
     ablations = dict(ablations or {})
     names = ("exact-dense", *modes, *ablations)
@@ -215,9 +215,9 @@ def evaluate(
             )
             for q, hits in zip(conversation.questions, results, strict=True):
                 scores[mode].add(q.evidence, [h.external_id for h in hits])
-        for name, search in ablations.items():
+        for name, (search, mode) in ablations.items():
             results = search.search_many(
-                questions, conversation.user_id, PROJECT_ID, depth, mode="hybrid", backend=backend
+                questions, conversation.user_id, PROJECT_ID, depth, mode=mode, backend=backend
             )
             for q, hits in zip(conversation.questions, results, strict=True):
                 scores[name].add(q.evidence, [h.external_id for h in hits])
@@ -267,12 +267,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         plain_fusion = MemorySearch(
             store.db, store.search.store, store.embedder, context_weight=0.0
         )
+        # What champion lists (keyword search on large tenants) cost in recall: every query
+        # takes its common terms' candidates from them, though these tenants are small.
+        champions_only = MemorySearch(
+            store.db, store.search.store, store.embedder, keyword_exact_budget=0
+        )
         scores = evaluate(
             store,
             conversations,
             SEARCH_MODES,
             backend=args.backend,
-            ablations={"hybrid, no context": plain_fusion},
+            ablations={
+                "hybrid, no context": (plain_fusion, "hybrid"),
+                "keyword, champion lists": (champions_only, "keyword"),
+                "hybrid, champion lists": (champions_only, "hybrid"),
+            },
         )
         t2 = time.perf_counter()
     questions = sum(len(c.questions) for c in conversations)

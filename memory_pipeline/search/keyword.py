@@ -186,11 +186,13 @@ def keyword_candidates(
     n: int,
     where: Mapping[str, Any] | None = None,
     also: Collection[int] = (),
+    *,
+    exact_budget: int = EXACT_POSTINGS_BUDGET,
 ) -> dict[int, float]:
     """BM25 scores of the tenant's ``n`` best keyword matches, plus those of the ids in ``also``.
 
     Only memories that hold a query term and match ``where`` have a score; ``where`` decides
-    what may be returned, not the term statistics.
+    what may be returned, not the term statistics. ``exact_budget``: see :func:`plan_candidates`.
     """
     terms = query_terms(conn, query)
     if not terms:
@@ -198,7 +200,7 @@ def keyword_candidates(
     stats = term_statistics(conn, tenant_key, terms)
     if stats.docs == 0:
         return {}
-    plan = plan_candidates(stats.doc_freq)
+    plan = plan_candidates(stats.doc_freq, exact_budget=exact_budget)
     postings = fetch_postings(conn, tenant_key, terms, plan, where, also)
     scores = bm25_scores(postings, stats)
     best = sorted(scores, key=lambda i: (-scores[i], i))[:n]

@@ -30,7 +30,7 @@ from psycopg import sql
 
 from memory_pipeline.embedding import Embedder, load_embedder
 from memory_pipeline.search.filters import validate_where_filter, where_to_sql
-from memory_pipeline.search.keyword import keyword_candidates
+from memory_pipeline.search.keyword import EXACT_POSTINGS_BUDGET, keyword_candidates
 from memory_pipeline.search.result import SearchResult
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.memory_logs import model_source_of
@@ -54,7 +54,7 @@ MAX_LIMIT = 1000
 HYBRID_VECTOR_WEIGHT = 0.5
 #: pgvector's HNSW candidate list (hnsw.ef_search); iterative scans go past it when a filter
 #: or several chunks per memory leave too few rows.
-PGVECTOR_EF_SEARCH = 100
+PGVECTOR_EF_SEARCH = 200
 #: Share of a neighbouring conversation turn's fused score a turn inherits (hybrid mode).
 CONTEXT_WEIGHT = 0.5
 #: Two turns are neighbours only if written this close in time (one sitting).
@@ -96,7 +96,9 @@ class MemorySearch:
     """Search over one database and Chroma server with one embedding model.
 
     ``context_weight`` is the conversation-context share of hybrid mode (0 turns it off; the
-    evaluation uses that to show what it adds).
+    evaluation uses that to show what it adds). ``keyword_exact_budget`` bounds exact keyword
+    retrieval (:mod:`memory_pipeline.search.keyword`; 0 always uses champion lists, which the
+    evaluation uses to measure what they cost in recall).
     """
 
     def __init__(
@@ -106,11 +108,13 @@ class MemorySearch:
         embedder: Embedder,
         *,
         context_weight: float = CONTEXT_WEIGHT,
+        keyword_exact_budget: int = EXACT_POSTINGS_BUDGET,
     ) -> None:
         self.db = db
         self.store = store
         self.embedder = embedder
         self.context_weight = context_weight
+        self.keyword_exact_budget = keyword_exact_budget
 
     # ----------------------------------------------------------------------------- public API
     def search_similar_memories(
@@ -211,7 +215,7 @@ class MemorySearch:
         n_candidates = max(limit * CANDIDATE_FACTOR, MIN_CANDIDATES)
         # Every mode embeds the queries: results carry their raw cosine similarity, which
         # min_similarity filters on.
-        vectors = embedder.embed_batch(queries)
+        vectors = embedder.embed_queries(queries)
         vector_scores: list[dict[int, float]] = [{} for _ in queries]
         keyword_scores: list[dict[int, float]] = [{} for _ in queries]
         if mode in ("vector", "hybrid"):
@@ -221,7 +225,15 @@ class MemorySearch:
         if mode in ("keyword", "hybrid"):
             with self.db.connection() as conn:
                 keyword_scores = [
-                    keyword_candidates(conn, tenant.key, q, n_candidates, where, also=set(vec))
+                    keyword_candidates(
+                        conn,
+                        tenant.key,
+                        q,
+                        n_candidates,
+                        where,
+                        also=set(vec),
+                        exact_budget=self.keyword_exact_budget,
+                    )
                     for q, vec in zip(queries, vector_scores, strict=True)
                 ]
 
@@ -324,7 +336,13 @@ class MemorySearch:
             return self.embedder
         with self.db.connection() as conn:
             source = model_source_of(conn, model_id)
-        return load_embedder(model_id, self.embedder.batch_size, source)
+        return load_embedder(
+            model_id,
+            self.embedder.batch_size,
+            source,
+            self.embedder.device,
+            self.embedder.precision,
+        )
 
     def _vector_candidates(
         self,
