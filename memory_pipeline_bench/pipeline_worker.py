@@ -7,7 +7,8 @@ the seconds and counts. At the end of input it prints its peak RSS (``ru_maxrss`
 time went. Driving it round by round lets the benchmark interleave it with the raw encode.
 
 Where the time went is measured by wrapping the store step's stages (claim, extraction, encode,
-Chroma upsert, Postgres writes) with timers; a few clock reads per batch cost nothing measurable.
+Chroma upsert, Postgres writes, keyword index upkeep) with timers; a few clock reads per batch
+cost nothing measurable.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def instrument(store: MemoryStore, timer: StageTimer) -> None:
         "chroma_upsert", store.vector_store.upsert_vectors
     )
     process_module.extract_memory = timer.wrap("extract", process_module.extract_memory)  # type: ignore[assignment]
+    for name, stage in (
+        ("compact_term_stats", "pg_keyword_stats"),
+        ("refresh_keyword_index", "pg_keyword_champions"),
+    ):
+        setattr(process_module, name, timer.wrap(stage, getattr(process_module, name)))
     for name, stage in (
         ("claim_workable_rows", "pg_claim"),
         ("write_vectors", "pg_write_vectors"),

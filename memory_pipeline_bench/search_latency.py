@@ -6,7 +6,7 @@ real one plus a little Gaussian noise (renormalised), and ``tenants`` small tena
 ``tenant_rows`` memories each. Everything is loaded by COPY into memory_log / memory_vector
 (status ``embedded``) and by Chroma upserts of ≤ 5,000, then the pgvector HNSW index is built
 once over the loaded vectors, the keyword index is maintained as a pipeline run would (term
-statistics folded in, champion lists built), and the Chroma server is restarted so every
+statistics folded in, champion lists built from scratch), and the Chroma server is restarted so every
 collection starts cold.
 
 Measured through ``MemoryStore.search_similar_memories`` with a distinct query text per call:
@@ -212,7 +212,7 @@ def run(
             progress(f"search: pgvector HNSW index built in {index_seconds:.0f} s")
             keyword_start = time.perf_counter()
             with store.db.connection() as conn:
-                refresh_keyword_index(conn, [t.key for t in (big, *small)])
+                refresh_keyword_index(conn, {t.key: [] for t in (big, *small)})
             keyword_seconds = time.perf_counter() - keyword_start
             progress(
                 f"search: keyword index (statistics, champion lists) in {keyword_seconds:.0f} s"

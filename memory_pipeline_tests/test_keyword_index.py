@@ -18,9 +18,11 @@ from memory_pipeline.search.keyword import (
     term_weight,
 )
 from memory_pipeline.storage.term_stats import (
+    CHAMPION_LIST_LENGTH,
     build_champions,
-    champion_builds_due,
+    champion_rebuilds_due,
     compact_term_stats,
+    merge_into_champions,
     term_statistics,
 )
 from memory_pipeline.tenancy import Tenant
@@ -195,25 +197,130 @@ def test_champion_lists_hold_the_memories_where_a_common_term_weighs_most(
     assert champions["lighthous"] == [r["id"] for r in ranked[:4]]
 
 
-def test_champion_lists_are_rebuilt_once_enough_of_the_tenant_changed(
+def champion_lists(store: MemoryStore, tenant: Tenant) -> dict[str, list[int]]:
+    with store.db.connection() as conn:
+        return {
+            r["term"]: r["log_ids"]
+            for r in conn.execute(
+                "SELECT term, log_ids FROM memory_term_champion WHERE tenant_key = %s",
+                (tenant.key,),
+            ).fetchall()
+        }
+
+
+def best_by_weight(store: MemoryStore, tenant: Tenant, term: str, length: int) -> list[int]:
+    """The ``length`` memories where ``term`` weighs most now, from a full scan."""
+    docs, total, _ = recount(store, tenant)
+    with store.db.connection() as conn:
+        postings = conn.execute(
+            "SELECT m.id, length(m.search_tsv) AS len, array_length(t.positions, 1) AS tf "
+            "FROM memory_log m, unnest(m.search_tsv) AS t "
+            "WHERE m.tenant_key = %s AND m.status = 'embedded' AND t.lexeme = %s",
+            (tenant.key, term),
+        ).fetchall()
+    ranked = sorted(
+        postings, key=lambda r: (-term_weight(r["tf"], r["len"], total / docs), r["id"])
+    )
+    return [r["id"] for r in ranked[:length]]
+
+
+def test_champion_lists_are_rebuilt_once_enough_memories_left(
     store: MemoryStore, new_tenant: Callable[..., Tenant]
 ) -> None:
     tenant = new_tenant()
-    write_notes(store, tenant, LIGHTHOUSE_NOTES)
-    due = lambda: champion_builds_due(  # noqa: E731
+    ids = write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    due = lambda: champion_rebuilds_due(  # noqa: E731
         conn, [tenant.key], list_length=4, rebuild_fraction=0.1
     )
     with store.db.connection() as conn:
         assert due() == [tenant.key]  # never built
         build_champions(conn, tenant.key, list_length=4)
         assert due() == []
-        assert champion_builds_due(conn, [tenant.key], list_length=5) == [tenant.key]
-    write_notes(store, tenant, ["One more lighthouse note."])  # 1 of 13: under 10 %
+        assert champion_rebuilds_due(conn, [tenant.key], list_length=5) == [tenant.key]
+        # a tenant no bigger than a list has no common term: nothing to build
+        assert champion_rebuilds_due(conn, [tenant.key], list_length=12) == []
+    write_notes(store, tenant, [f"Lighthouse note {i}." for i in range(5)])  # merged, not rebuilt
     with store.db.connection() as conn:
         assert due() == []
-    write_notes(store, tenant, ["Another lighthouse note.", "And a third one."])
+    store.delete_memory_log(ids[0])
+    store.process_pending(tenant.user_id, tenant.project_id)  # 1 left of 16: under 10 %
+    with store.db.connection() as conn:
+        assert due() == []
+    store.update_memory_log(ids[1], {"content": "New words, so it leaves and comes back."})
+    store.process_pending(tenant.user_id, tenant.project_id)  # 2 of 16 left: over 10 %
     with store.db.connection() as conn:
         assert due() == [tenant.key]
+        build_champions(conn, tenant.key, list_length=4)
+        assert due() == []
+
+
+def test_a_merge_puts_a_new_memory_where_it_beats_the_list(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    with store.db.connection() as conn:
+        build_champions(conn, tenant.key, list_length=4)
+    before = champion_lists(store, tenant)
+    strong, weak = write_notes(
+        store,
+        tenant,
+        [
+            # the term four times in the shortest memory: it weighs most here
+            "Lighthouse, lighthouse, lighthouse, lighthouse.",
+            "Notes from a very long day: breakfast, emails, a meeting about budgets, a walk "
+            "to the station, a train, another meeting, lunch, and a mention of a lighthouse.",
+        ],
+    )
+    with store.db.connection() as conn:
+        assert merge_into_champions(conn, tenant.key, [strong, weak], list_length=4) >= 1
+    after = champion_lists(store, tenant)
+    assert after["lighthous"][0] == strong
+    assert weak not in after["lighthous"]
+    assert after["lighthous"] == best_by_weight(store, tenant, "lighthous", 4)
+    assert all(len(ids) <= 4 for ids in after.values())
+    assert set(after) == set(before)  # no other term became common
+
+    # re-embedded with new text, the memory is taken in again, once
+    store.update_memory_log(strong, {"content": "Lighthouse lighthouse lighthouse, lighthouse!"})
+    store.process_pending(tenant.user_id, tenant.project_id)
+    with store.db.connection() as conn:
+        merge_into_champions(conn, tenant.key, [strong], list_length=4)
+    assert champion_lists(store, tenant)["lighthous"].count(strong) == 1
+
+
+def test_a_term_that_becomes_common_gets_its_list_at_the_next_merge(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    write_notes(store, tenant, LIGHTHOUSE_NOTES)  # "ferri" is held by 2 memories
+    with store.db.connection() as conn:
+        build_champions(conn, tenant.key, list_length=4)
+    assert "ferri" not in champion_lists(store, tenant)
+    new = write_notes(
+        store, tenant, ["Ferry timetable changed.", "Missed the ferry again.", "Ferry."]
+    )
+    with store.db.connection() as conn:
+        merge_into_champions(conn, tenant.key, new, list_length=4)
+    assert champion_lists(store, tenant)["ferri"] == best_by_weight(store, tenant, "ferri", 4)
+
+
+def test_the_pipeline_keeps_champion_lists_current(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    notes = [
+        f"Harbour log {i}: boats counted, weather {('calm', 'rough')[i % 2]}, all well "
+        f"with the moorings and the night watch on shift {i}."
+        for i in range(70)
+    ]
+    write_notes(store, tenant, notes)  # over a list's length: the run built the lists
+    lists = champion_lists(store, tenant)
+    assert len(lists["harbour"]) == CHAMPION_LIST_LENGTH
+    (short,) = write_notes(store, tenant, ["Harbour."])  # the run merged it in
+    assert champion_lists(store, tenant)["harbour"][0] == short
+    with store.db.connection() as conn:
+        assert champion_rebuilds_due(conn, [tenant.key]) == []
 
 
 def test_keyword_search_of_a_small_tenant_is_exact_bm25(

@@ -21,7 +21,7 @@ from memory_pipeline.storage.term_stats import BM25_B, BM25_K1, TermStatistics
 
 
 def stats(docs: int, total_length: int, **doc_freq: int) -> TermStatistics:
-    return TermStatistics(docs=docs, total_length=total_length, changes=docs, doc_freq=doc_freq)
+    return TermStatistics(docs=docs, total_length=total_length, removed=0, doc_freq=doc_freq)
 
 
 def test_idf_is_the_bm25_formula_and_rarer_terms_weigh_more() -> None:

@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS memory_term_stats (
     term        text   NOT NULL,  -- a lexeme of search_tsv, or '' for the tenant's totals
     docs        bigint NOT NULL,  -- embedded memories holding the term ('': all of them)
     length      bigint NOT NULL DEFAULT 0,  -- '' only: the sum of length(search_tsv)
-    changes     bigint NOT NULL DEFAULT 0,  -- '' only: memories that came or went, ever
+    removed     bigint NOT NULL DEFAULT 0,  -- '' only: memories that left (deleted, re-pended), ever
     PRIMARY KEY (tenant_key, term)
 );
 
@@ -27,32 +27,32 @@ CREATE TABLE IF NOT EXISTS memory_term_stats_delta (
     term        text   NOT NULL,
     docs        bigint NOT NULL,
     length      bigint NOT NULL,
-    changes     bigint NOT NULL
+    removed     bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS memory_term_stats_delta_idx ON memory_term_stats_delta (tenant_key, term);
 
 -- What one memory contributes to its tenant's statistics, times sign (+1 in, -1 out).
 CREATE OR REPLACE FUNCTION memory_term_stats_of(doc tsvector, sign integer)
-RETURNS TABLE (term text, docs bigint, length bigint, changes bigint)
+RETURNS TABLE (term text, docs bigint, length bigint, removed bigint)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT t, sign, 0, 0 FROM unnest(tsvector_to_array(doc)) AS t
     UNION ALL
-    SELECT '', sign, sign * length(doc), 1
+    SELECT '', sign, sign * length(doc), CASE WHEN sign < 0 THEN 1 ELSE 0 END
 $$;
 
 CREATE OR REPLACE FUNCTION memory_log_term_stats() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        INSERT INTO memory_term_stats_delta (tenant_key, term, docs, length, changes)
-        SELECT o.tenant_key, s.term, sum(s.docs), sum(s.length), sum(s.changes)
+        INSERT INTO memory_term_stats_delta (tenant_key, term, docs, length, removed)
+        SELECT o.tenant_key, s.term, sum(s.docs), sum(s.length), sum(s.removed)
         FROM old_rows o CROSS JOIN LATERAL memory_term_stats_of(o.search_tsv, -1) s
         WHERE o.status = 'embedded'
         GROUP BY o.tenant_key, s.term;
     ELSE
         -- Only memories whose embedded-ness or text changed count; the rest cancel out.
-        INSERT INTO memory_term_stats_delta (tenant_key, term, docs, length, changes)
-        SELECT c.tenant_key, s.term, sum(s.docs), sum(s.length), sum(s.changes)
+        INSERT INTO memory_term_stats_delta (tenant_key, term, docs, length, removed)
+        SELECT c.tenant_key, s.term, sum(s.docs), sum(s.length), sum(s.removed)
         FROM (
             SELECT o.tenant_key, o.search_tsv AS doc, -1 AS sign
             FROM old_rows o JOIN new_rows n ON n.id = o.id
@@ -65,7 +65,7 @@ BEGIN
               AND (o.status <> 'embedded' OR n.search_tsv <> o.search_tsv)
         ) AS c CROSS JOIN LATERAL memory_term_stats_of(c.doc, c.sign) s
         GROUP BY c.tenant_key, s.term
-        HAVING sum(s.docs) <> 0 OR sum(s.length) <> 0 OR sum(s.changes) <> 0;
+        HAVING sum(s.docs) <> 0 OR sum(s.length) <> 0 OR sum(s.removed) <> 0;
     END IF;
     RETURN NULL;
 END $$;
@@ -90,44 +90,46 @@ BEGIN
     FROM (SELECT DISTINCT unnest(keys) AS k ORDER BY 1) AS ordered;
     WITH moved AS (
         DELETE FROM memory_term_stats_delta WHERE tenant_key = ANY(keys)
-        RETURNING tenant_key, term, docs, length, changes
+        RETURNING tenant_key, term, docs, length, removed
     ), summed AS (
         SELECT tenant_key, term, sum(docs) AS docs, sum(length) AS length,
-               sum(changes) AS changes
+               sum(removed) AS removed
         FROM moved GROUP BY tenant_key, term
     )
-    INSERT INTO memory_term_stats AS s (tenant_key, term, docs, length, changes)
-    SELECT tenant_key, term, docs, length, changes FROM summed ORDER BY tenant_key, term
+    INSERT INTO memory_term_stats AS s (tenant_key, term, docs, length, removed)
+    SELECT tenant_key, term, docs, length, removed FROM summed ORDER BY tenant_key, term
     ON CONFLICT (tenant_key, term) DO UPDATE
         SET docs = s.docs + excluded.docs, length = s.length + excluded.length,
-            changes = s.changes + excluded.changes;
+            removed = s.removed + excluded.removed;
     GET DIAGNOSTICS folded = ROW_COUNT;
     RETURN folded;
 END $$;
 
 -- Champion lists (Manning, Raghavan & Schütze, Introduction to Information Retrieval §7.1.3):
 -- for each term held by more memories than a list's length, the memories where it weighs most
--- in BM25. Keyword search takes its candidates for such common terms from here instead of
--- visiting every memory that holds them; terms rarer than that come from the GIN index, which
--- is always current. Derived data: rebuilt by the pipeline when a tenant has changed enough
--- (memory_pipeline.storage.term_stats).
+-- in BM25, best first, with those weights. Keyword search takes its candidates for such common
+-- terms from here instead of visiting every memory that holds them; terms rarer than that come
+-- from the GIN index, which is always current. Derived data, kept by the pipeline
+-- (memory_pipeline.storage.term_stats): newly embedded memories are merged in, and the lists
+-- are rebuilt from scratch once many memories have left.
 CREATE TABLE IF NOT EXISTS memory_term_champion (
     tenant_key  text     NOT NULL,
     term        text     NOT NULL,
     log_ids     bigint[] NOT NULL,
+    weights     real[]   NOT NULL,
     PRIMARY KEY (tenant_key, term)
 );
 
 CREATE TABLE IF NOT EXISTS memory_term_champion_build (
     tenant_key        text        PRIMARY KEY,
-    changes_at_build  bigint      NOT NULL,  -- memory_term_stats '' changes when built
+    removed_at_build  bigint      NOT NULL,  -- memory_term_stats '' removed when last rebuilt
     list_length       integer     NOT NULL,
     built_at          timestamptz NOT NULL DEFAULT now()
 );
 
 -- Statistics of the memories embedded before this migration.
-INSERT INTO memory_term_stats (tenant_key, term, docs, length, changes)
-SELECT m.tenant_key, s.term, sum(s.docs), sum(s.length), sum(s.changes)
+INSERT INTO memory_term_stats (tenant_key, term, docs, length, removed)
+SELECT m.tenant_key, s.term, sum(s.docs), sum(s.length), sum(s.removed)
 FROM memory_log m CROSS JOIN LATERAL memory_term_stats_of(m.search_tsv, 1) s
 WHERE m.status = 'embedded'
 GROUP BY m.tenant_key, s.term

@@ -121,10 +121,12 @@ def _process_batch(
     store: ChromaVectorStore,
     options: ProcessOptions,
     collection_name: str | None = None,
-) -> dict[str, ProcessCounts]:
+) -> tuple[dict[str, ProcessCounts], dict[str, list[int]]]:
     """Process claimed rows of one or more tenants; their texts are embedded in one call.
 
-    Returns the counts per tenant key. ``collection_name`` (a model rollout) needs one tenant.
+    Returns the counts per tenant key, and per tenant key the rows that joined the searchable
+    set with new text (what the keyword index takes in). ``collection_name`` (a model rollout)
+    needs one tenant.
     """
     model_id = embedder.model_id
     skipped: list[tuple[int, str, str, datetime]] = []
@@ -247,7 +249,12 @@ def _process_batch(
         setattr(counts[tenant_of_row[rid]], state, getattr(counts[tenant_of_row[rid]], state) + 1)
     for rid, error in failures:
         logger.warning("memory %s of tenant %s failed: %s", rid, tenants[tenant_of_row[rid]], error)
-    return counts
+    was_embedded = {row.id for row in rows if row.status == "embedded"}
+    fresh: dict[str, list[int]] = {}
+    for e in embedded:
+        if e.id not in was_embedded:
+            fresh.setdefault(tenant_of_row[e.id], []).append(e.id)
+    return counts, fresh
 
 
 def process_tenant(
@@ -272,12 +279,14 @@ def process_tenant(
     target = store.building_collection_name(tenant, model_id) if rolling_out else None
 
     counts = ProcessCounts()
+    fresh: list[int] = []
     counts.deleted = apply_tombstones(db, store, tenant, [target] if target else [])
     _run_batches(
         db,
         tenant,
         options,
         counts,
+        fresh,
         target,
         embedder,
         store,
@@ -290,6 +299,7 @@ def process_tenant(
             tenant,
             options,
             counts,
+            fresh,
             target,
             embedder,
             store,
@@ -301,7 +311,7 @@ def process_tenant(
         counts.embedded = before
         counts.switched = int(_switch_when_complete(db, store, tenant, model_id, live_model))
     with db.connection() as conn:
-        refresh_keyword_index(conn, [tenant.key])
+        refresh_keyword_index(conn, {tenant.key: fresh})
     return counts
 
 
@@ -310,6 +320,7 @@ def _run_batches(
     tenant: Tenant,
     options: ProcessOptions,
     counts: ProcessCounts,
+    fresh: list[int],
     collection_name: str | None,
     embedder: Embedder,
     store: ChromaVectorStore,
@@ -323,12 +334,14 @@ def _run_batches(
             if not rows:
                 return
             last_id = rows[-1].id
-            batch = _process_batch(
+            by_tenant, fresh_by_tenant = _process_batch(
                 conn, rows, {tenant.key: tenant}, embedder, store, options, collection_name
-            ).get(tenant.key, ProcessCounts())
+            )
+            batch = by_tenant.get(tenant.key, ProcessCounts())
             if batch.embedded and collection_name is None:
                 q.adopt_live_model(conn, [tenant.key], embedder.model_id)
             counts.add(batch)
+        fresh.extend(fresh_by_tenant.get(tenant.key, []))
         with db.connection() as conn:  # keep the keyword statistics' delta log short
             compact_term_stats(conn, [tenant.key])
 
@@ -377,6 +390,7 @@ def process_tenants(
         else:
             results[tenant.key].deleted = apply_tombstones(db, store, tenant)
             together[tenant.key] = tenant
+    fresh: dict[str, list[int]] = {key: [] for key in together}
     last_id = 0
     while together:
         with db.connection() as conn, conn.transaction():
@@ -391,15 +405,17 @@ def process_tenants(
             if not rows:
                 break
             last_id = rows[-1].id
-            batch = _process_batch(conn, rows, together, embedder, store, options)
+            batch, fresh_by_tenant = _process_batch(conn, rows, together, embedder, store, options)
             done = [key for key, c in batch.items() if c.embedded]
             if done:
                 q.adopt_live_model(conn, done, embedder.model_id)
             for key, c in batch.items():
                 results[key].add(c)
+        for key, ids in fresh_by_tenant.items():
+            fresh[key].extend(ids)
         with db.connection() as conn:  # keep the keyword statistics' delta log short
             compact_term_stats(conn, list(batch))
     if together:
         with db.connection() as conn:
-            refresh_keyword_index(conn, list(together))
+            refresh_keyword_index(conn, fresh)
     return results

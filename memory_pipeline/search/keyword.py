@@ -39,6 +39,7 @@ from memory_pipeline.storage.term_stats import (
     CHAMPION_LIST_LENGTH,
     TermStatistics,
     term_statistics,
+    tsquery_any,
 )
 
 #: Up to this many (memory, query term) matches, every matching memory is scored.
@@ -113,12 +114,6 @@ def plan_candidates(
     full = tuple(sorted(t for t, df in present.items() if df <= list_length))
     common = tuple(sorted(t for t, df in present.items() if df > list_length))
     return CandidatePlan(full, common)
-
-
-def tsquery_any(terms: Sequence[str]) -> str:
-    """A tsquery text matching any of ``terms`` (lexemes quoted for the tsquery parser)."""
-    quoted = ("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms)
-    return " | ".join(quoted)
 
 
 def query_terms(conn: psycopg.Connection, query: str) -> list[str]:
