@@ -132,7 +132,7 @@ def _stage_breakdown(
     timer = StageTimer()
     stages = (
         (MemorySearch, "_tenant_live_model", "tenant check (SQL)"),
-        (store.embedder, "embed_batch", "query embedding"),
+        (store.embedder, "embed_queries", "query embedding"),
         (MemorySearch, "_vector_candidates", "vector candidates (Chroma)"),
         (searcher_module, "keyword_candidates", "keyword candidates (SQL)"),
         (MemorySearch, "_candidate_facts", "candidate facts (SQL)"),
@@ -259,7 +259,7 @@ def _measure(
     embed_seconds = []
     for query in next_queries(queries):
         start = time.perf_counter()
-        store.embedder.embed_batch([query])
+        store.embedder.embed_queries([query])
         embed_seconds.append(time.perf_counter() - start)
     _add_latency(result, "query embedding alone", embed_seconds)
     # the same with one torch thread: two threads on a busy 2-core machine wait on each other
@@ -271,7 +271,7 @@ def _measure(
         one_thread = []
         for query in next_queries(queries):
             start = time.perf_counter()
-            store.embedder.embed_batch([query])
+            store.embedder.embed_queries([query])
             one_thread.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)

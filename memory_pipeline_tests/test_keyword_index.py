@@ -10,11 +10,11 @@ import pytest
 
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.search.keyword import (
-    fetch_postings,
     idf,
     keyword_candidates,
     plan_candidates,
     query_terms,
+    score_candidates,
     term_weight,
 )
 from memory_pipeline.storage.term_stats import (
@@ -340,7 +340,7 @@ def test_a_champion_plan_scores_champions_and_rare_term_memories_over_every_quer
     store: MemoryStore, new_tenant: Callable[..., Tenant]
 ) -> None:
     tenant = new_tenant()
-    write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    ids = write_notes(store, tenant, LIGHTHOUSE_NOTES)
     with store.db.connection() as conn:
         build_champions(conn, tenant.key, list_length=4)
     # arrives after the lists were built, and is the only memory with its code word
@@ -361,13 +361,15 @@ def test_a_champion_plan_scores_champions_and_rare_term_memories_over_every_quer
             .fetchone()
             .values()
         )
-        postings = fetch_postings(conn, tenant.key, terms, plan, None, also=())
-    assert {p.log_id for p in postings} == {*champions, late}
-    from memory_pipeline.search.keyword import bm25_scores
-
-    scores = bm25_scores(postings, stats)
+        scores = score_candidates(conn, tenant.key, terms, plan, stats, None, n=100)
+        top = score_candidates(conn, tenant.key, terms, plan, stats, None, n=2)
+        also = score_candidates(conn, tenant.key, terms, plan, stats, None, n=1, also=[ids[11]])
+    assert scores.keys() == {*champions, late}
     assert scores == pytest.approx({i: reference[i] for i in scores})
     assert max(scores, key=scores.__getitem__) == late
+    assert top.keys() == set(sorted(scores, key=lambda i: (-scores[i], i))[:2])
+    # a memory asked for is scored too (but not when it holds no query term)
+    assert also.keys() == {late}
 
 
 def test_keyword_candidates_respect_the_filter_but_not_in_their_statistics(

@@ -10,14 +10,13 @@ from hypothesis import strategies as st
 
 from memory_pipeline.search.keyword import (
     CandidatePlan,
-    Posting,
-    bm25_scores,
     idf,
     plan_candidates,
+    query_idfs,
     term_weight,
     tsquery_any,
 )
-from memory_pipeline.storage.term_stats import BM25_B, BM25_K1, TermStatistics
+from memory_pipeline.storage.term_stats import BM25_K1, TermStatistics
 
 
 def stats(docs: int, total_length: int, **doc_freq: int) -> TermStatistics:
@@ -41,29 +40,14 @@ def test_term_weight_saturates_and_favours_short_memories() -> None:
     assert term_weight(1, 10, 10.0) == pytest.approx((BM25_K1 + 1) / (1 + BM25_K1))
 
 
-def test_bm25_scores_add_each_held_terms_idf_times_weight() -> None:
-    s = stats(4, 40, cat=1, sat=3)
-    postings = [
-        Posting(1, 10, {"cat": 1, "sat": 1}),
-        Posting(2, 20, {"sat": 2}),
-        Posting(3, 10, {}),  # holds no query term: no score at all
-    ]
-    scores = bm25_scores(postings, s)
-    norm1 = 1 - BM25_B + BM25_B * 10 / 10
-    norm2 = 1 - BM25_B + BM25_B * 20 / 10
-    w = lambda tf, norm: tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm)  # noqa: E731
-    assert scores == pytest.approx(
-        {
-            1: idf(1, 4) * w(1, norm1) + idf(3, 4) * w(1, norm1),
-            2: idf(3, 4) * w(2, norm2),
-        }
-    )
+def test_query_idfs_follow_the_tenants_document_frequencies() -> None:
+    assert query_idfs(stats(4, 40, cat=1, sat=3), ["cat", "sat"]) == [idf(1, 4), idf(3, 4)]
 
 
-def test_statistics_that_lag_behind_the_postings_never_break_scoring() -> None:
+def test_statistics_that_lag_behind_the_memories_never_break_scoring() -> None:
     # a memory embedded between the two statements: its term is not counted yet
-    scores = bm25_scores([Posting(7, 3, {"new": 1})], stats(0, 0, new=0))
-    assert scores[7] > 0
+    (weight,) = query_idfs(stats(0, 0, new=0), ["new"])
+    assert weight > 0 and weight == idf(1, 1)
 
 
 def test_a_small_query_is_planned_exactly() -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -36,6 +36,7 @@ from memory_pipeline.search.filters import where_to_sql
 from memory_pipeline.storage.term_stats import (
     BM25_B,
     BM25_K1,
+    BM25_WEIGHT_SQL,
     CHAMPION_LIST_LENGTH,
     TermStatistics,
     term_statistics,
@@ -57,31 +58,14 @@ def term_weight(tf: int, length: int, avg_length: float) -> float:
     return tf * (BM25_K1 + 1.0) / (tf + BM25_K1 * norm)
 
 
-@dataclass(frozen=True)
-class Posting:
-    """One candidate memory: its length and how often each query term occurs in it."""
+def query_idfs(stats: TermStatistics, terms: Sequence[str]) -> list[float]:
+    """Each term's idf in the tenant, for scoring.
 
-    log_id: int
-    length: int
-    term_freq: Mapping[str, int] = field(default_factory=dict)
-
-
-def bm25_scores(postings: Sequence[Posting], stats: TermStatistics) -> dict[int, float]:
-    """The BM25 score of each posting over the query terms it holds (memories with none: absent).
-
-    The statistics may be a moment older than the postings (another statement): a term or
-    memory they do not count yet counts once.
+    The statistics may be a moment older than the memories scored (another statement): a term
+    they do not count yet counts as held by one memory.
     """
-    n_docs = max(stats.docs, len(postings))
-    scores: dict[int, float] = {}
-    for p in postings:
-        if p.term_freq:
-            scores[p.log_id] = sum(
-                idf(max(stats.doc_freq.get(t, 0), 1), n_docs)
-                * term_weight(tf, p.length, stats.avg_length)
-                for t, tf in p.term_freq.items()
-            )
-    return scores
+    docs = max(stats.docs, 1)
+    return [idf(max(stats.doc_freq.get(t, 0), 1), docs) for t in terms]
 
 
 @dataclass(frozen=True)
@@ -125,15 +109,21 @@ def query_terms(conn: psycopg.Connection, query: str) -> list[str]:
     return sorted(r["t"] for r in rows)
 
 
-def fetch_postings(
+def score_candidates(
     conn: psycopg.Connection,
     tenant_key: str,
     terms: Sequence[str],
     plan: CandidatePlan,
+    stats: TermStatistics,
     where: Mapping[str, Any] | None,
-    also: Collection[int],
-) -> list[Posting]:
-    """The candidates of ``plan`` (and ``also``) that match ``where``, with their term counts."""
+    n: int,
+    also: Collection[int] = (),
+) -> dict[int, float]:
+    """BM25 scores of the ``n`` best candidates of ``plan`` (and of those in ``also``).
+
+    Scored in Postgres, over every query term each candidate holds; only candidates that match
+    ``where`` are scored.
+    """
     sources: list[sql.Composable] = []
     if plan.full_terms:
         sources.append(sql.SQL("m.search_tsv @@ %(tsquery)s::tsquery"))
@@ -146,32 +136,44 @@ def fetch_postings(
             )
         )
     if not sources:
-        return []
+        return {}
     condition = where_to_sql(where) if where else sql.SQL("true")
     statement = sql.SQL(
-        """SELECT m.id, length(m.search_tsv) AS length, array_agg(x.lexeme) AS terms,
-                  array_agg(coalesce(array_length(x.positions, 1), 1)) AS tfs
-           FROM memory_log m
-           CROSS JOIN LATERAL unnest(ts_filter(setweight(m.search_tsv, 'A', %(terms)s), '{{a}}'))
-               AS x
-           WHERE m.tenant_key = %(tenant)s AND m.status = 'embedded' AND ({sources})
-             AND {condition}
-           GROUP BY m.id"""
-    ).format(sources=sql.SQL(" OR ").join(sources), condition=condition)
+        """SELECT id, score FROM (
+               SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS place
+               FROM (SELECT m.id, sum(q.idf * {weight}) AS score
+                     FROM memory_log m
+                     CROSS JOIN LATERAL (
+                         SELECT t.lexeme, coalesce(array_length(t.positions, 1), 1)::float8 AS tf
+                         FROM unnest(ts_filter(setweight(m.search_tsv, 'A', %(terms)s), '{{a}}'))
+                             AS t) AS x
+                     JOIN unnest(%(terms)s::text[], %(idfs)s::float8[]) AS q(term, idf)
+                         ON q.term = x.lexeme
+                     WHERE m.tenant_key = %(tenant)s AND m.status = 'embedded'
+                       AND ({sources}) AND {condition}
+                     GROUP BY m.id) AS scored) AS ranked
+           WHERE place <= %(n)s OR id = ANY(%(also)s::bigint[])"""
+    ).format(
+        weight=sql.SQL(BM25_WEIGHT_SQL),
+        sources=sql.SQL(" OR ").join(sources),
+        condition=condition,
+    )
     rows = conn.execute(
         statement,
         {
             "tenant": tenant_key,
             "terms": list(terms),
+            "idfs": query_idfs(stats, terms),
             "tsquery": tsquery_any(plan.full_terms),
             "champion_terms": list(plan.champion_terms),
             "also": list(also),
+            "n": n,
+            "k1": BM25_K1,
+            "b": BM25_B,
+            "avg": max(stats.avg_length, 1.0),
         },
     ).fetchall()
-    return [
-        Posting(int(r["id"]), int(r["length"]), dict(zip(r["terms"], r["tfs"], strict=True)))
-        for r in rows
-    ]
+    return {int(r["id"]): float(r["score"]) for r in rows}
 
 
 def keyword_candidates(
@@ -196,8 +198,4 @@ def keyword_candidates(
     if stats.docs == 0:
         return {}
     plan = plan_candidates(stats.doc_freq, exact_budget=exact_budget)
-    postings = fetch_postings(conn, tenant_key, terms, plan, where, also)
-    scores = bm25_scores(postings, stats)
-    best = sorted(scores, key=lambda i: (-scores[i], i))[:n]
-    keep = set(best) | (set(also) & scores.keys())
-    return {i: scores[i] for i in keep}
+    return score_candidates(conn, tenant_key, terms, plan, stats, where, n, also)

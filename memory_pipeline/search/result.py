@@ -11,9 +11,9 @@ from typing import Any
 class SearchResult:
     """One memory returned by a search.
 
-    ``similarity`` is the raw cosine similarity of its best chunk (vector modes) or the keyword
-    score normalised to 0..1 (keyword mode); ``score`` is the final ranking value (after fusion
-    and temporal decay), higher is better.
+    ``similarity`` is the raw cosine similarity of its best chunk to the query, in every mode
+    (``min_similarity`` filters on it); ``score`` is the final ranking value (after fusion,
+    conversation context and temporal decay), higher is better.
     """
 
     log_id: int

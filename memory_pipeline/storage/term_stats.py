@@ -30,12 +30,13 @@ CHAMPION_LIST_LENGTH = 64
 #: rebuild (their ids linger in the lists until then, taking places).
 CHAMPION_REBUILD_FRACTION = 0.25
 
-# BM25's term weight of a posting (x.tf, length of m's search_tsv), as a SQL expression; the
-# same as memory_pipeline.search.keyword.term_weight.
-_WEIGHT = """x.tf * (%(k1)s + 1) / (x.tf + %(k1)s * (1 - %(b)s
+#: BM25's term weight of a posting (``x.tf``, the length of ``m.search_tsv``) as a SQL
+#: expression over the parameters k1, b and avg; the same as
+#: :func:`memory_pipeline.search.keyword.term_weight`.
+BM25_WEIGHT_SQL = """x.tf * (%(k1)s + 1) / (x.tf + %(k1)s * (1 - %(b)s
              + %(b)s * length(m.search_tsv) / %(avg)s))"""
 # Each (term, memory) of the tenant's embedded memories that pass {where}, with its weight.
-_POSTINGS = f"""SELECT x.lexeme AS term, m.id, {_WEIGHT} AS weight
+_POSTINGS = f"""SELECT x.lexeme AS term, m.id, {BM25_WEIGHT_SQL} AS weight
     FROM memory_log m
     CROSS JOIN LATERAL (
         SELECT t.lexeme, coalesce(array_length(t.positions, 1), 1)::float8 AS tf
@@ -181,7 +182,7 @@ def build_champions(
 
     Every term held by more than ``list_length`` embedded memories gets the ``list_length``
     memories where its BM25 term weight ``tf·(k1+1) / (tf + k1·(1 − b + b·len/avg_len))`` is
-    highest (ties by id), the weight :func:`memory_pipeline.search.keyword.bm25_scores` uses.
+    highest (ties by id), the weight keyword search scores with (:data:`BM25_WEIGHT_SQL`).
     """
     with conn.transaction():
         _lock_champions(conn, tenant_key)
