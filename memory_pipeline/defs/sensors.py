@@ -35,9 +35,12 @@ from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_logs as q
 
 SENSOR_TAG = "memory_pipeline/trigger"
-#: Budget of one grouped run: rows (pending + tombstones) and tenants.
-MAX_ROWS_PER_RUN = 2000
-MAX_TENANTS_PER_RUN = 250
+#: Budget of one grouped run: rows (pending + tombstones) and tenants. Runs of one machine
+#: share its cores: measured with 10,000 rows over 1,000 tenants on 2 cores, five runs of
+#: 2,000 rows (two at a time, each model using every core) took 497 s to embed everything,
+#: while one run embeds ~58 rows/s on its own. Rows are claimed in batches whatever the budget.
+MAX_ROWS_PER_RUN = 10_000
+MAX_TENANTS_PER_RUN = 1000
 ACTIVE_STATUSES = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
