@@ -94,6 +94,17 @@ def write_notes(store: MemoryStore, tenant: Tenant, notes: list[str]) -> list[in
     return ids
 
 
+def lighthouse_tenant_with_lists(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> tuple[Tenant, list[int]]:
+    """A new tenant holding LIGHTHOUSE_NOTES, with champion lists of length 4 built."""
+    tenant = new_tenant()
+    ids = write_notes(store, tenant, LIGHTHOUSE_NOTES)
+    with store.db.connection() as conn:
+        build_champions(conn, tenant.key, list_length=4)
+    return tenant, ids
+
+
 def brute_force_bm25(store: MemoryStore, tenant: Tenant, query: str) -> dict[int, float]:
     """BM25 of every memory of the tenant for ``query``, from a full scan (the reference)."""
     docs, length, df = recount(store, tenant)
@@ -257,10 +268,7 @@ def test_champion_lists_are_rebuilt_once_enough_memories_left(
 def test_a_merge_puts_a_new_memory_where_it_beats_the_list(
     store: MemoryStore, new_tenant: Callable[..., Tenant]
 ) -> None:
-    tenant = new_tenant()
-    write_notes(store, tenant, LIGHTHOUSE_NOTES)
-    with store.db.connection() as conn:
-        build_champions(conn, tenant.key, list_length=4)
+    tenant, _ = lighthouse_tenant_with_lists(store, new_tenant)
     before = champion_lists(store, tenant)
     strong, weak = write_notes(
         store,
@@ -292,10 +300,7 @@ def test_a_merge_puts_a_new_memory_where_it_beats_the_list(
 def test_a_term_that_becomes_common_gets_its_list_at_the_next_merge(
     store: MemoryStore, new_tenant: Callable[..., Tenant]
 ) -> None:
-    tenant = new_tenant()
-    write_notes(store, tenant, LIGHTHOUSE_NOTES)  # "ferri" is held by 2 memories
-    with store.db.connection() as conn:
-        build_champions(conn, tenant.key, list_length=4)
+    tenant, _ = lighthouse_tenant_with_lists(store, new_tenant)  # "ferri" is held by 2 memories
     assert "ferri" not in champion_lists(store, tenant)
     new = write_notes(
         store, tenant, ["Ferry timetable changed.", "Missed the ferry again.", "Ferry."]
@@ -339,10 +344,7 @@ def test_keyword_search_of_a_small_tenant_is_exact_bm25(
 def test_a_champion_plan_scores_champions_and_rare_term_memories_over_every_query_term(
     store: MemoryStore, new_tenant: Callable[..., Tenant]
 ) -> None:
-    tenant = new_tenant()
-    ids = write_notes(store, tenant, LIGHTHOUSE_NOTES)
-    with store.db.connection() as conn:
-        build_champions(conn, tenant.key, list_length=4)
+    tenant, ids = lighthouse_tenant_with_lists(store, new_tenant)
     # arrives after the lists were built, and is the only memory with its code word
     (late,) = write_notes(store, tenant, ["Lighthouse inspection code zanzibar7731 filed."])
     query = "lighthouse zanzibar7731"
@@ -390,10 +392,7 @@ def test_keyword_candidates_respect_the_filter_but_not_in_their_statistics(
 def test_purge_forgets_the_tenants_keyword_index(
     store: MemoryStore, new_tenant: Callable[..., Tenant]
 ) -> None:
-    tenant = new_tenant()
-    write_notes(store, tenant, LIGHTHOUSE_NOTES)
-    with store.db.connection() as conn:
-        build_champions(conn, tenant.key, list_length=4)
+    tenant, _ = lighthouse_tenant_with_lists(store, new_tenant)
     store.purge_tenant(tenant.user_id, tenant.project_id)
     with store.db.connection() as conn:
         for table in (

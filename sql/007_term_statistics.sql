@@ -79,6 +79,15 @@ CREATE TRIGGER memory_log_term_stats_delete AFTER DELETE ON memory_log
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION memory_log_term_stats();
 
+-- The statistics as of now: folded figures plus pending deltas. Filters on tenant_key and term
+-- reach both tables' indexes (they are the grouping keys).
+CREATE OR REPLACE VIEW memory_term_stats_now AS
+SELECT tenant_key, term, sum(docs) AS docs, sum(length) AS length, sum(removed) AS removed
+FROM (SELECT tenant_key, term, docs, length, removed FROM memory_term_stats
+      UNION ALL
+      SELECT tenant_key, term, docs, length, removed FROM memory_term_stats_delta) AS s
+GROUP BY tenant_key, term;
+
 -- Fold the tenants' deltas into memory_term_stats. Compactions of one tenant take turns (an
 -- advisory lock, keys in order), so a delta is never counted twice or lost.
 CREATE OR REPLACE FUNCTION memory_term_stats_compact(keys text[]) RETURNS bigint

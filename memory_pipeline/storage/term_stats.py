@@ -80,14 +80,9 @@ def term_statistics(
 ) -> TermStatistics:
     """The tenant's statistics for ``terms``, exact as of this transaction's snapshot."""
     rows = conn.execute(
-        """SELECT term, sum(docs) AS docs, sum(length) AS length, sum(removed) AS removed
-           FROM (SELECT term, docs, length, removed FROM memory_term_stats
-                 WHERE tenant_key = %(tenant)s AND term = ANY(%(terms)s)
-                 UNION ALL
-                 SELECT term, docs, length, removed FROM memory_term_stats_delta
-                 WHERE tenant_key = %(tenant)s AND term = ANY(%(terms)s)) AS s
-           GROUP BY term""",
-        {"tenant": tenant_key, "terms": [TOTALS_TERM, *terms]},
+        "SELECT term, docs, length, removed FROM memory_term_stats_now "
+        "WHERE tenant_key = %s AND term = ANY(%s)",
+        (tenant_key, [TOTALS_TERM, *terms]),
     ).fetchall()
     by_term = {r["term"]: r for r in rows}
     totals = by_term.get(TOTALS_TERM)
@@ -112,18 +107,22 @@ def compact_term_stats(conn: psycopg.Connection, tenant_keys: Sequence[str]) -> 
     return int(row["folded"]) if row else 0
 
 
-def _common_terms(conn: psycopg.Connection, tenant_key: str, list_length: int) -> list[str]:
+def _common_terms(
+    conn: psycopg.Connection,
+    tenant_key: str,
+    list_length: int,
+    among: Sequence[str] | None = None,
+) -> list[str]:
+    """The tenant's terms held by more than ``list_length`` memories (only ``among``, if given)."""
+    statement = (
+        "SELECT term FROM memory_term_stats_now "
+        "WHERE tenant_key = %(tenant)s AND term <> %(totals)s AND docs > %(length)s"
+    )
+    if among is not None:
+        statement += " AND term = ANY(%(among)s)"
     rows = conn.execute(
-        """SELECT term FROM (
-               SELECT term, sum(docs) AS docs
-               FROM (SELECT term, docs FROM memory_term_stats
-                     WHERE tenant_key = %(tenant)s AND term <> ''
-                     UNION ALL
-                     SELECT term, docs FROM memory_term_stats_delta
-                     WHERE tenant_key = %(tenant)s AND term <> '') AS s
-               GROUP BY term) AS t
-           WHERE docs > %(length)s""",
-        {"tenant": tenant_key, "length": list_length},
+        statement,
+        {"tenant": tenant_key, "totals": TOTALS_TERM, "length": list_length, "among": among},
     ).fetchall()
     return [r["term"] for r in rows]
 
@@ -152,20 +151,20 @@ def champion_rebuilds_due(
         return []
     rows = conn.execute(
         """WITH totals AS (
-               SELECT tenant_key, sum(docs) AS docs, sum(removed) AS removed
-               FROM (SELECT tenant_key, docs, removed FROM memory_term_stats
-                     WHERE tenant_key = ANY(%(keys)s) AND term = ''
-                     UNION ALL
-                     SELECT tenant_key, docs, removed FROM memory_term_stats_delta
-                     WHERE tenant_key = ANY(%(keys)s) AND term = '') AS s
-               GROUP BY tenant_key)
+               SELECT tenant_key, docs, removed FROM memory_term_stats_now
+               WHERE tenant_key = ANY(%(keys)s) AND term = %(totals)s)
            SELECT t.tenant_key
            FROM totals t LEFT JOIN memory_term_champion_build b USING (tenant_key)
            WHERE t.docs > %(length)s
              AND (b.tenant_key IS NULL OR b.list_length <> %(length)s
                   OR t.removed - b.removed_at_build > %(fraction)s * t.docs)
            ORDER BY t.tenant_key""",
-        {"keys": list(tenant_keys), "length": list_length, "fraction": rebuild_fraction},
+        {
+            "keys": list(tenant_keys),
+            "totals": TOTALS_TERM,
+            "length": list_length,
+            "fraction": rebuild_fraction,
+        },
     ).fetchall()
     return [r["tenant_key"] for r in rows]
 
@@ -242,13 +241,21 @@ def merge_into_champions(
             "b": b,
             "avg": max(totals.avg_length, 1.0),
         }
-        listed = {
+        # only a term of the new memories can have just become common
+        fresh_terms = [
             r["term"]
             for r in conn.execute(
-                "SELECT term FROM memory_term_champion WHERE tenant_key = %s", (tenant_key,)
+                "SELECT DISTINCT t AS term FROM memory_log m, "
+                "unnest(tsvector_to_array(m.search_tsv)) AS t "
+                "WHERE m.id = ANY(%s) AND m.tenant_key = %s AND m.status = 'embedded' "
+                "AND NOT EXISTS (SELECT 1 FROM memory_term_champion c "
+                "                WHERE c.tenant_key = m.tenant_key AND c.term = t)",
+                (list(log_ids), tenant_key),
             ).fetchall()
-        }
-        new_common = [t for t in _common_terms(conn, tenant_key, list_length) if t not in listed]
+        ]
+        new_common = (
+            _common_terms(conn, tenant_key, list_length, among=fresh_terms) if fresh_terms else []
+        )
         written = 0
         if new_common:
             postings = _POSTINGS.format(
