@@ -338,3 +338,62 @@ def test_many_tenants_processed_together_keep_their_vectors_apart(store, new_ten
                 (ids[t.key],),
             ).fetchall()
         assert {r["tenant_key"] for r in rows} == {t.key}
+
+
+def _interleaved_rows(store, tenants: list[Tenant], per_tenant: int) -> dict[str, list[int]]:
+    """Rows written round-robin over the tenants, as many applications writing at once do."""
+    ids: dict[str, list[int]] = {t.key: [] for t in tenants}
+    for i in range(per_tenant):
+        for t in tenants:
+            ids[t.key].append(
+                store.create_memory_log(t.user_id, t.project_id, {"content": f"{t.user_id} #{i}"})
+            )
+    return ids
+
+
+def test_claiming_across_tenants_takes_whole_tenants_in_order_and_every_row_once(store, new_tenant):
+    tenants = [new_tenant("claim") for _ in range(4)]
+    ids = _interleaved_rows(store, tenants, 3)
+    keys = [t.key for t in tenants]
+    claimed: list[q.ClaimedRow] = []
+    after = ("", 0)
+    with store.db.connection() as conn, conn.transaction():
+        while rows := q.claim_workable_rows_of_tenants(conn, keys, 5, after):
+            claimed.extend(rows)
+            after = (rows[-1].tenant_key, rows[-1].id)
+    assert sorted(r.id for r in claimed) == sorted(i for v in ids.values() for i in v)
+    runs = [
+        key
+        for n, key in enumerate(r.tenant_key for r in claimed)
+        if n == 0 or key != claimed[n - 1].tenant_key
+    ]
+    assert sorted(runs) == sorted(keys)  # each tenant's rows come together, once
+    for key in keys:
+        assert [r.id for r in claimed if r.tenant_key == key] == ids[key]
+
+
+def test_interleaved_tenants_cost_one_chroma_upsert_per_tenant_per_batch(store, new_tenant):
+    from memory_pipeline.processing import process_tenants
+
+    tenants = [new_tenant("interleaved") for _ in range(4)]
+    ids = _interleaved_rows(store, tenants, 3)
+    vectors = store.vector_store
+    upserts: list[tuple[str, int]] = []
+    real_upsert = vectors.upsert_vectors
+
+    def recording_upsert(tenant, model_id, vector_ids, *args, **kwargs):
+        upserts.append((tenant.key, len(vector_ids)))
+        return real_upsert(tenant, model_id, vector_ids, *args, **kwargs)
+
+    vectors.upsert_vectors = recording_upsert
+    try:
+        counts = process_tenants(
+            store.db, vectors, store.embedder, tenants, store.process_options(batch_rows=3)
+        )
+    finally:
+        del vectors.upsert_vectors
+
+    assert sorted(upserts) == sorted((t.key, 3) for t in tenants)
+    assert {key: c.embedded for key, c in counts.items()} == {t.key: 3 for t in tenants}
+    for t in tenants:
+        assert vectors.vector_ids(t) == {str(i) for i in ids[t.key]}

@@ -382,16 +382,19 @@ def process_tenants(
     options = options or ProcessOptions()
     results = {t.key: ProcessCounts() for t in tenants}
     together: dict[str, Tenant] = {}
+    keys = [t.key for t in tenants]
     with db.connection() as conn:
-        live = {t.key: q.live_model_of(conn, t.key) for t in tenants}
+        live = q.live_models_of(conn, keys)
+        with_tombstones = q.tenants_with_tombstones(conn, keys)
     for tenant in tenants:
         if live[tenant.key] not in (None, embedder.model_id):
             results[tenant.key] = process_tenant(db, store, embedder, tenant, options)
         else:
-            results[tenant.key].deleted = apply_tombstones(db, store, tenant)
+            if tenant.key in with_tombstones:
+                results[tenant.key].deleted = apply_tombstones(db, store, tenant)
             together[tenant.key] = tenant
     fresh: dict[str, list[int]] = {key: [] for key in together}
-    last_id = 0
+    after: tuple[str, int] = ("", 0)
     while together:
         with db.connection() as conn, conn.transaction():
             conn.execute(  # shared: repair, purge and model switches take them exclusively
@@ -399,12 +402,10 @@ def process_tenants(
                 "FROM unnest(%s::text[]) AS k",
                 (sorted(together),),
             )
-            rows = q.claim_workable_rows_of_tenants(
-                conn, list(together), options.batch_rows, last_id
-            )
+            rows = q.claim_workable_rows_of_tenants(conn, list(together), options.batch_rows, after)
             if not rows:
                 break
-            last_id = rows[-1].id
+            after = (rows[-1].tenant_key, rows[-1].id)
             batch, fresh_by_tenant = _process_batch(conn, rows, together, embedder, store, options)
             done = [key for key, c in batch.items() if c.embedded]
             if done:

@@ -129,19 +129,28 @@ def claim_workable_rows(
 
 
 def claim_workable_rows_of_tenants(
-    conn: psycopg.Connection, tenant_keys: Sequence[str], limit: int, after_id: int = 0
+    conn: psycopg.Connection,
+    tenant_keys: Sequence[str],
+    limit: int,
+    after: tuple[str, int] = ("", 0),
 ) -> list[ClaimedRow]:
-    """Like :func:`claim_workable_rows`, across several tenants (small tenants batched together)."""
+    """Like :func:`claim_workable_rows`, across several tenants (small tenants batched together).
+
+    Rows come in (tenant, id) order, after the row ``after`` names: a batch holds whole
+    tenants rather than a row of each of hundreds of tenants, so it costs one Chroma upsert per
+    tenant in it (rows of many tenants written at once have interleaved ids: in id order, 256
+    rows of 1,000 tenants meant 256 upserts of one vector each).
+    """
     rows = conn.execute(
         f"""SELECT id, tenant_key, raw_data, octet_length(raw_data::text) AS raw_bytes,
                    created_at, occurred_at, occurred_at_explicit, attempts, content_hash,
                    embedding_model, chunk_count, status
             FROM memory_log
-            WHERE tenant_key = ANY(%s) AND {WORKABLE} AND id > %s
-            ORDER BY id
+            WHERE tenant_key = ANY(%s) AND {WORKABLE} AND (tenant_key, id) > (%s, %s)
+            ORDER BY tenant_key, id
             LIMIT %s
             FOR UPDATE SKIP LOCKED""",
-        (list(tenant_keys), after_id, limit),
+        (list(tenant_keys), after[0], after[1], limit),
     ).fetchall()
     return [ClaimedRow(**row) for row in rows]
 
@@ -291,6 +300,15 @@ def take_tombstones(conn: psycopg.Connection, tenant_key: str) -> list[int]:
     return [int(r["log_id"]) for r in rows]
 
 
+def tenants_with_tombstones(conn: psycopg.Connection, tenant_keys: Sequence[str]) -> set[str]:
+    """Those of ``tenant_keys`` that have deletes waiting to reach Chroma."""
+    rows = conn.execute(
+        "SELECT DISTINCT tenant_key FROM memory_tombstone WHERE tenant_key = ANY(%s)",
+        (list(tenant_keys),),
+    ).fetchall()
+    return {r["tenant_key"] for r in rows}
+
+
 def clear_tombstones(conn: psycopg.Connection, log_ids: Sequence[int]) -> None:
     conn.execute("DELETE FROM memory_tombstone WHERE log_id = ANY(%s)", (list(log_ids),))
 
@@ -420,6 +438,16 @@ def live_model_of(conn: psycopg.Connection, tenant_key: str) -> str | None:
         "SELECT live_model FROM memory_tenant WHERE tenant_key = %s", (tenant_key,)
     ).fetchone()
     return row["live_model"] if row else None
+
+
+def live_models_of(conn: psycopg.Connection, tenant_keys: Sequence[str]) -> dict[str, str | None]:
+    """:func:`live_model_of` for many tenants in one query."""
+    rows = conn.execute(
+        "SELECT tenant_key, live_model FROM memory_tenant WHERE tenant_key = ANY(%s)",
+        (list(tenant_keys),),
+    ).fetchall()
+    found = {r["tenant_key"]: r["live_model"] for r in rows}
+    return {key: found.get(key) for key in tenant_keys}
 
 
 def set_live_model(conn: psycopg.Connection, tenant_key: str, model_id: str) -> None:
