@@ -52,6 +52,7 @@ class Settings:
     embedding_precision: str = "auto"
     import_dir: Path | None = None
     import_cron: str = "0 * * * *"
+    drift_check_cron: str = "0 3 * * *"
     max_attempts: int = 5
     retry_backoff_seconds: float = 30.0
     max_document_bytes: int = 1024 * 1024
@@ -75,6 +76,7 @@ class Settings:
             embedding_precision=_env_str("MEMORY_PIPELINE_EMBEDDING_PRECISION") or "auto",
             import_dir=Path(import_dir).resolve() if import_dir else None,
             import_cron=_env_str("MEMORY_PIPELINE_IMPORT_CRON") or "0 * * * *",
+            drift_check_cron=_env_str("MEMORY_PIPELINE_DRIFT_CHECK_CRON") or "0 3 * * *",
             max_attempts=_env_int("MEMORY_PIPELINE_MAX_ATTEMPTS", 5),
             retry_backoff_seconds=_env_float("MEMORY_PIPELINE_RETRY_BACKOFF_SECONDS", 30.0),
             max_document_bytes=_env_int("MEMORY_PIPELINE_MAX_DOCUMENT_BYTES", 1024 * 1024),

@@ -47,6 +47,8 @@ def test_definitions_load_with_assets_sensor_job_and_schedule():
     assert repo.has_schedule_def("bulk_import_schedule")
     assert repo.has_job("bulk_import")
     assert repo.has_job("repair_chroma_from_pgvector")
+    assert repo.has_job("tenant_drift_check")
+    assert repo.has_schedule_def("tenant_drift_check_schedule")
     check_names = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert check_names == {
         "nothing_stuck_pending",
@@ -78,6 +80,13 @@ def test_sensor_adds_partitions_and_requests_runs_for_every_tenant_with_pending_
     covered = _covered(requests, order)
     assert {t.key for t in tenants} <= set(covered)
     assert len({r.run_key for r in requests}) == len(requests)
+    # sensor runs carry the Postgres-only checks; the Chroma comparison has its own schedule
+    for request in requests:
+        assert request.asset_selection == [tenant_memory_vectors.key]
+        assert {k.name for k in request.asset_check_keys} == {
+            "nothing_stuck_pending",
+            "no_failed_or_dead_memories",
+        }
 
 
 def test_sensor_finds_a_row_committed_after_a_higher_id(
@@ -175,9 +184,12 @@ def test_a_ranged_run_materializes_each_tenant_partition(store, new_tenant, inst
     )
 
     assert result.success
-    assert {
-        m.partition for m in result.asset_materializations_for_node("tenant_memory_vectors")
-    } == set(ids)
+    mats = {m.partition: m for m in result.asset_materializations_for_node("tenant_memory_vectors")}
+    assert set(mats) == set(ids)
+    for t in tenants:  # each partition carries its own tenant's counts
+        assert mats[t.key].metadata["user_id"].value == t.user_id
+        assert mats[t.key].metadata["embedded"].value == 1
+        assert mats[t.key].metadata["tenants_in_run"].value == 3
     assert {store.get_memory_log(i)["status"] for i in ids.values()} == {"embedded"}
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
@@ -209,3 +221,38 @@ def test_the_tenant_directory_lists_user_and_project_of_each_tenant(
             "dead": 0,
         }
     ]
+
+
+def test_the_drift_check_schedule_checks_every_tenant_in_one_ranged_run(
+    store, new_tenant, resources
+):
+    from dagster import DagsterInstance, build_schedule_context
+
+    from memory_pipeline.definitions import defs
+    from memory_pipeline.defs.checks import tenant_drift_check_schedule
+
+    tenants = [new_tenant("drift") for _ in range(3)]
+    ids = [
+        store.create_memory_log(t.user_id, t.project_id, {"content": f"checked {t.user_id}"})
+        for t in tenants
+    ]
+    for t in tenants:
+        store.process_pending(t.user_id, t.project_id)
+    store.vector_store.delete_vectors(tenants[1], [str(ids[1])])  # drift behind Postgres' back
+    keys = [t.key for t in tenants]
+
+    with DagsterInstance.local_temp() as instance:  # a schedule's context needs an instance ref
+        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, keys)
+        request = tenant_drift_check_schedule(build_schedule_context(instance=instance))
+        assert isinstance(request, RunRequest)
+        assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == keys[0]
+        assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == keys[-1]
+        job = defs.resolve_job_def("tenant_drift_check")
+        result = job.execute_in_process(instance=instance, resources=resources, tags=request.tags)
+
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "postgres_and_chroma_agree"
+    assert not evaluation.passed
+    assert evaluation.metadata["tenants"].value == 3
+    assert evaluation.metadata["missing_in_chroma"].value == 1
+    assert evaluation.metadata["tenants_out_of_sync"].value == str(tenants[1])

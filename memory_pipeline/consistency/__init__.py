@@ -5,6 +5,7 @@ from memory_pipeline.consistency.drift import (
     VectorDrift,
     compare_vectors,
     tenant_health,
+    tenants_health,
 )
 from memory_pipeline.consistency.repair import rebuild_collection_from_pgvector
 
@@ -14,4 +15,5 @@ __all__ = [
     "compare_vectors",
     "rebuild_collection_from_pgvector",
     "tenant_health",
+    "tenants_health",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -92,6 +93,15 @@ class TenantHealth:
 
 def tenant_health(db: Database, tenant: Tenant, stuck_after: timedelta) -> TenantHealth:
     """Counts of pending (and stuck longer than ``stuck_after``), failed and dead rows."""
+    return tenants_health(db, [tenant.key], stuck_after)
+
+
+def tenants_health(
+    db: Database, tenant_keys: Sequence[str], stuck_after: timedelta
+) -> TenantHealth:
+    """:func:`tenant_health` summed over many tenants, in two queries whatever their number
+    (a grouped run checks a thousand tenants); ``recent_errors`` are the five latest of all."""
+    keys = list(tenant_keys)
     with db.connection() as conn:
         row = conn.execute(
             """SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
@@ -101,14 +111,14 @@ def tenant_health(db: Database, tenant: Tenant, stuck_after: timedelta) -> Tenan
                           AS oldest_pending_seconds,
                       count(*) FILTER (WHERE status = 'failed') AS failed,
                       count(*) FILTER (WHERE status = 'dead') AS dead
-               FROM memory_log WHERE tenant_key = %s""",
-            (stuck_after, tenant.key),
+               FROM memory_log WHERE tenant_key = ANY(%s)""",
+            (stuck_after, keys),
         ).fetchone()
         errors = conn.execute(
             """SELECT id, status, last_error FROM memory_log
-               WHERE tenant_key = %s AND status IN ('failed', 'dead')
+               WHERE tenant_key = ANY(%s) AND status IN ('failed', 'dead')
                ORDER BY updated_at DESC LIMIT 5""",
-            (tenant.key,),
+            (keys,),
         ).fetchall()
     oldest = row["oldest_pending_seconds"]
     return TenantHealth(

@@ -2,6 +2,14 @@
 
 Partitioned asset checks are a preview API in this Dagster version (DESIGN §7); each check
 calls a plain function of ``memory_pipeline.consistency``.
+
+The two row-state checks read Postgres only, in two queries whatever the number of tenants,
+and run in every sensor-launched run (:data:`ROW_STATE_CHECK_KEYS`). The Postgres/Chroma
+agreement check costs Chroma round trips per tenant (about 35 ms each: 35 s for a grouped run
+of 1,000 tenants, time during which the run still holds its tenants and new rows of them
+wait), so it runs on its own schedule over every tenant (``tenant_drift_check_schedule``, on
+``MEMORY_PIPELINE_DRIFT_CHECK_CRON``, daily by default), after a repair, and on demand from the
+UI or any run that selects it.
 """
 
 from datetime import timedelta
@@ -10,13 +18,25 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetSelection,
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
     asset_check,
+    define_asset_job,
+    schedule,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from memory_pipeline.consistency import compare_vectors, tenant_health
+from memory_pipeline.consistency import compare_vectors, tenants_health
 from memory_pipeline.defs.assets import tenant_memory_vectors
-from memory_pipeline.defs.partitions import tenant_partitions
+from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
+from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.tenancy import Tenant
 
@@ -39,19 +59,15 @@ def _tenants(context: AssetCheckExecutionContext, postgres: PostgresResource) ->
 def nothing_stuck_pending(
     context: AssetCheckExecutionContext, postgres: PostgresResource
 ) -> AssetCheckResult:
-    healths = [
-        tenant_health(postgres.database(), t, STUCK_PENDING_AFTER)
-        for t in _tenants(context, postgres)
-    ]
+    keys = context.partition_keys
+    health = tenants_health(postgres.database(), keys, STUCK_PENDING_AFTER)
     return AssetCheckResult(
-        passed=all(h.stuck_pending == 0 for h in healths),
+        passed=health.stuck_pending == 0,
         metadata={
-            "tenants": len(healths),
-            "pending": sum(h.pending for h in healths),
-            "stuck_pending": sum(h.stuck_pending for h in healths),
-            "oldest_pending_seconds": max(
-                (h.oldest_pending_seconds or 0.0 for h in healths), default=0.0
-            ),
+            "tenants": len(keys),
+            "pending": health.pending,
+            "stuck_pending": health.stuck_pending,
+            "oldest_pending_seconds": health.oldest_pending_seconds or 0.0,
         },
     )
 
@@ -64,18 +80,16 @@ def nothing_stuck_pending(
 def no_failed_or_dead_memories(
     context: AssetCheckExecutionContext, postgres: PostgresResource
 ) -> AssetCheckResult:
-    healths = [
-        tenant_health(postgres.database(), t, STUCK_PENDING_AFTER)
-        for t in _tenants(context, postgres)
-    ]
+    keys = context.partition_keys
+    health = tenants_health(postgres.database(), keys, STUCK_PENDING_AFTER)
     return AssetCheckResult(
-        passed=all(h.failed == 0 and h.dead == 0 for h in healths),
+        passed=health.failed == 0 and health.dead == 0,
         severity=AssetCheckSeverity.WARN,
         metadata={
-            "tenants": len(healths),
-            "failed": sum(h.failed for h in healths),
-            "dead": sum(h.dead for h in healths),
-            "recent_errors": "\n".join(e for h in healths for e in h.recent_errors[:5]) or "none",
+            "tenants": len(keys),
+            "failed": health.failed,
+            "dead": health.dead,
+            "recent_errors": "\n".join(health.recent_errors) or "none",
         },
     )
 
@@ -113,3 +127,33 @@ def postgres_and_chroma_agree(
 
 
 tenant_checks = [nothing_stuck_pending, no_failed_or_dead_memories, postgres_and_chroma_agree]
+#: The checks every sensor-launched run carries (Postgres only; see the module's docstring).
+ROW_STATE_CHECK_KEYS = [nothing_stuck_pending.check_key, no_failed_or_dead_memories.check_key]
+
+TENANT_DRIFT_CHECK_JOB = "tenant_drift_check"
+tenant_drift_check = define_asset_job(
+    TENANT_DRIFT_CHECK_JOB,
+    selection=AssetSelection.checks(postgres_and_chroma_agree),
+    description="Compare every tenant's vectors in Postgres and Chroma (ids, and sampled values).",
+)
+
+
+@schedule(
+    name="tenant_drift_check_schedule",
+    job=tenant_drift_check,
+    cron_schedule=Settings.from_env().drift_check_cron,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Runs the Postgres/Chroma agreement check over every tenant, as one ranged run, "
+    "on MEMORY_PIPELINE_DRIFT_CHECK_CRON.",
+)
+def tenant_drift_check_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    keys = list(context.instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+    if not keys:
+        return SkipReason("no tenant partitions yet")
+    return RunRequest(
+        run_key=None,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: keys[0],
+            ASSET_PARTITION_RANGE_END_TAG: keys[-1],
+        },
+    )

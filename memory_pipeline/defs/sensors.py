@@ -5,7 +5,8 @@ new tenants, and requests runs. Consecutive tenants (in partition order) are gro
 ranged run up to a row budget, because a run costs seconds whatever its size; per-tenant
 lineage stays visible (each partition of the range is materialized). Run keys are built from a
 fingerprint of each tenant's pending set, so new work always gets a new key, and tenants that
-already have a queued or running run are left for the next tick.
+already have a queued or running run are left for the next tick. Runs carry the row-state
+checks; the Postgres/Chroma agreement check has its own schedule (see ``checks``).
 """
 
 import hashlib
@@ -29,6 +30,7 @@ from dagster._core.storage.tags import (
 )
 
 from memory_pipeline.defs.assets import tenant_memory_vectors
+from memory_pipeline.defs.checks import ROW_STATE_CHECK_KEYS
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
 from memory_pipeline.defs.resources import PostgresResource
 from memory_pipeline.settings import Settings
@@ -95,6 +97,8 @@ def _run_request(group: list[TenantWork]) -> RunRequest:
             run_key=f"{group[0].tenant_key}:{digest}",
             partition_key=group[0].tenant_key,
             tags=tags,
+            asset_selection=[tenant_memory_vectors.key],
+            asset_check_keys=ROW_STATE_CHECK_KEYS,
         )
     return RunRequest(
         run_key=f"range:{digest}",
@@ -103,6 +107,8 @@ def _run_request(group: list[TenantWork]) -> RunRequest:
             ASSET_PARTITION_RANGE_START_TAG: group[0].tenant_key,
             ASSET_PARTITION_RANGE_END_TAG: group[-1].tenant_key,
         },
+        asset_selection=[tenant_memory_vectors.key],
+        asset_check_keys=ROW_STATE_CHECK_KEYS,
     )
 
 
