@@ -53,7 +53,7 @@ class ProcessCounts:
 class ProcessOptions:
     """Knobs of the store step."""
 
-    batch_rows: int = 256
+    batch_rows: int = 512
     max_attempts: int = 5
     retry_backoff_seconds: float = 30.0
     max_document_bytes: int = 1024 * 1024
