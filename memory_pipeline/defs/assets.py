@@ -2,6 +2,7 @@
 
 from dagster import (
     AssetExecutionContext,
+    AssetObservation,
     BackfillPolicy,
     Backoff,
     MaterializeResult,
@@ -24,6 +25,7 @@ from memory_pipeline.processing import (
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.storage.vector_indexes import ensure_model_index
+from memory_pipeline.tenancy import Tenant
 
 TENANT_VECTORS_ASSET = "tenant_memory_vectors"
 
@@ -62,9 +64,9 @@ def tenant_memory_vectors(
     )
     keys = context.partition_keys
     with db.connection() as conn:
-        found = {key: q.tenant_of(conn, key) for key in keys}
-    tenants = [t for t in found.values() if t is not None]
-    for key in (k for k, t in found.items() if t is None):
+        found = q.tenants_of(conn, keys)
+    tenants = [found[k] for k in keys if k in found]
+    for key in (k for k in keys if k not in found):
         context.log.warning(f"tenant partition {key} has no memories (purged?); nothing to do")
     if len(tenants) == 1:
         per_tenant = {tenants[0].key: process_tenant(db, store, model, tenants[0], options)}
@@ -72,23 +74,39 @@ def tenant_memory_vectors(
         per_tenant = process_tenants(db, store, model, tenants, options)
     total = ProcessCounts()
     for tenant in tenants:
-        counts = per_tenant[tenant.key]
-        total.add(counts)
-        # each partition's materialization carries its own tenant's counts (lineage per
-        # tenant, also inside a grouped run, at no extra event)
-        context.add_asset_metadata(
-            {
-                "user_id": tenant.user_id,
-                "project_id": tenant.project_id,
-                "collection": MetadataValue.text(tenant.collection_name),
-                **counts.as_dict(),
-            },
-            partition_key=tenant.key,
-        )
+        total.add(per_tenant[tenant.key])
     context.log.info(f"{len(tenants)} tenant(s): {total.as_dict()}")
+    if len(keys) == 1 and tenants:  # the materialization is the tenant's own
+        return MaterializeResult(
+            metadata={
+                **_tenant_metadata(tenants[0], per_tenant[tenants[0].key]),
+                "embedding_model": model.model_id,
+            }
+        )
+    # Inside a grouped run each tenant's counts go out as an observation of its partition.
+    # Not context.add_asset_metadata(partition_key=...): each call lists every dynamic
+    # partition to validate the key (25 ms per call with 2,000 partitions in Postgres, 22 s
+    # for a 1,000-tenant run, against 8 s of observations).
+    for tenant in tenants:
+        context.log_event(
+            AssetObservation(
+                asset_key=context.asset_key,
+                partition=tenant.key,
+                metadata=_tenant_metadata(tenant, per_tenant[tenant.key]),  # type: ignore[arg-type]
+            )
+        )
     return MaterializeResult(
-        metadata={"tenants_in_run": len(keys), "embedding_model": model.model_id}
+        metadata={**total.as_dict(), "tenants": len(keys), "embedding_model": model.model_id}
     )
+
+
+def _tenant_metadata(tenant: Tenant, counts: ProcessCounts) -> dict[str, object]:
+    return {
+        "user_id": tenant.user_id,
+        "project_id": tenant.project_id,
+        "collection": MetadataValue.text(tenant.collection_name),
+        **counts.as_dict(),
+    }
 
 
 TENANT_TABLE_COLUMNS = (

@@ -47,8 +47,7 @@ STUCK_PENDING_AFTER = timedelta(minutes=10)
 def _tenants(context: AssetCheckExecutionContext, postgres: PostgresResource) -> list[Tenant]:
     """The tenants of the run's partition or partition range (grouped sensor runs use ranges)."""
     with postgres.database().connection() as conn:
-        found = (q.tenant_of(conn, key) for key in context.partition_keys)
-        return [t for t in found if t is not None]
+        return list(q.tenants_of(conn, context.partition_keys).values())
 
 
 @asset_check(
@@ -151,7 +150,6 @@ def tenant_drift_check_schedule(context: ScheduleEvaluationContext) -> RunReques
     if not keys:
         return SkipReason("no tenant partitions yet")
     return RunRequest(
-        run_key=None,
         tags={
             ASSET_PARTITION_RANGE_START_TAG: keys[0],
             ASSET_PARTITION_RANGE_END_TAG: keys[-1],

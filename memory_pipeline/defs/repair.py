@@ -17,9 +17,10 @@ def rebuild_tenant_collection(
 ) -> None:
     db, store = postgres.database(), chroma.vector_store()
     model_id = embedder.model_id()
+    with db.connection() as conn:
+        found = q.tenants_of(conn, context.partition_keys)
     for key in context.partition_keys:
-        with db.connection() as conn:
-            tenant = q.tenant_of(conn, key)
+        tenant = found.get(key)
         if tenant is None:
             context.log.warning(f"tenant {key} has no memories; nothing to repair")
             continue

@@ -114,18 +114,7 @@ def claim_workable_rows(
     ``FOR UPDATE SKIP LOCKED``: rows locked by another transaction are skipped, so overlapping
     runs never share a row; ``after_id`` keeps one run from taking a row twice.
     """
-    rows = conn.execute(
-        f"""SELECT id, tenant_key, raw_data, octet_length(raw_data::text) AS raw_bytes, created_at,
-                   occurred_at, occurred_at_explicit, attempts, content_hash, embedding_model,
-                   chunk_count, status
-            FROM memory_log
-            WHERE tenant_key = %s AND {WORKABLE} AND id > %s
-            ORDER BY id
-            LIMIT %s
-            FOR UPDATE SKIP LOCKED""",
-        (tenant_key, after_id, limit),
-    ).fetchall()
-    return [ClaimedRow(**row) for row in rows]
+    return claim_workable_rows_of_tenants(conn, [tenant_key], limit, (tenant_key, after_id))
 
 
 def claim_workable_rows_of_tenants(
@@ -134,7 +123,7 @@ def claim_workable_rows_of_tenants(
     limit: int,
     after: tuple[str, int] = ("", 0),
 ) -> list[ClaimedRow]:
-    """Like :func:`claim_workable_rows`, across several tenants (small tenants batched together).
+    """Lock up to ``limit`` workable rows of the tenants (``FOR UPDATE SKIP LOCKED``).
 
     Rows come in (tenant, id) order, after the row ``after`` names: a batch holds whole
     tenants rather than a row of each of hundreds of tenants, so it costs one Chroma upsert per
@@ -325,10 +314,16 @@ def reset_for_retry(conn: psycopg.Connection, tenant_key: str | None = None) -> 
 
 def tenant_of(conn: psycopg.Connection, tenant_key: str) -> Tenant | None:
     """The tenant recorded under ``tenant_key``, if any."""
-    row = conn.execute(
-        "SELECT user_id, project_id FROM memory_tenant WHERE tenant_key = %s", (tenant_key,)
-    ).fetchone()
-    return Tenant(row["user_id"], row["project_id"]) if row else None
+    return tenants_of(conn, [tenant_key]).get(tenant_key)
+
+
+def tenants_of(conn: psycopg.Connection, tenant_keys: Sequence[str]) -> dict[str, Tenant]:
+    """The tenants recorded under ``tenant_keys``, by key (unknown keys are left out)."""
+    rows = conn.execute(
+        "SELECT tenant_key, user_id, project_id FROM memory_tenant WHERE tenant_key = ANY(%s)",
+        (list(tenant_keys),),
+    ).fetchall()
+    return {r["tenant_key"]: Tenant(r["user_id"], r["project_id"]) for r in rows}
 
 
 def workable_tenants(conn: psycopg.Connection) -> list[dict[str, Any]]:
@@ -434,10 +429,7 @@ def rows_missing_model(conn: psycopg.Connection, tenant_key: str, model_id: str)
 
 def live_model_of(conn: psycopg.Connection, tenant_key: str) -> str | None:
     """The model whose vectors serve the tenant's searches (``None`` before its first vectors)."""
-    row = conn.execute(
-        "SELECT live_model FROM memory_tenant WHERE tenant_key = %s", (tenant_key,)
-    ).fetchone()
-    return row["live_model"] if row else None
+    return live_models_of(conn, [tenant_key])[tenant_key]
 
 
 def live_models_of(conn: psycopg.Connection, tenant_keys: Sequence[str]) -> dict[str, str | None]:
