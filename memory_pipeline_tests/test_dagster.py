@@ -10,16 +10,24 @@ from dagster._core.storage.tags import (
 from memory_pipeline.defs.assets import tenant_memory_vectors
 from memory_pipeline.defs.checks import tenant_checks
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
-from memory_pipeline.defs.sensors import TenantWork, group_into_runs, pending_rows_sensor
+from memory_pipeline.defs.sensors import (
+    TenantWork,
+    daemon_minimum_interval,
+    group_into_runs,
+    pending_rows_sensor,
+)
 
 
 def _evaluate_sensor(instance, resources) -> tuple[list[RunRequest], list[str]]:
-    """One sensor tick; applies its partition requests like the daemon would."""
+    """One sensor tick: its run requests, and the tenant partitions afterwards.
+
+    The sensor adds new tenants' partitions itself (one statement), so the result carries no
+    partition requests for the daemon to apply.
+    """
     context = build_sensor_context(instance=instance, resources={"postgres": resources["postgres"]})
     result = pending_rows_sensor(context)
     assert isinstance(result, SensorResult)
-    for request in result.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    assert not result.dynamic_partitions_requests
     return list(result.run_requests or []), list(
         instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME)
     )
@@ -65,6 +73,13 @@ def test_the_sensor_runs_by_default():
     from dagster import DefaultSensorStatus
 
     assert pending_rows_sensor.default_status == DefaultSensorStatus.RUNNING
+
+
+def test_the_sensor_ticks_on_every_daemon_loop_of_its_interval():
+    # the daemon's loop starts every 5 s; a minimum of exactly 5 s skipped every other loop
+    assert pending_rows_sensor.minimum_interval_seconds == 4  # the default interval is 5 s
+    assert daemon_minimum_interval(30) == 29
+    assert daemon_minimum_interval(1) == 1
 
 
 def test_sensor_adds_partitions_and_requests_runs_for_every_tenant_with_pending_rows(
