@@ -50,10 +50,58 @@ def test_the_default_model_loads_from_the_local_package_without_a_hub(embedder: 
     assert embedder.dimension == 384
 
 
+def _agree(a: np.ndarray, b: np.ndarray) -> float:
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    return float((a * b).sum(axis=1).min())
+
+
+def _sharing_model(embedder: Embedder) -> Embedder:
+    """A fresh embedder (no query encoder yet) on the already loaded model."""
+    fresh = Embedder(embedder.model_id, model_source=embedder.model_source)
+    fresh._model = embedder.model
+    return fresh
+
+
+QUERIES = ["what broke the migration?", "who painted the lake", "x", TEXTS[0]]
+
+
 def test_query_embeddings_equal_batch_embeddings(embedder: Embedder) -> None:
-    queries = ["what broke the migration?", "who painted the lake", "x"]
-    np.testing.assert_allclose(
-        embedder.embed_queries(queries), embedder.embed_batch(queries), atol=1e-5
-    )
-    many = [f"question number {i}" for i in range(embedder.batch_size + 1)]
-    assert embedder.embed_queries(many).shape == (len(many), embedder.dimension)
+    fresh = _sharing_model(embedder)
+    batch = fresh.embed_batch(QUERIES)
+    first = fresh.embed_queries(QUERIES)  # a process's first query: the model itself
+    assert fresh.query_encoder_traced is None
+    assert _agree(first, batch) > 0.9999
+    for size in (1, 2, len(QUERIES)):  # later queries: the checked trace, any batch size
+        assert _agree(fresh.embed_queries(QUERIES[:size]), batch[:size]) > 0.9999
+    assert fresh.query_encoder_traced is True
+    many = [f"question number {i}" for i in range(fresh.batch_size + 1)]
+    assert fresh.embed_queries(many).shape == (len(many), fresh.dimension)
+
+
+def test_queries_stay_on_the_model_when_tracing_fails(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    def no_tracing(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("tracing unavailable")
+
+    monkeypatch.setattr(torch.jit, "trace", no_tracing)
+    fresh = _sharing_model(embedder)
+    batch = fresh.embed_batch(QUERIES)
+    for _ in range(2):
+        assert _agree(fresh.embed_queries(QUERIES), batch) > 0.9999
+    assert fresh.query_encoder_traced is False
+
+
+def test_a_trace_that_disagrees_with_the_model_is_not_used(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memory_pipeline.embedding import query_encoder
+
+    monkeypatch.setattr(query_encoder, "MIN_AGREEMENT", 1.5)  # no trace can agree this well
+    fresh = _sharing_model(embedder)
+    batch = fresh.embed_batch(QUERIES)
+    for _ in range(2):
+        assert _agree(fresh.embed_queries(QUERIES), batch) > 0.9999
+    assert fresh.query_encoder_traced is False

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     import torch
     from sentence_transformers import SentenceTransformer
 
+    from memory_pipeline.embedding.query_encoder import SentenceEncoder
+
 logger = logging.getLogger(__name__)
 
 #: Tokens shared by consecutive chunks of a long text, so a sentence cut at a chunk edge
@@ -91,6 +93,10 @@ class Embedder:
         self.device = device
         self.precision = precision
         self._model: SentenceTransformer | None = None
+        self._query_encoder: SentenceEncoder | None = None
+        self._queried_once = False
+        #: Whether searches' queries run through the traced model (known after the first).
+        self.query_encoder_traced: bool | None = None
 
     @property
     def model(self) -> SentenceTransformer:
@@ -161,28 +167,51 @@ class Embedder:
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Like :meth:`embed_batch`, for the few short texts of a search.
 
-        Up to one batch goes through the model's own modules in one forward pass: ``encode``'s
-        sorting and batching machinery costs about a millisecond, a sixth of a query's
-        embedding here. Token sequences are padded (and masked) to a multiple of
+        Up to one batch goes through the model in one forward pass, without ``encode``'s
+        sorting and batching machinery (about a millisecond), and through a checked TorchScript
+        trace of the model where one could be made (:mod:`.query_encoder`: 4.6 instead of 7.5 ms
+        per query). Token sequences are padded (and masked) to a multiple of
         :data:`QUERY_PAD_TOKENS`. Longer lists are left to :meth:`embed_batch`.
         """
         if not texts or len(texts) > self.batch_size:
             return self.embed_batch(texts)
         import torch
 
-        model = self.model
+        encode = self.query_encoder
         with torch.inference_mode():
-            features = model.preprocess(list(texts))
-            features = {
-                k: _pad_tokens(
-                    v, (model.tokenizer.pad_token_id or 0) if k == "input_ids" else 0
-                ).to(model.device)
-                for k, v in features.items()
-                if hasattr(v, "to")
-            }
-            vectors = model(features)["sentence_embedding"].float().cpu().numpy()
+            vectors = encode(self._query_features(list(texts))).float().cpu().numpy()
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
+
+    @property
+    def query_encoder(self) -> SentenceEncoder:
+        """What :meth:`embed_queries` runs: the traced model, or the model itself.
+
+        Tracing costs ~0.3 s once, so a process's first query runs on the model itself (a
+        one-shot CLI search never pays it) and the trace is made for the second.
+        """
+        from memory_pipeline.embedding.query_encoder import eager_encoder, traced_encoder
+
+        if self._query_encoder is not None:
+            return self._query_encoder
+        if not self._queried_once:
+            self._queried_once = True
+            return eager_encoder(self.model)
+        traced = traced_encoder(self.model, self._query_features)
+        self.query_encoder_traced = traced is not None
+        self._query_encoder = traced or eager_encoder(self.model)
+        return self._query_encoder
+
+    def _query_features(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """The model's input tensors for ``texts``, padded to a multiple of QUERY_PAD_TOKENS."""
+        model = self.model
+        features = model.preprocess(texts)
+        pad_id = model.tokenizer.pad_token_id or 0
+        return {
+            k: _pad_tokens(v, pad_id if k == "input_ids" else 0).to(model.device)
+            for k, v in features.items()
+            if hasattr(v, "to")
+        }
 
     def chunk_text(self, text: str) -> list[str]:
         """Split ``text`` into pieces that each fit the model window, overlapping a little.
