@@ -1,16 +1,18 @@
 """The Dagster layer with the real resources: definitions, sensor, partitioned materializations."""
 
 import psycopg
-from dagster import RunRequest, SensorResult, build_sensor_context, materialize
+from dagster import DagsterRunStatus, RunRequest, SensorResult, build_sensor_context, materialize
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
 )
 
-from memory_pipeline.defs.assets import tenant_memory_vectors
+from memory_pipeline.defs.assets import CLAIMS_DONE_TAG, tenant_memory_vectors
 from memory_pipeline.defs.checks import tenant_checks
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
 from memory_pipeline.defs.sensors import (
+    SENSOR_TAG,
     TenantWork,
     daemon_minimum_interval,
     group_into_runs,
@@ -208,6 +210,45 @@ def test_a_ranged_run_materializes_each_tenant_partition(store, new_tenant, inst
         assert observed[t.key].metadata["embedded"].value == 1
     assert {store.get_memory_log(i)["status"] for i in ids.values()} == {"embedded"}
     assert all(e.passed for e in result.get_asset_check_evaluations())
+    # the run told the sensor it claims no more rows once its tenants were processed
+    assert instance.get_run_by_id(result.run_id).tags[CLAIMS_DONE_TAG] == "true"
+
+
+def test_tenants_of_an_active_run_wait_until_it_claims_no_more_rows(
+    store, new_tenant, instance, resources
+):
+    from dagster._core.test_utils import create_run_for_test
+
+    single, ranged, free = (new_tenant() for _ in range(3))
+    for t in (single, ranged, free):
+        store.create_memory_log(t.user_id, t.project_id, {"content": f"waiting {t.user_id}"})
+    _, order = _evaluate_sensor(instance, resources)  # adds the partitions
+    runs = [
+        create_run_for_test(
+            instance,
+            status=DagsterRunStatus.STARTED,
+            tags={SENSOR_TAG: "pending_rows_sensor", PARTITION_NAME_TAG: single.key},
+        ),
+        create_run_for_test(
+            instance,
+            status=DagsterRunStatus.STARTED,
+            tags={
+                SENSOR_TAG: "pending_rows_sensor",
+                ASSET_PARTITION_RANGE_START_TAG: ranged.key,
+                ASSET_PARTITION_RANGE_END_TAG: ranged.key,
+            },
+        ),
+    ]
+
+    requests, order = _evaluate_sensor(instance, resources)
+    covered = _covered(requests, order)
+    assert free.key in covered
+    assert single.key not in covered and ranged.key not in covered
+
+    for run in runs:
+        instance.add_run_tags(run.run_id, {CLAIMS_DONE_TAG: "true"})
+    requests, order = _evaluate_sensor(instance, resources)
+    assert {single.key, ranged.key, free.key} <= set(_covered(requests, order))
 
 
 def test_the_tenant_directory_lists_user_and_project_of_each_tenant(

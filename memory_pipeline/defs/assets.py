@@ -28,6 +28,10 @@ from memory_pipeline.storage.vector_indexes import ensure_model_index
 from memory_pipeline.tenancy import Tenant
 
 TENANT_VECTORS_ASSET = "tenant_memory_vectors"
+#: Tag a run puts on itself once it claims no more rows: the sensor may then hand its tenants'
+#: newer rows to another run while this one is still writing its events (a 1,000-tenant run
+#: writes ~2,000 of them, ~25 s). Safe because correctness rests on row claiming (DESIGN §3).
+CLAIMS_DONE_TAG = "memory_pipeline/claims_done"
 
 
 @asset(
@@ -72,6 +76,7 @@ def tenant_memory_vectors(
         per_tenant = {tenants[0].key: process_tenant(db, store, model, tenants[0], options)}
     else:  # small tenants share encode calls; each keeps its own collection and lineage
         per_tenant = process_tenants(db, store, model, tenants, options)
+    context.instance.add_run_tags(context.run_id, {CLAIMS_DONE_TAG: "true"})
     total = ProcessCounts()
     for tenant in tenants:
         total.add(per_tenant[tenant.key])

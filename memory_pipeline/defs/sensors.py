@@ -6,8 +6,9 @@ Consecutive tenants (in partition order) are grouped into one ranged run up to a
 because a run costs seconds whatever its size; per-tenant lineage stays visible (each partition
 of the range is materialized). Run keys are built from a fingerprint of each tenant's pending
 set, so new work always gets a new key, and tenants that already have a queued or running run
-are left for the next tick. Runs carry the row-state checks; the Postgres/Chroma agreement
-check has its own schedule (see ``checks``).
+are left for the next tick, unless that run has tagged itself as claiming no more rows. Runs
+carry the row-state checks; the Postgres/Chroma agreement check has its own schedule (see
+``checks``).
 """
 
 import hashlib
@@ -30,7 +31,7 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from memory_pipeline.defs.assets import tenant_memory_vectors
+from memory_pipeline.defs.assets import CLAIMS_DONE_TAG, tenant_memory_vectors
 from memory_pipeline.defs.checks import ROW_STATE_CHECK_KEYS
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
 from memory_pipeline.defs.resources import PostgresResource
@@ -143,6 +144,8 @@ def _tenants_in_active_runs(context: SensorEvaluationContext, order: Sequence[st
     busy: set[str] = set()
     for run in runs:
         tags = run.tags
+        if tags.get(CLAIMS_DONE_TAG) == "true":  # only writing its events now (see assets)
+            continue
         if PARTITION_NAME_TAG in tags:
             busy.add(tags[PARTITION_NAME_TAG])
         start, end = (
