@@ -76,7 +76,7 @@ def tenant_memory_vectors(
         per_tenant = {tenants[0].key: process_tenant(db, store, model, tenants[0], options)}
     else:  # small tenants share encode calls; each keeps its own collection and lineage
         per_tenant = process_tenants(db, store, model, tenants, options)
-    context.instance.add_run_tags(context.run_id, {CLAIMS_DONE_TAG: "true"})
+    context.instance.add_run_tags(context.run.run_id, {CLAIMS_DONE_TAG: "true"})
     total = ProcessCounts()
     for tenant in tenants:
         total.add(per_tenant[tenant.key])
