@@ -177,15 +177,14 @@ class Embedder:
             return self.embed_batch(texts)
         import torch
 
-        encode = self.query_encoder
+        encode = self._next_query_encoder()
         with torch.inference_mode():
             vectors = encode(self._query_features(list(texts))).float().cpu().numpy()
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
 
-    @property
-    def query_encoder(self) -> SentenceEncoder:
-        """What :meth:`embed_queries` runs: the traced model, or the model itself.
+    def _next_query_encoder(self) -> SentenceEncoder:
+        """What :meth:`embed_queries` runs next: the traced model, or the model itself.
 
         Tracing costs ~0.3 s once, so a process's first query runs on the model itself (a
         one-shot CLI search never pays it) and the trace is made for the second.
