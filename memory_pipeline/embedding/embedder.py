@@ -189,10 +189,10 @@ class Embedder:
         Tracing costs ~0.3 s once, so a process's first query runs on the model itself (a
         one-shot CLI search never pays it) and the trace is made for the second.
         """
-        from memory_pipeline.embedding.query_encoder import eager_encoder, traced_encoder
-
         if self._query_encoder is not None:
             return self._query_encoder
+        from memory_pipeline.embedding.query_encoder import eager_encoder, traced_encoder
+
         if not self._queried_once:
             self._queried_once = True
             return eager_encoder(self.model)
