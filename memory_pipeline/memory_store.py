@@ -95,6 +95,7 @@ class MemoryStore:
             settings.embedding_model,
             settings.embedding_batch_size,
             precision=settings.embedding_precision,
+            trace_queries=settings.query_trace,
         )
         self._model_index_ready = False
 

@@ -29,6 +29,22 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name} must be one of {', '.join(_TRUE + _FALSE)}; got {raw!r}")
+
+
 def _env_str(name: str) -> str | None:
     raw = os.environ.get(name)
     return raw if raw else None
@@ -50,6 +66,7 @@ class Settings:
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_batch_size: int = 32
     embedding_precision: str = "auto"
+    query_trace: bool = True
     import_dir: Path | None = None
     import_cron: str = "0 * * * *"
     drift_check_cron: str = "0 3 * * *"
@@ -74,6 +91,7 @@ class Settings:
             embedding_model=_env_str("MEMORY_PIPELINE_EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
             embedding_batch_size=_env_int("MEMORY_PIPELINE_EMBEDDING_BATCH_SIZE", 32),
             embedding_precision=_env_str("MEMORY_PIPELINE_EMBEDDING_PRECISION") or "auto",
+            query_trace=_env_bool("MEMORY_PIPELINE_QUERY_TRACE", True),
             import_dir=Path(import_dir).resolve() if import_dir else None,
             import_cron=_env_str("MEMORY_PIPELINE_IMPORT_CRON") or "0 * * * *",
             drift_check_cron=_env_str("MEMORY_PIPELINE_DRIFT_CHECK_CRON") or "0 3 * * *",

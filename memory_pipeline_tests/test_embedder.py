@@ -55,9 +55,11 @@ def _agree(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(axis=1).min())
 
 
-def _sharing_model(embedder: Embedder) -> Embedder:
+def _sharing_model(embedder: Embedder, *, trace_queries: bool = True) -> Embedder:
     """A fresh embedder (no query encoder yet) on the already loaded model."""
-    fresh = Embedder(embedder.model_id, model_source=embedder.model_source)
+    fresh = Embedder(
+        embedder.model_id, model_source=embedder.model_source, trace_queries=trace_queries
+    )
     fresh._model = embedder.model
     return fresh
 
@@ -105,3 +107,65 @@ def test_a_trace_that_disagrees_with_the_model_is_not_used(
     for _ in range(2):
         assert _agree(fresh.embed_queries(QUERIES), batch) > 0.9999
     assert fresh.query_encoder_traced is False
+
+
+def test_queries_run_on_the_model_with_tracing_turned_off(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memory_pipeline.embedding import query_encoder
+
+    def must_not_trace(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a trace was made with trace_queries off")
+
+    monkeypatch.setattr(query_encoder, "traced_encoder", must_not_trace)
+    fresh = _sharing_model(embedder, trace_queries=False)
+    batch = fresh.embed_batch(QUERIES)
+    for _ in range(3):
+        assert _agree(fresh.embed_queries(QUERIES), batch) > 0.9999
+    assert fresh.query_encoder_traced is False
+
+
+def test_threads_that_query_at_once_share_one_trace(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from memory_pipeline.embedding import query_encoder
+
+    traces: list[object] = []
+    make_trace = query_encoder.traced_encoder
+
+    def counted(*args: object, **kwargs: object) -> object:
+        traces.append(args)
+        return make_trace(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(query_encoder, "traced_encoder", counted)
+    fresh = _sharing_model(embedder)
+    batch = fresh.embed_batch(QUERIES)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda i: fresh.embed_queries([QUERIES[i % 4]]), range(24)))
+    assert len(traces) == 1
+    assert fresh.query_encoder_traced is True
+    for i, vectors in enumerate(answers):
+        assert _agree(vectors, batch[i % 4 : i % 4 + 1]) > 0.9999
+
+
+def test_the_query_trace_setting_reaches_the_stores_embedder(
+    store, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from memory_pipeline.memory_store import MemoryStore
+
+    monkeypatch.setenv("MEMORY_PIPELINE_HOME", str(tmp_path))
+    monkeypatch.delenv("MEMORY_PIPELINE_QUERY_TRACE", raising=False)
+    assert Settings.from_env().query_trace is True
+    for value, expected in (("off", False), ("0", False), ("FALSE", False), ("on", True)):
+        monkeypatch.setenv("MEMORY_PIPELINE_QUERY_TRACE", value)
+        assert Settings.from_env().query_trace is expected
+    monkeypatch.setenv("MEMORY_PIPELINE_QUERY_TRACE", "sometimes")
+    with pytest.raises(ValueError, match="MEMORY_PIPELINE_QUERY_TRACE"):
+        Settings.from_env()
+    with MemoryStore(
+        store.settings.with_overrides(query_trace=False), store.endpoints, migrate=False
+    ) as untraced:
+        assert untraced.embedder.trace_queries is False
+    assert store.embedder.trace_queries is True

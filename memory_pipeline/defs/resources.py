@@ -101,6 +101,7 @@ class EmbedderResource(ConfigurableResource):
             self.model_source,
             self.device,
             self.precision or settings.embedding_precision,
+            settings.query_trace,
         )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,7 @@ class Embedder:
         model_source: str | None = None,
         device: str | None = None,
         precision: str = "auto",
+        trace_queries: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown embedding precision {precision!r}; use one of {PRECISIONS}")
@@ -92,9 +94,12 @@ class Embedder:
         self.model_source = model_source or resolve_model_source(model_id)
         self.device = device
         self.precision = precision
+        #: Whether queries may run through a checked TorchScript trace (:meth:`embed_queries`).
+        self.trace_queries = trace_queries
         self._model: SentenceTransformer | None = None
         self._query_encoder: SentenceEncoder | None = None
         self._queried_once = False
+        self._query_encoder_lock = threading.Lock()  # one trace, however many threads search
         #: Whether searches' queries run through the traced model (known after the first).
         self.query_encoder_traced: bool | None = None
 
@@ -187,19 +192,28 @@ class Embedder:
         """What :meth:`embed_queries` runs next: the traced model, or the model itself.
 
         Tracing costs ~0.3 s once, so a process's first query runs on the model itself (a
-        one-shot CLI search never pays it) and the trace is made for the second.
+        one-shot CLI search never pays it) and the trace is made for the second. With
+        ``trace_queries`` off, queries always run on the model. Threads that query while the
+        trace is being made wait for it.
         """
         if self._query_encoder is not None:
             return self._query_encoder
         from memory_pipeline.embedding.query_encoder import eager_encoder, traced_encoder
 
-        if not self._queried_once:
-            self._queried_once = True
-            return eager_encoder(self.model)
-        traced = traced_encoder(self.model, self._query_features)
-        self.query_encoder_traced = traced is not None
-        self._query_encoder = traced or eager_encoder(self.model)
-        return self._query_encoder
+        with self._query_encoder_lock:
+            if self._query_encoder is not None:  # made by another thread meanwhile
+                return self._query_encoder
+            if not self.trace_queries:
+                self.query_encoder_traced = False
+                self._query_encoder = eager_encoder(self.model)
+                return self._query_encoder
+            if not self._queried_once:
+                self._queried_once = True
+                return eager_encoder(self.model)
+            traced = traced_encoder(self.model, self._query_features)
+            self.query_encoder_traced = traced is not None
+            self._query_encoder = traced or eager_encoder(self.model)
+            return self._query_encoder
 
     def _query_features(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """The model's input tensors for ``texts``, padded to a multiple of QUERY_PAD_TOKENS."""
@@ -258,6 +272,7 @@ def load_embedder(
     model_source: str | None = None,
     device: str | None = None,
     precision: str = "auto",
+    trace_queries: bool = True,
 ) -> Embedder:
     """The process's one :class:`Embedder` for these arguments (loaded lazily on first use)."""
     return Embedder(
@@ -266,4 +281,5 @@ def load_embedder(
         model_source=model_source,
         device=device,
         precision=precision,
+        trace_queries=trace_queries,
     )

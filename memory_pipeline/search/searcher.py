@@ -342,6 +342,7 @@ class MemorySearch:
             source,
             self.embedder.device,
             self.embedder.precision,
+            self.embedder.trace_queries,
         )
 
     def _vector_candidates(
