@@ -316,3 +316,62 @@ def test_every_generated_row_ends_in_a_terminal_state_and_is_accounted_for(store
         row = store.get_memory_log(i)
         if row["status"] == "skipped":
             assert row["last_error"]
+
+
+def _row_states(store, ids):
+    with store.db.connection() as conn:
+        return {
+            r["id"]: (r["status"], r["attempts"], r["last_error"])
+            for r in conn.execute(
+                "SELECT id, status, attempts, last_error FROM memory_log WHERE id = ANY(%s)",
+                (list(ids),),
+            )
+        }
+
+
+def test_chroma_down_fails_the_run_clearly_and_leaves_the_rows_pending_for_the_next(
+    settings, endpoints, embedder, database_url, new_tenant, tmp_path, monkeypatch, test_home
+):
+    from dagster import build_asset_context
+
+    from memory_pipeline.defs.assets import tenant_memory_vectors
+    from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
+
+    chroma_dir = tmp_path / "chroma"
+    info = start_local_chroma(chroma_dir)
+    tenant = new_tenant()
+    try:
+        eps = dataclasses.replace(endpoints, chroma_host=info.host, chroma_port=info.port)
+        with MemoryStore(settings, eps, embedder=embedder, migrate=False) as s:
+            s.process_pending(tenant.user_id, tenant.project_id)  # the tenant's collection exists
+            ids = [
+                s.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"note {i}"})
+                for i in range(4)
+            ]
+            stop_local_chroma(chroma_dir)
+
+            with pytest.raises(VectorStoreUnavailable, match="Chroma"):
+                s.process_pending(tenant.user_id, tenant.project_id)
+            # a store failure is not the rows' fault: no attempt spent, no error recorded
+            assert set(_row_states(s, ids).values()) == {("pending", 0, None)}
+
+            # the Dagster asset (invoked directly: its retry policy waits 70 s in all) fails
+            # with the same clear error, and leaves the rows as they were
+            monkeypatch.setenv("MEMORY_PIPELINE_HOME", str(test_home))
+            with pytest.raises(VectorStoreUnavailable, match=f"Chroma server at .*:{info.port}"):
+                tenant_memory_vectors(
+                    build_asset_context(partition_key=tenant.key),
+                    postgres=PostgresResource(database_url=database_url),
+                    chroma=ChromaResource(host=info.host, port=info.port),
+                    embedder=EmbedderResource(model_name=embedder.model_id),
+                )
+            assert set(_row_states(s, ids).values()) == {("pending", 0, None)}
+
+        info = start_local_chroma(chroma_dir)  # recovery: the next run finishes the work
+        eps = dataclasses.replace(endpoints, chroma_host=info.host, chroma_port=info.port)
+        with MemoryStore(settings, eps, embedder=embedder, migrate=False) as s:
+            assert s.process_pending(tenant.user_id, tenant.project_id)["embedded"] == 4
+            assert {state for state, *_ in _row_states(s, ids).values()} == {"embedded"}
+            assert s.vector_store.vector_ids(tenant) == {str(i) for i in ids}
+    finally:
+        stop_local_chroma(chroma_dir)
