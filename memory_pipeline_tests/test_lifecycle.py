@@ -355,7 +355,7 @@ def test_chroma_down_fails_the_run_clearly_and_leaves_the_rows_pending_for_the_n
             # a store failure is not the rows' fault: no attempt spent, no error recorded
             assert set(_row_states(s, ids).values()) == {("pending", 0, None)}
 
-            # the Dagster asset (invoked directly: its retry policy waits 70 s in all) fails
+            # the Dagster asset (invoked directly: its retry policy waits 10 + 30 + 70 s) fails
             # with the same clear error, and leaves the rows as they were
             monkeypatch.setenv("MEMORY_PIPELINE_HOME", str(test_home))
             with pytest.raises(VectorStoreUnavailable, match=f"Chroma server at .*:{info.port}"):
