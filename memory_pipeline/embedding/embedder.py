@@ -100,7 +100,7 @@ class Embedder:
         self._query_encoder: SentenceEncoder | None = None
         self._queried_once = False
         self._query_encoder_lock = threading.Lock()  # one trace, however many threads search
-        #: Whether searches' queries run through the traced model (known after the first).
+        #: Whether searches' queries run through the traced model (``None`` until chosen).
         self.query_encoder_traced: bool | None = None
 
     @property
@@ -201,18 +201,15 @@ class Embedder:
         from memory_pipeline.embedding.query_encoder import eager_encoder, traced_encoder
 
         with self._query_encoder_lock:
-            if self._query_encoder is not None:  # made by another thread meanwhile
-                return self._query_encoder
-            if not self.trace_queries:
-                self.query_encoder_traced = False
-                self._query_encoder = eager_encoder(self.model)
-                return self._query_encoder
-            if not self._queried_once:
-                self._queried_once = True
-                return eager_encoder(self.model)
-            traced = traced_encoder(self.model, self._query_features)
-            self.query_encoder_traced = traced is not None
-            self._query_encoder = traced or eager_encoder(self.model)
+            if self._query_encoder is None:  # else made by another thread meanwhile
+                if self.trace_queries and not self._queried_once:
+                    self._queried_once = True
+                    return eager_encoder(self.model)
+                traced = (
+                    traced_encoder(self.model, self._query_features) if self.trace_queries else None
+                )
+                self.query_encoder_traced = traced is not None
+                self._query_encoder = traced or eager_encoder(self.model)
             return self._query_encoder
 
     def _query_features(self, texts: list[str]) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ model and nothing else changes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -59,8 +60,7 @@ class _SentenceEmbedding(torch.nn.Module):
         self.names = names
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        out = self.model(dict(zip(self.names, tensors, strict=True)))
-        return out["sentence_embedding"]
+        return _sentence_embedding(self.model, dict(zip(self.names, tensors, strict=True)))
 
 
 @contextlib.contextmanager
@@ -79,9 +79,13 @@ def _quiet_tracing() -> Iterator[None]:
                 lg.setLevel(level)
 
 
+def _sentence_embedding(model: torch.nn.Module, features: Features) -> torch.Tensor:
+    return model(dict(features))["sentence_embedding"]
+
+
 def eager_encoder(model: torch.nn.Module) -> SentenceEncoder:
     """The model itself, as a :data:`SentenceEncoder`."""
-    return lambda features: model(dict(features))["sentence_embedding"]
+    return functools.partial(_sentence_embedding, model)
 
 
 def traced_encoder(
