@@ -67,6 +67,14 @@ def _sharing_model(embedder: Embedder, *, trace_queries: bool = True) -> Embedde
 QUERIES = ["what broke the migration?", "who painted the lake", "x", TEXTS[0]]
 
 
+def _assert_queries_stay_on_the_model(fresh: Embedder, queries: int) -> None:
+    """``queries`` searches in a row agree with ``embed_batch``, none through a trace."""
+    batch = fresh.embed_batch(QUERIES)
+    for _ in range(queries):
+        assert _agree(fresh.embed_queries(QUERIES), batch) > 0.9999
+    assert fresh.query_encoder_traced is False
+
+
 def test_query_embeddings_equal_batch_embeddings(embedder: Embedder) -> None:
     fresh = _sharing_model(embedder)
     batch = fresh.embed_batch(QUERIES)
@@ -89,11 +97,7 @@ def test_queries_stay_on_the_model_when_tracing_fails(
         raise RuntimeError("tracing unavailable")
 
     monkeypatch.setattr(torch.jit, "trace", no_tracing)
-    fresh = _sharing_model(embedder)
-    batch = fresh.embed_batch(QUERIES)
-    for _ in range(2):
-        assert _agree(fresh.embed_queries(QUERIES), batch) > 0.9999
-    assert fresh.query_encoder_traced is False
+    _assert_queries_stay_on_the_model(_sharing_model(embedder), queries=2)
 
 
 def test_a_trace_that_disagrees_with_the_model_is_not_used(
@@ -102,11 +106,7 @@ def test_a_trace_that_disagrees_with_the_model_is_not_used(
     from memory_pipeline.embedding import query_encoder
 
     monkeypatch.setattr(query_encoder, "MIN_AGREEMENT", 1.5)  # no trace can agree this well
-    fresh = _sharing_model(embedder)
-    batch = fresh.embed_batch(QUERIES)
-    for _ in range(2):
-        assert _agree(fresh.embed_queries(QUERIES), batch) > 0.9999
-    assert fresh.query_encoder_traced is False
+    _assert_queries_stay_on_the_model(_sharing_model(embedder), queries=2)
 
 
 def test_queries_run_on_the_model_with_tracing_turned_off(
@@ -118,11 +118,7 @@ def test_queries_run_on_the_model_with_tracing_turned_off(
         raise AssertionError("a trace was made with trace_queries off")
 
     monkeypatch.setattr(query_encoder, "traced_encoder", must_not_trace)
-    fresh = _sharing_model(embedder, trace_queries=False)
-    batch = fresh.embed_batch(QUERIES)
-    for _ in range(3):
-        assert _agree(fresh.embed_queries(QUERIES), batch) > 0.9999
-    assert fresh.query_encoder_traced is False
+    _assert_queries_stay_on_the_model(_sharing_model(embedder, trace_queries=False), queries=3)
 
 
 def test_threads_that_query_at_once_share_one_trace(

@@ -152,6 +152,12 @@ def test_an_update_from_sql_outside_the_api_also_puts_the_row_back_to_pending(st
     assert store.get_memory_log(log_id)["status"] == "pending"
 
 
+def _store_on(chroma, settings, endpoints, embedder) -> MemoryStore:
+    """A store on the test database and the private Chroma server ``chroma``."""
+    eps = dataclasses.replace(endpoints, chroma_host=chroma.host, chroma_port=chroma.port)
+    return MemoryStore(settings, eps, embedder=embedder, migrate=False)
+
+
 def test_a_delete_while_chroma_is_unreachable_is_applied_after_recovery(
     settings, endpoints, embedder, new_tenant, tmp_path
 ):
@@ -159,8 +165,7 @@ def test_a_delete_while_chroma_is_unreachable_is_applied_after_recovery(
     info = start_local_chroma(chroma_dir)
     tenant = new_tenant()
     try:
-        eps = dataclasses.replace(endpoints, chroma_host=info.host, chroma_port=info.port)
-        with MemoryStore(settings, eps, embedder=embedder, migrate=False) as s:
+        with _store_on(info, settings, endpoints, embedder) as s:
             keep = s.create_memory_log(tenant.user_id, tenant.project_id, {"content": "keep me"})
             gone = s.create_memory_log(tenant.user_id, tenant.project_id, {"content": "delete me"})
             s.process_pending(tenant.user_id, tenant.project_id)
@@ -177,8 +182,7 @@ def test_a_delete_while_chroma_is_unreachable_is_applied_after_recovery(
                 ).fetchone()
 
         info = start_local_chroma(chroma_dir)  # recovery (same data, new port)
-        eps = dataclasses.replace(endpoints, chroma_host=info.host, chroma_port=info.port)
-        with MemoryStore(settings, eps, embedder=embedder, migrate=False) as s:
+        with _store_on(info, settings, endpoints, embedder) as s:
             assert s.process_pending(tenant.user_id, tenant.project_id)["deleted"] == 1
             assert s.vector_store.vector_ids(tenant) == {str(keep)}
             with s.db.connection() as conn:
@@ -319,14 +323,9 @@ def test_every_generated_row_ends_in_a_terminal_state_and_is_accounted_for(store
 
 
 def _row_states(store, ids):
-    with store.db.connection() as conn:
-        return {
-            r["id"]: (r["status"], r["attempts"], r["last_error"])
-            for r in conn.execute(
-                "SELECT id, status, attempts, last_error FROM memory_log WHERE id = ANY(%s)",
-                (list(ids),),
-            )
-        }
+    """(status, attempts, last_error) of each row, as ``get_memory_log`` reports them."""
+    fields = ("status", "attempts", "last_error")
+    return {i: tuple(store.get_memory_log(i)[f] for f in fields) for i in ids}
 
 
 def test_chroma_down_fails_the_run_clearly_and_leaves_the_rows_pending_for_the_next(
@@ -341,9 +340,7 @@ def test_chroma_down_fails_the_run_clearly_and_leaves_the_rows_pending_for_the_n
     info = start_local_chroma(chroma_dir)
     tenant = new_tenant()
     try:
-        eps = dataclasses.replace(endpoints, chroma_host=info.host, chroma_port=info.port)
-        with MemoryStore(settings, eps, embedder=embedder, migrate=False) as s:
-            s.process_pending(tenant.user_id, tenant.project_id)  # the tenant's collection exists
+        with _store_on(info, settings, endpoints, embedder) as s:
             ids = [
                 s.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"note {i}"})
                 for i in range(4)
@@ -368,8 +365,7 @@ def test_chroma_down_fails_the_run_clearly_and_leaves_the_rows_pending_for_the_n
             assert set(_row_states(s, ids).values()) == {("pending", 0, None)}
 
         info = start_local_chroma(chroma_dir)  # recovery: the next run finishes the work
-        eps = dataclasses.replace(endpoints, chroma_host=info.host, chroma_port=info.port)
-        with MemoryStore(settings, eps, embedder=embedder, migrate=False) as s:
+        with _store_on(info, settings, endpoints, embedder) as s:
             assert s.process_pending(tenant.user_id, tenant.project_id)["embedded"] == 4
             assert {state for state, *_ in _row_states(s, ids).values()} == {"embedded"}
             assert s.vector_store.vector_ids(tenant) == {str(i) for i in ids}
