@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -31,10 +32,15 @@ class StageTimer:
 
     @contextmanager
     def patched(self, owner: Any, attribute: str, stage: str) -> Iterator[None]:
-        """Time ``owner.attribute`` (a class, module or instance attribute) while inside."""
+        """Time ``owner.attribute`` (a class, module or instance attribute) while inside.
+
+        A static method stays static (else the wrapper would be bound to the instance).
+        """
+        static = isinstance(inspect.getattr_static(owner, attribute), staticmethod)
         original = getattr(owner, attribute)
-        setattr(owner, attribute, self.wrap(stage, original))
+        timed = self.wrap(stage, original)
+        setattr(owner, attribute, staticmethod(timed) if static else timed)
         try:
             yield
         finally:
-            setattr(owner, attribute, original)
+            setattr(owner, attribute, staticmethod(original) if static else original)
