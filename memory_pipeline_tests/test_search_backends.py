@@ -106,12 +106,13 @@ def test_chroma_and_pgvector_agree_on_a_20k_memory_tenant(store: MemoryStore) ->
     queries = _synthetic_vectors(QUERIES, dim, rng)
 
     search = store.search
-    chroma = search._vector_candidates(
-        tenant, store.embedder.model_id, queries, CANDIDATES, None, "chroma"
-    )
-    pgvector = search._vector_candidates(
-        tenant, store.embedder.model_id, queries, CANDIDATES, None, "pgvector"
-    )
+    with store.db.connection() as conn:
+        chroma = search._vector_candidates(
+            conn, tenant, store.embedder.model_id, queries, CANDIDATES, None, "chroma"
+        )
+        pgvector = search._vector_candidates(
+            conn, tenant, store.embedder.model_id, queries, CANDIDATES, None, "pgvector"
+        )
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :TOP_K]
 
     overlaps, recall_chroma, recall_pg = [], [], []

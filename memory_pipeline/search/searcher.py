@@ -14,7 +14,9 @@ Modes (``make eval`` measures them on LoCoMo; the winner is :data:`DEFAULT_MODE`
   gains :data:`CONTEXT_WEIGHT` times the best fused score of the turns written just before and
   after it in the same sitting, because a reply is often only understood with the turn it answers.
 
-Full rows (text, raw_data) are loaded only for the results returned.
+Full rows (text, raw_data) are loaded only for the results returned. After the tenant check
+and the query embedding, one pooled connection serves all of a search's SQL, in autocommit
+mode: a search only reads, and each statement is then one round trip.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
+import psycopg
 from psycopg import sql
 
 from memory_pipeline.embedding import Embedder, load_embedder
@@ -216,14 +219,14 @@ class MemorySearch:
         # Every mode embeds the queries: results carry their raw cosine similarity, which
         # min_similarity filters on.
         vectors = embedder.embed_queries(queries)
-        vector_scores: list[dict[int, float]] = [{} for _ in queries]
-        keyword_scores: list[dict[int, float]] = [{} for _ in queries]
-        if mode in ("vector", "hybrid"):
-            vector_scores = self._vector_candidates(
-                tenant, model_id, vectors, n_candidates, where, backend
-            )
-        if mode in ("keyword", "hybrid"):
-            with self.db.connection() as conn:
+        with self.db.autocommit_connection() as conn:
+            vector_scores: list[dict[int, float]] = [{} for _ in queries]
+            keyword_scores: list[dict[int, float]] = [{} for _ in queries]
+            if mode in ("vector", "hybrid"):
+                vector_scores = self._vector_candidates(
+                    conn, tenant, model_id, vectors, n_candidates, where, backend
+                )
+            if mode in ("keyword", "hybrid"):
                 keyword_scores = [
                     keyword_candidates(
                         conn,
@@ -237,45 +240,49 @@ class MemorySearch:
                     for q, vec in zip(queries, vector_scores, strict=True)
                 ]
 
-        base_scores: list[dict[int, float]] = []
-        for vec, kw in zip(vector_scores, keyword_scores, strict=True):
-            if mode == "vector":
-                base_scores.append(dict(vec))
-            elif mode == "keyword":
-                base_scores.append(dict(kw))
-            else:
-                base_scores.append(self._fuse(vec, kw))
+            base_scores: list[dict[int, float]] = []
+            for vec, kw in zip(vector_scores, keyword_scores, strict=True):
+                if mode == "vector":
+                    base_scores.append(dict(vec))
+                elif mode == "keyword":
+                    base_scores.append(dict(kw))
+                else:
+                    base_scores.append(self._fuse(vec, kw))
 
-        # The candidates the tenant may see: its own, embedded, matching the filter.
-        facts = self._candidate_facts(tenant, {i for b in base_scores for i in b}, where)
-        base_scores = [{i: v for i, v in b.items() if i in facts} for b in base_scores]
-        if mode == "hybrid" and self.context_weight > 0:
-            base_scores = self._add_conversation_context(tenant, base_scores, facts, where)
+            # The candidates the tenant may see: its own, embedded, matching the filter.
+            facts = self._candidate_facts(conn, tenant, {i for b in base_scores for i in b}, where)
+            base_scores = [{i: v for i, v in b.items() if i in facts} for b in base_scores]
+            if mode == "hybrid" and self.context_weight > 0:
+                base_scores = self._add_conversation_context(
+                    conn, tenant, base_scores, facts, where
+                )
 
-        # Raw cosine similarity of every memory that may be returned (best chunk).
-        similarities: list[dict[int, float]] = []
-        for i, (vec, base) in enumerate(zip(vector_scores, base_scores, strict=True)):
-            known = {k: v for k, v in vec.items() if k in base}
-            missing = set(base) - set(known)
-            if missing:
-                known.update(self._exact_similarities(tenant, model_id, vectors[i], missing))
-            similarities.append(known)
+            # Raw cosine similarity of every memory that may be returned (best chunk).
+            similarities: list[dict[int, float]] = []
+            for i, (vec, base) in enumerate(zip(vector_scores, base_scores, strict=True)):
+                known = {k: v for k, v in vec.items() if k in base}
+                missing = set(base) - set(known)
+                if missing:
+                    known.update(
+                        self._exact_similarities(conn, tenant, model_id, vectors[i], missing)
+                    )
+                similarities.append(known)
 
-        now = datetime.now(UTC)
-        ranked = [
-            self._rank(
-                base,
-                sims,
-                facts,
-                limit,
-                min_similarity,
-                enable_temporal_decay,
-                float(half_life_days),
-                now,
-            )
-            for base, sims in zip(base_scores, similarities, strict=True)
-        ]
-        rows = self._load_rows(tenant, {log_id for r in ranked for log_id, _ in r})
+            now = datetime.now(UTC)
+            ranked = [
+                self._rank(
+                    base,
+                    sims,
+                    facts,
+                    limit,
+                    min_similarity,
+                    enable_temporal_decay,
+                    float(half_life_days),
+                    now,
+                )
+                for base, sims in zip(base_scores, similarities, strict=True)
+            ]
+            rows = self._load_rows(conn, tenant, {log_id for r in ranked for log_id, _ in r})
         return [
             [
                 SearchResult(
@@ -324,7 +331,7 @@ class MemorySearch:
 
     def _tenant_live_model(self, tenant: Tenant) -> tuple[bool, str | None]:
         """Whether the tenant exists, and the model whose vectors serve its searches."""
-        with self.db.connection() as conn:
+        with self.db.autocommit_connection() as conn:
             row = conn.execute(
                 "SELECT live_model FROM memory_tenant WHERE tenant_key = %s", (tenant.key,)
             ).fetchone()
@@ -347,6 +354,7 @@ class MemorySearch:
 
     def _vector_candidates(
         self,
+        conn: psycopg.Connection,
         tenant: Tenant,
         model_id: str,
         vectors: np.ndarray,
@@ -375,7 +383,7 @@ class MemorySearch:
                     return [
                         self._best_per_memory((h.log_id, h.similarity) for h in q) for q in hits
                     ]
-        return [self._pgvector_candidates(tenant, model_id, v, n, where) for v in vectors]
+        return [self._pgvector_candidates(conn, tenant, model_id, v, n, where) for v in vectors]
 
     @staticmethod
     def _best_per_memory(pairs: Any) -> dict[int, float]:
@@ -387,6 +395,7 @@ class MemorySearch:
 
     def _pgvector_candidates(
         self,
+        conn: psycopg.Connection,
         tenant: Tenant,
         model_id: str,
         vector: np.ndarray,
@@ -414,7 +423,7 @@ class MemorySearch:
                    LIMIT %(n)s) AS hits
                ORDER BY similarity DESC"""
         ).format(cast=cast, source=source)
-        with self.db.connection() as conn, conn.transaction():
+        with conn.transaction():  # the settings hold for this transaction only
             # force_custom_plan: a generic plan (psycopg prepares a statement after 5 runs)
             # cannot match the per-model partial HNSW index and scans exactly (~1 s at 100k).
             conn.execute(
@@ -429,8 +438,13 @@ class MemorySearch:
             ).fetchall()
         return self._best_per_memory((r["log_id"], float(r["similarity"])) for r in rows)
 
+    @staticmethod
     def _exact_similarities(
-        self, tenant: Tenant, model_id: str, vector: np.ndarray, log_ids: set[int]
+        conn: psycopg.Connection,
+        tenant: Tenant,
+        model_id: str,
+        vector: np.ndarray,
+        log_ids: set[int],
     ) -> dict[int, float]:
         cast = _vector_cast(vector)
         statement = sql.SQL(
@@ -440,16 +454,10 @@ class MemorySearch:
                  AND embedding_model = %(model)s
                GROUP BY log_id"""
         ).format(cast=cast)
-        with self.db.connection() as conn:
-            rows = conn.execute(
-                statement,
-                {
-                    "q": vector,
-                    "ids": list(log_ids),
-                    "tenant": tenant.key,
-                    "model": model_id,
-                },
-            ).fetchall()
+        rows = conn.execute(
+            statement,
+            {"q": vector, "ids": list(log_ids), "tenant": tenant.key, "model": model_id},
+        ).fetchall()
         return {int(r["log_id"]): float(r["similarity"]) for r in rows}
 
     @staticmethod
@@ -469,8 +477,9 @@ class MemorySearch:
             for i in union
         }
 
+    @staticmethod
     def _candidate_facts(
-        self, tenant: Tenant, ids: set[int], where: dict[str, Any] | None
+        conn: psycopg.Connection, tenant: Tenant, ids: set[int], where: dict[str, Any] | None
     ) -> dict[int, CandidateFacts]:
         """What ranking needs of the returnable memories among ``ids``.
 
@@ -485,11 +494,13 @@ class MemorySearch:
                WHERE m.id = ANY(%s) AND m.tenant_key = %s AND m.status = 'embedded'
                  AND {condition}"""
         ).format(condition=condition)
-        with self.db.connection() as conn:
-            rows = conn.execute(statement, (list(ids), tenant.key)).fetchall()
+        rows = conn.execute(statement, (list(ids), tenant.key)).fetchall()
         return {int(r["id"]): CandidateFacts(r["memory_type"], r["occurred_at"]) for r in rows}
 
-    def _conversation_neighbours(self, tenant: Tenant, ids: set[int]) -> dict[int, list[int]]:
+    @staticmethod
+    def _conversation_neighbours(
+        conn: psycopg.Connection, tenant: Tenant, ids: set[int]
+    ) -> dict[int, list[int]]:
         """For each conversation turn in ``ids``: the turns written just before and after it.
 
         "Just before/after" is the tenant's previous and next embedded memory by id (write
@@ -512,16 +523,15 @@ class MemorySearch:
             WHERE c.id = ANY(%(ids)s) AND c.tenant_key = %(tenant)s AND c.status = 'embedded'
               AND c.memory_type = %(type)s AND nb.memory_type = %(type)s
               AND abs(extract(epoch FROM nb.occurred_at - c.occurred_at)) <= %(gap)s"""
-        with self.db.connection() as conn:
-            rows = conn.execute(
-                statement,
-                {
-                    "ids": list(ids),
-                    "tenant": tenant.key,
-                    "type": CONTEXT_MEMORY_TYPE,
-                    "gap": CONTEXT_MAX_GAP_SECONDS,
-                },
-            ).fetchall()
+        rows = conn.execute(
+            statement,
+            {
+                "ids": list(ids),
+                "tenant": tenant.key,
+                "type": CONTEXT_MEMORY_TYPE,
+                "gap": CONTEXT_MAX_GAP_SECONDS,
+            },
+        ).fetchall()
         neighbours: dict[int, list[int]] = {}
         for r in rows:
             neighbours.setdefault(int(r["log_id"]), []).append(int(r["neighbour_id"]))
@@ -529,6 +539,7 @@ class MemorySearch:
 
     def _add_conversation_context(
         self,
+        conn: psycopg.Connection,
         tenant: Tenant,
         base_scores: list[dict[int, float]],
         facts: dict[int, CandidateFacts],
@@ -545,9 +556,9 @@ class MemorySearch:
             for i in scores
             if facts[i].memory_type == CONTEXT_MEMORY_TYPE
         }
-        neighbours = self._conversation_neighbours(tenant, turns)
+        neighbours = self._conversation_neighbours(conn, tenant, turns)
         new_ids = {nb for nbs in neighbours.values() for nb in nbs} - facts.keys()
-        facts.update(self._candidate_facts(tenant, new_ids, where))
+        facts.update(self._candidate_facts(conn, tenant, new_ids, where))
         out: list[dict[int, float]] = []
         for scores in base_scores:
             inherited: dict[int, float] = {}
@@ -561,18 +572,20 @@ class MemorySearch:
             out.append(merged)
         return out
 
-    def _load_rows(self, tenant: Tenant, ids: set[int]) -> dict[int, dict[str, Any]]:
+    @staticmethod
+    def _load_rows(
+        conn: psycopg.Connection, tenant: Tenant, ids: set[int]
+    ) -> dict[int, dict[str, Any]]:
         """The full rows of the memories to return (still the tenant's and embedded)."""
         if not ids:
             return {}
-        with self.db.connection() as conn:
-            rows = conn.execute(
-                """SELECT m.id, m.external_id, m.search_text, m.memory_type, m.occurred_at,
-                          m.created_at, m.raw_data
-                   FROM memory_log m
-                   WHERE m.id = ANY(%s) AND m.tenant_key = %s AND m.status = 'embedded'""",
-                (list(ids), tenant.key),
-            ).fetchall()
+        rows = conn.execute(
+            """SELECT m.id, m.external_id, m.search_text, m.memory_type, m.occurred_at,
+                      m.created_at, m.raw_data
+               FROM memory_log m
+               WHERE m.id = ANY(%s) AND m.tenant_key = %s AND m.status = 'embedded'""",
+            (list(ids), tenant.key),
+        ).fetchall()
         return {int(r["id"]): r for r in rows}
 
     @staticmethod

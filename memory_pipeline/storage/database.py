@@ -56,6 +56,21 @@ class Database:
         with self._pool.connection() as conn:
             yield conn
 
+    @contextmanager
+    def autocommit_connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in autocommit mode, for reads: each statement commits itself.
+
+        A read then costs one round trip instead of three (BEGIN, the query, COMMIT);
+        ``conn.transaction()`` still groups statements that need one transaction. The
+        connection goes back to the pool in its usual mode.
+        """
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                conn.autocommit = False
+
     def close(self) -> None:
         self._pool.close()
 
