@@ -1,5 +1,5 @@
-"""The home's own Chroma server: its collection cache never serves stale data, and its log
-stays quiet per request.
+"""The home's own Chroma server: its collection cache never serves stale data, its log stays
+quiet per request, and it starts where the ``chroma`` script is not installed.
 
 Each test starts a private server (``start_local_chroma``) so it can read that server's log.
 """
@@ -7,6 +7,9 @@ Each test starts a private server (``start_local_chroma``) so it can read that s
 from __future__ import annotations
 
 import json
+import os
+import site
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,3 +139,26 @@ def test_the_server_log_does_not_grow_with_each_request(
         assert _found(store, q)
     # `chroma run`'s own default writes ~2.5 kB per request (125 kB here)
     assert log_path.stat().st_size - before < 1000
+
+
+def test_the_server_starts_where_the_chroma_script_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interpreter with no ``chroma`` script beside it, chromadb importable from elsewhere."""
+    bare_bin = tmp_path / "bin"
+    bare_bin.mkdir()
+    python = bare_bin / "python"
+    python.symlink_to(Path(sys.executable).resolve())  # the base interpreter, outside the venv
+    monkeypatch.setattr(sys, "executable", str(python))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(site.getsitepackages()))
+    data_dir = tmp_path / "chroma"
+    info = start_local_chroma(data_dir)
+    try:
+        command = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
+        assert command[:2] == [str(python).encode(), b"-c"]
+        store = ChromaVectorStore(connect_chroma(info.host, info.port))
+        rng = np.random.default_rng(4)
+        _upsert(store, [1, 2, 3], _unit(rng, 3))
+        assert _found(store, _unit(rng, 1)[0]) == {1, 2, 3}
+    finally:
+        stop_local_chroma(data_dir)

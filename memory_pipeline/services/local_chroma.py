@@ -34,6 +34,8 @@ COLLECTION_CACHE_TTL_SECONDS = 3600
 #: default logs every request (~2.5 kB each, tens of MB per benchmark); warnings and errors
 #: are what an operator needs from ``<home>/chroma/server.log``.
 DEFAULT_LOG_LEVEL = "warn"
+#: Runs the chromadb wheel's ``chroma`` command line where its script is not installed.
+CHROMA_CLI_SNIPPET = "import sys; sys.argv[0] = 'chroma'; from chromadb.cli.cli import app; app()"
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ def chroma_command(data_dir: Path, host: str, port: int) -> list[str]:
     # JSON is YAML: no YAML writer needed for a flat, generated file.
     config_path.write_text(json.dumps(chroma_server_config(data_dir, host, port), indent=2))
     script = Path(sys.executable).with_name("chroma")
-    runner = [str(script)] if script.exists() else [sys.executable, "-m", "chromadb.cli.cli"]
+    # chromadb.cli.cli has no __main__ guard: `python -m` on it would do nothing
+    runner = [str(script)] if script.exists() else [sys.executable, "-c", CHROMA_CLI_SNIPPET]
     return [*runner, "run", str(config_path)]
 
 
