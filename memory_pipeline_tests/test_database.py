@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
@@ -42,4 +43,17 @@ def test_an_error_inside_still_gives_the_pool_back_its_mode(one_connection_db: D
         conn.execute("SELECT 1")
         raise ZeroDivisionError
     with one_connection_db.connection() as conn:
+        assert conn.autocommit is False
+
+
+def test_a_connection_lost_inside_raises_its_own_error_and_the_pool_recovers(
+    one_connection_db: Database,
+) -> None:
+    with (
+        pytest.raises(psycopg.errors.AdminShutdown),  # not an error of the reset
+        one_connection_db.autocommit_connection() as conn,
+    ):
+        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    with one_connection_db.connection() as conn:  # a fresh connection replaces the lost one
+        assert conn.execute("SELECT 2 AS two").fetchone() == {"two": 2}
         assert conn.autocommit is False

@@ -69,7 +69,8 @@ class Database:
             try:
                 yield conn
             finally:
-                conn.autocommit = False
+                if not conn.closed:  # a lost connection is the pool's to drop, not to reset
+                    conn.autocommit = False
 
     def close(self) -> None:
         self._pool.close()
