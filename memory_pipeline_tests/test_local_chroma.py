@@ -11,6 +11,7 @@ import os
 import site
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 
 from memory_pipeline.services.local_chroma import (
     COLLECTION_CACHE_ENTRIES,
+    running_local_chroma,
     start_local_chroma,
     stop_local_chroma,
 )
@@ -36,7 +38,9 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def _upsert(store: ChromaVectorStore, log_ids: list[int], vectors: np.ndarray) -> None:
+def _upsert(store: ChromaVectorStore, log_ids: list[int], rng: np.random.Generator) -> np.ndarray:
+    """Store a random unit vector for each of ``log_ids``; return the vectors."""
+    vectors = _unit(rng, len(log_ids))
     when = datetime(2025, 1, 1, tzinfo=UTC)
     store.upsert_vectors(
         TENANT,
@@ -45,6 +49,7 @@ def _upsert(store: ChromaVectorStore, log_ids: list[int], vectors: np.ndarray) -
         vectors,
         [vector_metadata(TENANT, MODEL, i, 0, "note", when) for i in log_ids],
     )
+    return vectors
 
 
 def _found(store: ChromaVectorStore, query: np.ndarray, n: int = 10) -> set[int]:
@@ -52,7 +57,9 @@ def _found(store: ChromaVectorStore, query: np.ndarray, n: int = 10) -> set[int]
     return set() if hits is None else {h.log_id for h in hits[0]}
 
 
-def _start(data_dir: Path) -> Iterator[tuple[ChromaVectorStore, Path]]:
+@contextmanager
+def _private_server(data_dir: Path) -> Iterator[tuple[ChromaVectorStore, Path]]:
+    """A server of its own on ``data_dir``: its vector store and its log file."""
     info = start_local_chroma(data_dir)
     try:
         yield ChromaVectorStore(connect_chroma(info.host, info.port)), data_dir / "server.log"
@@ -66,7 +73,8 @@ def verbose_server(
 ) -> Iterator[tuple[ChromaVectorStore, Path]]:
     """A private server that logs at info, the level at which Chroma reports cache misses."""
     monkeypatch.setenv("RUST_LOG", "info")
-    yield from _start(tmp_path / "chroma")
+    with _private_server(tmp_path / "chroma") as server:
+        yield server
 
 
 @pytest.fixture
@@ -74,7 +82,8 @@ def default_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[ChromaVectorStore, Path]]:
     monkeypatch.delenv("RUST_LOG", raising=False)
-    yield from _start(tmp_path / "chroma")
+    with _private_server(tmp_path / "chroma") as server:
+        yield server
 
 
 def test_the_server_runs_from_its_written_config_with_the_collection_cache_on(
@@ -92,7 +101,7 @@ def test_repeated_queries_read_the_collection_from_the_cache(
 ) -> None:
     store, log_path = verbose_server
     rng = np.random.default_rng(1)
-    _upsert(store, list(range(1, 21)), _unit(rng, 20))
+    _upsert(store, list(range(1, 21)), rng)
     collection_id = str(store.existing_collection(TENANT).id)
     queries = _unit(rng, 12)
     for q in queries:
@@ -107,12 +116,10 @@ def test_a_cached_collection_still_answers_with_every_change(
 ) -> None:
     store, _ = verbose_server
     rng = np.random.default_rng(2)
-    first = _unit(rng, 10)
-    _upsert(store, list(range(1, 11)), first)
+    first = _upsert(store, list(range(1, 11)), rng)
     assert _found(store, first[0], 20) == set(range(1, 11))  # the collection is now cached
 
-    added = _unit(rng, 5)
-    _upsert(store, list(range(11, 16)), added)
+    added = _upsert(store, list(range(11, 16)), rng)
     assert 11 in _found(store, added[0], 1)
     assert _found(store, added[0], 20) == set(range(1, 16))
 
@@ -122,8 +129,7 @@ def test_a_cached_collection_still_answers_with_every_change(
     # dropped and made again under the same name: only the new collection's vectors
     assert store.drop_collection(TENANT)
     assert _found(store, first[0], 20) == set()
-    again = _unit(rng, 3)
-    _upsert(store, [101, 102, 103], again)
+    again = _upsert(store, [101, 102, 103], rng)
     assert _found(store, again[0], 20) == {101, 102, 103}
 
 
@@ -132,7 +138,7 @@ def test_the_server_log_does_not_grow_with_each_request(
 ) -> None:
     store, log_path = default_server
     rng = np.random.default_rng(3)
-    _upsert(store, list(range(1, 6)), _unit(rng, 5))
+    _upsert(store, list(range(1, 6)), rng)
     _found(store, _unit(rng, 1)[0])
     before = log_path.stat().st_size
     for q in _unit(rng, 50):
@@ -152,13 +158,11 @@ def test_the_server_starts_where_the_chroma_script_is_not_installed(
     monkeypatch.setattr(sys, "executable", str(python))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(site.getsitepackages()))
     data_dir = tmp_path / "chroma"
-    info = start_local_chroma(data_dir)
-    try:
+    with _private_server(data_dir) as (store, _):
+        info = running_local_chroma(data_dir)
+        assert info is not None
         command = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
         assert command[:2] == [str(python).encode(), b"-c"]
-        store = ChromaVectorStore(connect_chroma(info.host, info.port))
         rng = np.random.default_rng(4)
-        _upsert(store, [1, 2, 3], _unit(rng, 3))
+        _upsert(store, [1, 2, 3], rng)
         assert _found(store, _unit(rng, 1)[0]) == {1, 2, 3}
-    finally:
-        stop_local_chroma(data_dir)
