@@ -139,8 +139,19 @@ def cmd_add(args: argparse.Namespace) -> int:
         log_id = store.create_memory_log(args.user, args.project, raw, external_id=args.external_id)
         out: dict[str, Any] = {"id": log_id}
         if args.wait:
-            out["status"] = store.wait_until_embedded([log_id], timeout=args.timeout)[log_id]
+            try:
+                out["status"] = store.wait_until_embedded([log_id], timeout=args.timeout)[log_id]
+            except TimeoutError:
+                out["status"] = "pending"
     _emit(args, out, lambda d: str(d["id"]))
+    if out.get("status") == "pending":  # the memory is stored: say so, and who embeds it
+        print(
+            f"memory-pipeline add: memory {log_id} was added but is still pending after "
+            f"{args.timeout:g} s; the sensor of `memory-pipeline up` embeds it, or run "
+            "`memory-pipeline process`",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     return 0
 
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -123,6 +124,58 @@ def test_repeated_external_id_returns_the_same_id(home_env, new_tenant):
     assert json.loads(run_cli(home_env, *args).stdout) == json.loads(
         run_cli(home_env, *args).stdout
     )
+
+
+def test_add_wait_returns_once_another_process_has_embedded_the_memory(home_env, new_tenant):
+    tenant = new_tenant("cli")
+    who = ["--user", tenant.user_id, "--project", tenant.project_id]
+    data = json.dumps({"content": "the backup job runs at 02:00 UTC"})
+    waiting = subprocess.Popen(
+        [*CLI, "add", *who, "--data", data, "--wait", "--timeout", "240", "--json"],
+        env=home_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        processed = {"embedded": 0}
+        deadline = time.monotonic() + 120
+        while processed["embedded"] == 0 and time.monotonic() < deadline:
+            processed = json.loads(run_cli(home_env, "process", *who, "--json").stdout)
+        out, err = waiting.communicate(timeout=120)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert processed["embedded"] == 1
+    assert waiting.returncode == 0, err
+    assert json.loads(out)["status"] == "embedded"
+
+
+def test_add_wait_that_times_out_still_reports_the_stored_id_and_who_embeds_it(
+    home_env, new_tenant
+):
+    tenant = new_tenant("cli")
+    who = ["--user", tenant.user_id, "--project", tenant.project_id]
+    proc = run_cli(
+        home_env,
+        "add",
+        *who,
+        "--data",
+        '{"content": "nobody processes this yet"}',
+        "--wait",
+        "--timeout",
+        "0.5",
+        "--json",
+        check=False,
+    )
+    assert proc.returncode == 1
+    out = json.loads(proc.stdout)
+    assert out["status"] == "pending"
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert f"memory {out['id']} was added" in proc.stderr
+    assert "memory-pipeline process" in proc.stderr
+    got = json.loads(run_cli(home_env, "get", str(out["id"]), "--json").stdout)
+    assert got["status"] == "pending"
 
 
 @pytest.mark.parametrize(
