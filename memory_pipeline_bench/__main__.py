@@ -1,6 +1,6 @@
-"""``python -m memory_pipeline_bench`` (``make bench``): throughput, search latency and scale.
+"""``python -m memory_pipeline_bench`` (``make bench``): throughput, search latency, keyword recall, scale.
 
-Runs the benchmarks named by ``--only`` (default: all three), each in its own sub-home of the
+Runs the benchmarks named by ``--only`` (default: all four), each in its own sub-home of the
 bench home (``MEMORY_PIPELINE_HOME``, default ``.memory_pipeline/bench``), prints progress on
 stderr and a summary table on stdout, and writes every figure to ``<bench home>/results.json``.
 Exit status 0 when every benchmark ran (targets met or not), 1 when one failed to run.
@@ -20,19 +20,19 @@ from datetime import UTC, datetime
 from memory_pipeline_bench.homes import bench_home
 from memory_pipeline_bench.results import SectionResult, format_table, progress, write_json
 
-SECTIONS = ("pipeline", "search", "scale")
+SECTIONS = ("pipeline", "search", "keyword", "scale")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m memory_pipeline_bench",
         description="Benchmarks of memory_pipeline: pipeline throughput (A), search latency (B), "
-        "1,000 tenants under `memory-pipeline up` (C).",
+        "1,000 tenants under `memory-pipeline up` (C), keyword search against exact BM25 (D).",
     )
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
-        help="comma-separated benchmarks to run: pipeline,search,scale",
+        help="comma-separated benchmarks to run: pipeline,search,keyword,scale",
     )
     parser.add_argument("--seed", type=int, default=0, help="synthetic corpus seed")
     a = parser.add_argument_group("pipeline (A)")
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--search-tenants", type=int, default=1000, help="small tenants")
     b.add_argument("--search-tenant-rows", type=int, default=10, help="memories per small tenant")
     b.add_argument("--queries", type=int, default=200, help="timed queries per mode")
+    d = parser.add_argument_group("keyword (D)")
+    d.add_argument("--keyword-rows", type=int, default=100_000, help="memories in its tenant")
+    d.add_argument("--keyword-queries", type=int, default=50, help="champion-list queries")
     c = parser.add_argument_group("scale (C)")
     c.add_argument("--scale-rows", type=int, default=10_000, help="rows inserted at once")
     c.add_argument("--scale-tenants", type=int, default=1000, help="tenants they spread over")
@@ -108,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             tenant_rows=args.search_tenant_rows,
             queries=args.queries,
             seed=args.seed,
+        )
+    if "keyword" in wanted:
+        from memory_pipeline_bench import keyword_recall
+
+        runners["keyword"] = lambda: keyword_recall.run(
+            base, rows=args.keyword_rows, queries=args.keyword_queries, seed=args.seed
         )
     if "scale" in wanted:
         from memory_pipeline_bench import scale

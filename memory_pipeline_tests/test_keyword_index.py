@@ -10,6 +10,7 @@ import pytest
 
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.search.keyword import (
+    CandidatePlan,
     idf,
     keyword_candidates,
     plan_candidates,
@@ -317,7 +318,7 @@ def test_the_pipeline_keeps_champion_lists_current(
     notes = [
         f"Harbour log {i}: boats counted, weather {('calm', 'rough')[i % 2]}, all well "
         f"with the moorings and the night watch on shift {i}."
-        for i in range(70)
+        for i in range(CHAMPION_LIST_LENGTH + 6)
     ]
     write_notes(store, tenant, notes)  # over a list's length: the run built the lists
     lists = champion_lists(store, tenant)
@@ -372,6 +373,19 @@ def test_a_champion_plan_scores_champions_and_rare_term_memories_over_every_quer
     assert top.keys() == set(sorted(scores, key=lambda i: (-scores[i], i))[:2])
     # a memory asked for is scored too (but not when it holds no query term)
     assert also.keys() == {late}
+
+
+def test_a_champion_plan_reads_only_the_head_of_each_list(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant, _ = lighthouse_tenant_with_lists(store, new_tenant)
+    champions = champion_lists(store, tenant)["lighthous"]  # 4 long
+    with store.db.connection() as conn:
+        terms = query_terms(conn, "lighthouse")
+        stats = term_statistics(conn, tenant.key, terms)
+        head = CandidatePlan((), ("lighthous",), champion_depth=2)
+        scores = score_candidates(conn, tenant.key, terms, head, stats, None, n=100)
+    assert scores.keys() == set(champions[:2])
 
 
 def test_keyword_candidates_respect_the_filter_but_not_in_their_statistics(

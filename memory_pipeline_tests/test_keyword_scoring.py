@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memory_pipeline.search.keyword import (
+    MIN_CHAMPION_DEPTH,
     CandidatePlan,
     idf,
     plan_candidates,
@@ -65,6 +66,17 @@ def test_a_large_query_takes_common_terms_from_champion_lists_only() -> None:
     assert plan.full_terms == ("edge", "rare")
     assert plan.champion_terms == ("common", "commoner")
     assert not plan.exact
+
+
+def test_champion_lists_are_read_as_deep_as_the_budget_left_by_rarer_terms_allows() -> None:
+    doc_freq = {"rare": 40, "edge": 60, "common": 5000, "commoner": 9000}
+    plan = plan_candidates(doc_freq, exact_budget=2000, list_length=512, champion_budget=1000)
+    assert plan.champion_terms == ("common", "commoner")
+    assert plan.champion_depth == (1000 - 40 - 60) // 2
+    deep = plan_candidates(doc_freq, exact_budget=2000, list_length=300, champion_budget=1000)
+    assert deep.champion_depth == 300  # never past a list's end
+    shallow = plan_candidates(doc_freq, exact_budget=2000, list_length=512, champion_budget=100)
+    assert shallow.champion_depth == MIN_CHAMPION_DEPTH  # rare terms used it all: the floor
 
 
 @given(st.dictionaries(st.text(min_size=1, max_size=5), st.integers(0, 10_000), max_size=12))

@@ -12,12 +12,15 @@ Which memories get scored depends on how much work the query implies:
   few thousand memories.
 - Otherwise (large tenants, common words), a term held by at most :data:`CHAMPION_LIST_LENGTH`
   memories still brings all of them (from the GIN index, always current), while a more common
-  term brings only its champion list: the memories where it weighs most, precomputed by the
-  pipeline (:mod:`memory_pipeline.storage.term_stats`). This is the *champion list* technique
-  of Manning, Raghavan & Schütze, *Introduction to Information Retrieval*, §7.1.3: the cost is
-  bounded by the lists' length, and what may be missed is a memory that holds only common
-  query terms and none of them strongly (or that arrived since its tenant's lists were last
-  rebuilt). Every candidate is then scored exactly, over all query terms.
+  term brings only the head of its champion list: the memories where it weighs most,
+  precomputed by the pipeline (:mod:`memory_pipeline.storage.term_stats`). This is the
+  *champion list* technique of Manning, Raghavan & Schütze, *Introduction to Information
+  Retrieval*, §7.1.3. The lists are read as deep as :data:`CHAMPION_POSTINGS_BUDGET` leaves
+  room for once the rarer terms' memories are counted, shared equally among the common terms
+  (never less than :data:`MIN_CHAMPION_DEPTH`): the deeper, the closer to exact BM25, at about
+  5 µs per memory scored. What may be missed is a memory that holds only common query terms and
+  none of them strongly (or that arrived since its tenant's lists were last rebuilt). Every
+  candidate is then scored exactly, over all query terms.
 
 Memories the caller already has from vector search (``also``) are always scored too.
 """
@@ -45,6 +48,11 @@ from memory_pipeline.storage.term_stats import (
 
 #: Up to this many (memory, query term) matches, every matching memory is scored.
 EXACT_POSTINGS_BUDGET = 2000
+#: Past the exact budget, about this many memories are scored: the rare terms' memories, then
+#: the heads of the common terms' champion lists, read as deep as what is left allows.
+CHAMPION_POSTINGS_BUDGET = 640
+#: Champion lists are read at least this deep, however little of the budget is left.
+MIN_CHAMPION_DEPTH = 64
 
 
 def idf(doc_freq: int, docs: int) -> float:
@@ -70,10 +78,12 @@ def query_idfs(stats: TermStatistics, terms: Sequence[str]) -> list[float]:
 
 @dataclass(frozen=True)
 class CandidatePlan:
-    """Where a query's candidates come from: terms looked up in full, and champion terms."""
+    """Where a query's candidates come from: terms looked up in full, and champion terms
+    (the first ``champion_depth`` memories of each one's list)."""
 
     full_terms: tuple[str, ...]
     champion_terms: tuple[str, ...]
+    champion_depth: int = 0
 
     @property
     def exact(self) -> bool:
@@ -85,19 +95,23 @@ def plan_candidates(
     *,
     exact_budget: int = EXACT_POSTINGS_BUDGET,
     list_length: int = CHAMPION_LIST_LENGTH,
+    champion_budget: int = CHAMPION_POSTINGS_BUDGET,
 ) -> CandidatePlan:
     """Decide which query terms bring all their memories and which only their champions.
 
     Terms no memory holds are dropped. Within ``exact_budget`` (memory, term) matches every
     term is looked up in full; beyond it, only terms held by at most ``list_length`` memories
-    are.
+    are, and what ``champion_budget`` leaves after them is shared among the common terms' lists
+    (each read at least :data:`MIN_CHAMPION_DEPTH`, at most ``list_length`` deep).
     """
     present = {t: df for t, df in doc_freq.items() if df > 0}
     if sum(present.values()) <= exact_budget:
         return CandidatePlan(tuple(sorted(present)), ())
     full = tuple(sorted(t for t, df in present.items() if df <= list_length))
     common = tuple(sorted(t for t, df in present.items() if df > list_length))
-    return CandidatePlan(full, common)
+    left = champion_budget - sum(present[t] for t in full)
+    depth = min(list_length, max(MIN_CHAMPION_DEPTH, left // len(common)))
+    return CandidatePlan(full, common, depth)
 
 
 def query_terms(conn: psycopg.Connection, query: str) -> list[str]:
@@ -130,7 +144,8 @@ def score_candidates(
     if plan.champion_terms or also:
         sources.append(
             sql.SQL(
-                "m.id = ANY(ARRAY(SELECT unnest(c.log_ids) FROM memory_term_champion c "
+                "m.id = ANY(ARRAY(SELECT unnest(c.log_ids[1:%(depth)s]) "
+                "FROM memory_term_champion c "
                 "WHERE c.tenant_key = %(tenant)s AND c.term = ANY(%(champion_terms)s)) "
                 "|| %(also)s::bigint[])"
             )
@@ -166,6 +181,7 @@ def score_candidates(
             "idfs": query_idfs(stats, terms),
             "tsquery": tsquery_any(plan.full_terms),
             "champion_terms": list(plan.champion_terms),
+            "depth": plan.champion_depth,
             "also": list(also),
             "n": n,
             "k1": BM25_K1,
@@ -185,11 +201,13 @@ def keyword_candidates(
     also: Collection[int] = (),
     *,
     exact_budget: int = EXACT_POSTINGS_BUDGET,
+    champion_budget: int = CHAMPION_POSTINGS_BUDGET,
 ) -> dict[int, float]:
     """BM25 scores of the tenant's ``n`` best keyword matches, plus those of the ids in ``also``.
 
     Only memories that hold a query term and match ``where`` have a score; ``where`` decides
-    what may be returned, not the term statistics. ``exact_budget``: see :func:`plan_candidates`.
+    what may be returned, not the term statistics. ``exact_budget`` and ``champion_budget``:
+    see :func:`plan_candidates`.
     """
     terms = query_terms(conn, query)
     if not terms:
@@ -197,5 +215,7 @@ def keyword_candidates(
     stats = term_statistics(conn, tenant_key, terms)
     if stats.docs == 0:
         return {}
-    plan = plan_candidates(stats.doc_freq, exact_budget=exact_budget)
+    plan = plan_candidates(
+        stats.doc_freq, exact_budget=exact_budget, champion_budget=champion_budget
+    )
     return score_candidates(conn, tenant_key, terms, plan, stats, where, n, also)

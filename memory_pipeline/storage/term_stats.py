@@ -24,8 +24,9 @@ TOTALS_TERM = ""
 #: are ordered by the term weight they define.
 BM25_K1 = 0.9
 BM25_B = 0.4
-#: Memories kept per common term (a term held by more memories than this is common).
-CHAMPION_LIST_LENGTH = 64
+#: Memories kept per common term (a term held by more memories than this is common). Searches
+#: read a list's head, as deep as their budget allows (:mod:`memory_pipeline.search.keyword`).
+CHAMPION_LIST_LENGTH = 256
 #: A tenant's champion lists are rebuilt once this share of its memories left since the last
 #: rebuild (their ids linger in the lists until then, taking places).
 CHAMPION_REBUILD_FRACTION = 0.25
