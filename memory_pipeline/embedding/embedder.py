@@ -30,7 +30,6 @@ bench A for the measured peak and cost).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 import os
@@ -266,9 +265,8 @@ class Embedder:
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or ``None`` where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
+    try:  # the symbols already loaded into this process, the C library's among them
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
 
