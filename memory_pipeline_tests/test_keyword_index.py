@@ -10,6 +10,7 @@ import pytest
 
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.search.keyword import (
+    MIN_CHAMPION_DEPTH,
     CandidatePlan,
     idf,
     keyword_candidates,
@@ -18,6 +19,7 @@ from memory_pipeline.search.keyword import (
     score_candidates,
     term_weight,
 )
+from memory_pipeline.search.searcher import HYBRID_CHAMPION_BUDGET, MemorySearch
 from memory_pipeline.storage.term_stats import (
     CHAMPION_LIST_LENGTH,
     build_champions,
@@ -327,6 +329,26 @@ def test_the_pipeline_keeps_champion_lists_current(
     assert champion_lists(store, tenant)["harbour"][0] == short
     with store.db.connection() as conn:
         assert champion_rebuilds_due(conn, [tenant.key]) == []
+
+
+def test_keyword_mode_reads_champion_lists_deeper_than_hybrid_mode(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant()
+    notes = [f"Harbour log {i}: {'calm ' * (i % 5)}night watch." for i in range(300)]
+    write_notes(store, tenant, notes)  # "harbour" is common: its list holds the best 256
+    approximate = MemorySearch(
+        store.db, store.search.store, store.embedder, keyword_exact_budget=0
+    )  # every plan reads champion lists, as on a large tenant
+    found = approximate.search_similar_memories(
+        "harbour", tenant.user_id, tenant.project_id, limit=300, mode="keyword"
+    )
+    assert len(found) == CHAMPION_LIST_LENGTH  # the whole list, not its first 64
+    with store.db.connection() as conn:
+        hybrid_side = keyword_candidates(
+            conn, tenant.key, "harbour", 300, exact_budget=0, champion_budget=HYBRID_CHAMPION_BUDGET
+        )
+    assert len(hybrid_side) == MIN_CHAMPION_DEPTH
 
 
 def test_keyword_search_of_a_small_tenant_is_exact_bm25(
