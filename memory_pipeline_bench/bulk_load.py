@@ -17,12 +17,16 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
+from memory_pipeline.extraction import ExtractedMemory
+from memory_pipeline.processing.process_tenant import content_hash
 from memory_pipeline.storage.database import Database
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, vector_id
 
 #: Chroma accepts at most ~5,461 vectors per call (DESIGN §7).
 CHROMA_BATCH = 5000
+#: When a synthetic memory happened if its document names no time.
+FALLBACK_OCCURRED_AT = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def copy_pending_rows(
@@ -62,6 +66,27 @@ class ReadyMemory:
     memory_type: str
     occurred_at: datetime
     content_hash: str
+
+    @classmethod
+    def of(
+        cls,
+        external_id: str,
+        raw_data: dict[str, Any],
+        extracted: ExtractedMemory,
+        model_id: str,
+        search_text: str | None = None,
+    ) -> ReadyMemory:
+        """The memory the store step would make of ``raw_data`` (``search_text``: its text, or
+        the chunk it is given); a document that names no time gets :data:`FALLBACK_OCCURRED_AT`."""
+        text = extracted.text if search_text is None else search_text
+        return cls(
+            external_id=external_id,
+            raw_data=raw_data,
+            search_text=text,
+            memory_type=extracted.memory_type,
+            occurred_at=extracted.occurred_at or FALLBACK_OCCURRED_AT,
+            content_hash=content_hash(text, model_id),
+        )
 
 
 def load_embedded_memories(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,6 @@ import psycopg
 
 from memory_pipeline import MemoryStore
 from memory_pipeline.extraction import extract_memory
-from memory_pipeline.processing.process_tenant import content_hash
 from memory_pipeline.search.keyword import (
     CandidatePlan,
     plan_candidates,
@@ -35,7 +33,11 @@ from memory_pipeline.search.keyword import (
     score_candidates,
 )
 from memory_pipeline.services import ensure_services
-from memory_pipeline.storage.term_stats import refresh_keyword_index, term_statistics
+from memory_pipeline.storage.term_stats import (
+    TermStatistics,
+    refresh_keyword_index,
+    term_statistics,
+)
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline_bench.bulk_load import ReadyMemory, load_embedded_memories
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services
@@ -43,26 +45,16 @@ from memory_pipeline_bench.results import SectionResult, latency_summary, progre
 from memory_pipeline_bench.synthetic import search_query, work_logs
 
 LOAD_BATCH = 20_000
-FALLBACK_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _load(store: MemoryStore, tenant: Tenant, rows: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     model_id = store.embedder.model_id
     for start in range(0, rows, LOAD_BATCH):
-        memories = []
-        for offset, doc in enumerate(work_logs(min(LOAD_BATCH, rows - start), seed, start)):
-            extracted = extract_memory(doc)
-            memories.append(
-                ReadyMemory(
-                    external_id=f"k-{start + offset}",
-                    raw_data=doc,
-                    search_text=extracted.text,
-                    memory_type=extracted.memory_type,
-                    occurred_at=extracted.occurred_at or FALLBACK_TIME,
-                    content_hash=content_hash(extracted.text, model_id),
-                )
-            )
+        memories = [
+            ReadyMemory.of(f"k-{start + offset}", doc, extract_memory(doc), model_id)
+            for offset, doc in enumerate(work_logs(min(LOAD_BATCH, rows - start), seed, start))
+        ]
         vectors = rng.normal(size=(len(memories), store.embedder.dimension))
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         load_embedded_memories(
@@ -72,10 +64,12 @@ def _load(store: MemoryStore, tenant: Tenant, rows: int, seed: int) -> None:
 
 
 def _top10(
-    conn: psycopg.Connection, tenant: Tenant, query: str, plan: CandidatePlan
+    conn: psycopg.Connection,
+    tenant: Tenant,
+    terms: list[str],
+    stats: TermStatistics,
+    plan: CandidatePlan,
 ) -> tuple[set[int], float]:
-    terms = query_terms(conn, query)
-    stats = term_statistics(conn, tenant.key, terms)
     start = time.perf_counter()
     scores = score_candidates(conn, tenant.key, terms, plan, stats, None, 10)
     return set(scores), time.perf_counter() - start
@@ -102,17 +96,17 @@ def run(base: Path, *, rows: int, queries: int, seed: int) -> SectionResult:
                 for index in range(queries * 10):
                     if len(recalls["now"]) == queries:
                         break
-                    query = search_query(index, seed + 2)
-                    stats = term_statistics(conn, tenant.key, query_terms(conn, query))
+                    terms = query_terms(conn, search_query(index, seed + 2))
+                    stats = term_statistics(conn, tenant.key, terms)
                     plan = plan_candidates(stats.doc_freq)
                     if plan.exact:
                         continue
                     shallow = plan_candidates(stats.doc_freq, champion_budget=0)
                     every = plan_candidates(stats.doc_freq, exact_budget=sys.maxsize)
-                    exact, took = _top10(conn, tenant, query, every)
+                    exact, took = _top10(conn, tenant, terms, stats, every)
                     seconds["exact"].append(took)
                     for label, chosen in (("now", plan), ("depth 64", shallow)):
-                        found, took = _top10(conn, tenant, query, chosen)
+                        found, took = _top10(conn, tenant, terms, stats, chosen)
                         seconds[label].append(took)
                         recalls[label].append(len(found & exact) / max(len(exact), 1))
             n = len(recalls["now"])

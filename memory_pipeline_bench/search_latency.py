@@ -20,7 +20,6 @@ import os
 import random
 import time
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ import numpy as np
 
 from memory_pipeline import MemoryStore
 from memory_pipeline.extraction import extract_memory
-from memory_pipeline.processing.process_tenant import content_hash
 from memory_pipeline.search import searcher as searcher_module
 from memory_pipeline.search.searcher import DEFAULT_MODE, MemorySearch
 from memory_pipeline.services import ensure_services
@@ -49,7 +47,6 @@ TARGET_DEFAULT_P50_MS = 25.0
 NOISE_SIGMA = 0.025
 #: Memory for building the HNSW index in one pass over the loaded vectors.
 INDEX_BUILD_PGOPTIONS = "-c maintenance_work_mem=1GB"
-FALLBACK_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @contextmanager
@@ -84,13 +81,8 @@ class _Corpus:
         noisy = self.vectors[picks] + rng.normal(0.0, NOISE_SIGMA, (count, self.vectors.shape[1]))
         noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
         memories = [
-            ReadyMemory(
-                external_id=f"m-{start + i}",
-                raw_data=self.docs[p],
-                search_text=self.texts[p],
-                memory_type=self.extracted[p].memory_type,
-                occurred_at=self.extracted[p].occurred_at or FALLBACK_TIME,
-                content_hash=content_hash(self.texts[p], self.model_id),
+            ReadyMemory.of(
+                f"m-{start + i}", self.docs[p], self.extracted[p], self.model_id, self.texts[p]
             )
             for i, p in enumerate(picks)
         ]
