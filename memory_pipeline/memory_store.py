@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from memory_pipeline.embedding import Embedder, load_embedder
+from memory_pipeline.memories import (
+    MEMORY_STATES,
+    TERMINAL_STATES,
+    validate_external_id,
+    validate_occurred_at,
+    validate_raw_data,
+)
 from memory_pipeline.processing import (
     ProcessCounts,
     ProcessOptions,
@@ -28,46 +34,6 @@ from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, VectorStoreUnavailable, connect_chroma
 
 logger = logging.getLogger(__name__)
-
-TERMINAL_STATES = ("embedded", "skipped", "dead")
-
-
-def validate_raw_data(raw_data: Any, max_document_bytes: int) -> dict[str, Any]:
-    """Return ``raw_data`` if the database will take it; else raise ``ValueError`` (one line).
-
-    It must be a JSON object without ``\\u0000`` (jsonb rejects it) and at most
-    ``max_document_bytes`` long as JSON.
-    """
-    if isinstance(raw_data, str | bytes):
-        try:
-            raw_data = json.loads(raw_data)
-        except ValueError as exc:
-            raise ValueError(f"raw_data is not valid JSON: {exc}") from None
-    if not isinstance(raw_data, dict):
-        raise ValueError(f"raw_data must be a JSON object, got {type(raw_data).__name__}")
-    try:
-        text = json.dumps(raw_data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"raw_data is not JSON-serialisable: {exc}") from None
-    if "\\u0000" in text:
-        raise ValueError("raw_data contains a \\u0000 character, which PostgreSQL jsonb rejects")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValueError("raw_data contains a lone surrogate, which is not valid Unicode") from None
-    if size > max_document_bytes:
-        raise ValueError(f"raw_data is {size} bytes; the limit is {max_document_bytes}")
-    return raw_data
-
-
-def validate_external_id(external_id: Any) -> str | None:
-    if external_id is None:
-        return None
-    if not isinstance(external_id, str) or not external_id or len(external_id) > 1024:
-        raise ValueError("external_id must be a string of 1 to 1024 characters")
-    if "\x00" in external_id:
-        raise ValueError("external_id contains a NUL character")
-    return external_id
 
 
 class MemoryStore:
@@ -168,11 +134,7 @@ class MemoryStore:
         tenant = Tenant(user_id, project_id)
         raw = validate_raw_data(raw_data, self.settings.max_document_bytes)
         external_id = validate_external_id(external_id)
-        if occurred_at is not None:
-            if not isinstance(occurred_at, datetime):
-                raise ValueError("occurred_at must be a datetime")
-            if occurred_at.tzinfo is None:
-                occurred_at = occurred_at.replace(tzinfo=UTC)
+        occurred_at = validate_occurred_at(occurred_at)
         with self.db.connection() as conn:
             log_id, _ = q.insert_memory_log(
                 conn, tenant, raw, external_id=external_id, occurred_at=occurred_at
@@ -272,10 +234,7 @@ class MemoryStore:
         delay = 0.05
         while True:
             with self.db.connection() as conn:
-                rows = conn.execute(
-                    "SELECT id, status FROM memory_log WHERE id = ANY(%s)", (wanted,)
-                ).fetchall()
-            states = {int(r["id"]): r["status"] for r in rows}
+                states = q.states_of(conn, wanted)
             missing = [i for i in wanted if i not in states]
             if missing:
                 raise ValueError(f"memories do not exist: {missing[:10]}")
@@ -326,6 +285,5 @@ class MemoryStore:
         """Counts by state per tenant and in total (the CLI's ``status``)."""
         with self.db.connection() as conn:
             tenants = [dict(r) for r in q.status_counts(conn)]
-        states = ("pending", "embedded", "skipped", "failed", "dead")
-        totals = {s: sum(int(t[s]) for t in tenants) for s in states}
+        totals = {s: sum(int(t[s]) for t in tenants) for s in MEMORY_STATES}
         return {"tenants": tenants, "totals": totals}

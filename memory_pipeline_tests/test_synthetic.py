@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from memory_pipeline.extraction import extract_memory
-from memory_pipeline.memory_store import validate_raw_data
+from memory_pipeline.memories import validate_raw_data
 from memory_pipeline_bench.synthetic import MAX_WORDS, MIN_WORDS, search_query, work_log, work_logs
 
 

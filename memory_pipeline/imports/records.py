@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
-from memory_pipeline.memory_store import validate_external_id, validate_raw_data
+from memory_pipeline.memories import validate_external_id, validate_occurred_at, validate_raw_data
 from memory_pipeline.tenancy import tenant_key, validate_tenant_id
 
 #: Distinct tenants whose validation is remembered during one import.
@@ -32,24 +32,7 @@ def _is_absent(value: Any) -> bool:
 
 
 def _timestamp(value: Any, field: str) -> datetime | None:
-    if _is_absent(value):
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(f"{field} is not an ISO 8601 timestamp: {value!r:.80}") from None
-    else:
-        raise ValueError(f"{field} must be an ISO 8601 string, got {type(value).__name__}")
-    if moment.tzinfo is None:  # like create_memory_log: a naive time is UTC
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"{field} is out of range: {value!r:.80}") from None
-    return moment
+    return None if _is_absent(value) else validate_occurred_at(value, field)
 
 
 def _external_id(value: Any) -> str | None:
@@ -57,18 +40,13 @@ def _external_id(value: Any) -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # numeric ids from JSON or Parquet are ids all the same
-    external_id = validate_external_id(value)
-    try:
-        external_id.encode("utf-8")  # type: ignore[union-attr]
-    except UnicodeEncodeError:
-        raise ValueError("external_id is not valid UTF-8") from None
-    return external_id
+    return validate_external_id(value)
 
 
 class RecordValidator:
     """Turns records read from a file into :class:`ImportRow` s.
 
-    Rules (those of ``MemoryStore.create_memory_log``): ``user_id`` and ``project_id`` valid
+    Rules (those of :mod:`memory_pipeline.memories`, as for ``MemoryStore.create_memory_log``): ``user_id`` and ``project_id`` valid
     tenant ids; ``raw_data`` a JSON object (or a string holding one) without ``\\u0000`` and
     within ``max_document_bytes``; ``external_id`` absent or 1–1024 characters (integers are
     taken as their decimal text); ``created_at`` / ``occurred_at`` absent or ISO 8601 (a time

@@ -83,6 +83,14 @@ def update_raw_data(conn: psycopg.Connection, log_id: int, raw_data: dict[str, A
     return cur.rowcount > 0
 
 
+def states_of(conn: psycopg.Connection, log_ids: Sequence[int]) -> dict[int, str]:
+    """The ``status`` of each of ``log_ids`` that exists."""
+    rows = conn.execute(
+        "SELECT id, status FROM memory_log WHERE id = ANY(%s)", (list(log_ids),)
+    ).fetchall()
+    return {int(r["id"]): r["status"] for r in rows}
+
+
 def delete_memory_log(conn: psycopg.Connection, log_id: int) -> bool:
     """Delete the row (the trigger records a tombstone); return whether it existed."""
     return conn.execute("DELETE FROM memory_log WHERE id = %s", (log_id,)).rowcount > 0
