@@ -59,6 +59,8 @@ class ProcessOptions:
     max_document_bytes: int = 1024 * 1024
     #: Called after the Chroma upsert and before the Postgres write (fault injection in tests).
     after_vector_upsert: Callable[[Sequence[int]], None] | None = field(default=None, compare=False)
+    #: Called with each committed batch's counts (progress in the Dagster run log).
+    on_batch: Callable[[ProcessCounts], None] | None = field(default=None, compare=False)
 
 
 def content_hash(search_text: str, model_id: str) -> str:
@@ -341,6 +343,8 @@ def _run_batches(
             if batch.embedded and collection_name is None:
                 q.adopt_live_model(conn, [tenant.key], embedder.model_id)
             counts.add(batch)
+        if options.on_batch is not None:
+            options.on_batch(batch)
         fresh.extend(fresh_by_tenant.get(tenant.key, []))
         with db.connection() as conn:  # keep the keyword statistics' delta log short
             compact_term_stats(conn, [tenant.key])
@@ -412,6 +416,11 @@ def process_tenants(
                 q.adopt_live_model(conn, done, embedder.model_id)
             for key, c in batch.items():
                 results[key].add(c)
+        if options.on_batch is not None:
+            batch_total = ProcessCounts()
+            for c in batch.values():
+                batch_total.add(c)
+            options.on_batch(batch_total)
         for key, ids in fresh_by_tenant.items():
             fresh[key].extend(ids)
         with db.connection() as conn:  # keep the keyword statistics' delta log short
