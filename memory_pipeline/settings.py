@@ -1,129 +1,124 @@
-"""Settings: the one place that reads the environment (DESIGN §5, Configuration)."""
+"""Settings: the one place that reads the environment (DESIGN §5, Configuration).
+
+Every variable is ``MEMORY_PIPELINE_<FIELD>`` (plus Dagster's own ``DAGSTER_HOME``), read from
+the environment or from a ``.env`` file in the working directory, the environment winning.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Final, Literal, get_args
 
-DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
-
+ENV_PREFIX: Final = "MEMORY_PIPELINE_"
+DEFAULT_EMBEDDING_MODEL: Final = "sentence-transformers/all-MiniLM-L6-v2"
+#: How the embedding model computes: ``auto`` picks bfloat16 where the CPU multiplies it natively.
+EmbeddingPrecision = Literal["auto", "float32", "bfloat16"]
+EMBEDDING_PRECISIONS: Final[tuple[str, ...]] = get_args(EmbeddingPrecision)
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{name} must be one of {', '.join(_TRUE + _FALSE)}; got {raw!r}")
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return "DAGSTER_HOME" if field.lower() == "dagster_home" else ENV_PREFIX + field.upper()
 
 
-def _env_str(name: str) -> str | None:
-    raw = os.environ.get(name)
-    return raw if raw else None
-
-
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Everything configurable about one memory_pipeline home.
 
     Build it with :meth:`from_env`; every process (CLI, Dagster code server, runs, notebooks)
     reads the same variables, so they all agree on the database, Chroma server and model.
+    ``Settings(home=...)`` takes only the values given (tests, tools), never the environment.
+    A bad value raises ``ValueError`` with one line naming the variable.
     """
 
-    home: Path
-    database_url: str | None = None
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # an empty variable means its default, as it always has
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    home: Path = Path("./.memory_pipeline")
+    database_url: str | None = Field(default=None, repr=False)
     chroma_host: str | None = None
     chroma_port: int = 8000
-    chroma_token: str | None = field(default=None, repr=False)
+    chroma_token: str | None = Field(default=None, repr=False)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
-    embedding_batch_size: int = 32
-    embedding_precision: str = "auto"
+    embedding_batch_size: int = Field(default=32, ge=1)
+    embedding_precision: EmbeddingPrecision = "auto"
     query_trace: bool = True
     import_dir: Path | None = None
     import_cron: str = "0 * * * *"
     drift_check_cron: str = "0 3 * * *"
-    max_attempts: int = 5
-    retry_backoff_seconds: float = 30.0
-    max_document_bytes: int = 1024 * 1024
-    sensor_interval_seconds: int = 5
-    dagster_home: Path | None = None
+    max_attempts: int = Field(default=5, ge=1)
+    retry_backoff_seconds: float = Field(default=30.0, ge=0)
+    max_document_bytes: int = Field(default=1024 * 1024, ge=2)
+    sensor_interval_seconds: int = Field(default=5, ge=1)
+    dagster_home: Path | None = Field(
+        default=None, validation_alias=AliasChoices("dagster_home", "DAGSTER_HOME")
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ValueError(_one_line(exc)) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # the environment only through from_env
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read the ``MEMORY_PIPELINE_*`` variables (and ``DAGSTER_HOME``), with DESIGN defaults."""
-        home = Path(os.environ.get("MEMORY_PIPELINE_HOME") or "./.memory_pipeline").resolve()
-        import_dir = _env_str("MEMORY_PIPELINE_IMPORT_DIR")
-        dagster_home = _env_str("DAGSTER_HOME")
-        settings = cls(
-            home=home,
-            database_url=_env_str("MEMORY_PIPELINE_DATABASE_URL"),
-            chroma_host=_env_str("MEMORY_PIPELINE_CHROMA_HOST"),
-            chroma_port=_env_int("MEMORY_PIPELINE_CHROMA_PORT", 8000),
-            chroma_token=_env_str("MEMORY_PIPELINE_CHROMA_TOKEN"),
-            embedding_model=_env_str("MEMORY_PIPELINE_EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
-            embedding_batch_size=_env_int("MEMORY_PIPELINE_EMBEDDING_BATCH_SIZE", 32),
-            embedding_precision=_env_str("MEMORY_PIPELINE_EMBEDDING_PRECISION") or "auto",
-            query_trace=_env_bool("MEMORY_PIPELINE_QUERY_TRACE", True),
-            import_dir=Path(import_dir).resolve() if import_dir else None,
-            import_cron=_env_str("MEMORY_PIPELINE_IMPORT_CRON") or "0 * * * *",
-            drift_check_cron=_env_str("MEMORY_PIPELINE_DRIFT_CHECK_CRON") or "0 3 * * *",
-            max_attempts=_env_int("MEMORY_PIPELINE_MAX_ATTEMPTS", 5),
-            retry_backoff_seconds=_env_float("MEMORY_PIPELINE_RETRY_BACKOFF_SECONDS", 30.0),
-            max_document_bytes=_env_int("MEMORY_PIPELINE_MAX_DOCUMENT_BYTES", 1024 * 1024),
-            sensor_interval_seconds=_env_int("MEMORY_PIPELINE_SENSOR_INTERVAL_SECONDS", 5),
-            dagster_home=Path(dagster_home).resolve() if dagster_home else None,
-        )
-        settings.validate()
-        return settings
+        return cls(**_FromEnvironment().model_dump())
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` with a one-line message for a setting out of range."""
-        if self.embedding_batch_size < 1:
-            raise ValueError("MEMORY_PIPELINE_EMBEDDING_BATCH_SIZE must be at least 1")
-        if self.embedding_precision not in ("auto", "float32", "bfloat16"):
-            raise ValueError(
-                "MEMORY_PIPELINE_EMBEDDING_PRECISION must be auto, float32 or bfloat16"
-            )
-        if self.max_attempts < 1:
-            raise ValueError("MEMORY_PIPELINE_MAX_ATTEMPTS must be at least 1")
-        if self.retry_backoff_seconds < 0:
-            raise ValueError("MEMORY_PIPELINE_RETRY_BACKOFF_SECONDS must not be negative")
-        if self.max_document_bytes < 2:
-            raise ValueError("MEMORY_PIPELINE_MAX_DOCUMENT_BYTES must be at least 2")
-        if self.sensor_interval_seconds < 1:
-            raise ValueError("MEMORY_PIPELINE_SENSOR_INTERVAL_SECONDS must be at least 1")
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (tests, notebooks, benches)."""
+        return type(self)(**{**self.model_dump(), **changes})
 
-    def with_overrides(self, **changes: object) -> Settings:
-        """A copy with some fields replaced (tests, notebooks)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def environment(self) -> dict[str, str]:
+        """These settings as environment variables, for a child process to read the same ones."""
+        return {
+            env_name(name): _env_text(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
+
+    @field_validator("home", "import_dir", "dagster_home")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        # Processes of one home run in other working directories (dagster dev runs in the home).
+        return path.resolve() if path is not None else None
+
+    @field_validator("query_trace", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in _TRUE or word in _FALSE:
+                return word in _TRUE
+            raise ValueError(f"must be one of {', '.join(_TRUE + _FALSE)}; got {value!r}")
+        return value
 
     @property
     def resolved_import_dir(self) -> Path:
@@ -144,3 +139,43 @@ class Settings:
     @property
     def chroma_data_dir(self) -> Path:
         return self.home / "chroma"
+
+
+class _FromEnvironment(Settings):
+    """The same fields, read from the environment and ``.env``, the environment first."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings)
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _one_line(exc: ValidationError) -> str:
+    """The first problem as ``VARIABLE must ..., got 'value'``."""
+    error = exc.errors(include_url=False)[0]
+    name = env_name(str(error["loc"][0])) if error["loc"] else "settings"
+    kind, given, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind == "value_error":
+        return f"{name} {ctx.get('error', error['msg'])}"
+    if kind == "int_parsing" or kind == "int_from_float":
+        return f"{name} must be an integer, got {given!r}"
+    if kind == "float_parsing":
+        return f"{name} must be a number, got {given!r}"
+    if kind == "greater_than_equal":
+        least = ctx.get("ge")
+        return f"{name} must not be negative" if least == 0 else f"{name} must be at least {least}"
+    if kind == "literal_error":
+        return f"{name} must be {str(ctx.get('expected', '')).replace(chr(39), '')}, got {given!r}"
+    return f"{name}: {error['msg']}, got {given!r}"

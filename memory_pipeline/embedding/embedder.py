@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from memory_pipeline.embedding.model_source import resolve_model_source
+from memory_pipeline.settings import EMBEDDING_PRECISIONS as PRECISIONS
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +53,6 @@ logger = logging.getLogger(__name__)
 #: Tokens shared by consecutive chunks of a long text, so a sentence cut at a chunk edge
 #: is still whole in one of them.
 CHUNK_OVERLAP_TOKENS = 32
-PRECISIONS = ("auto", "float32", "bfloat16")
 #: Compiled oneDNN kernels kept per process (see the module's docstring).
 ONEDNN_PRIMITIVE_CACHE_CAPACITY = 16
 #: Query token counts are rounded up to a multiple of this (padding is masked out).

@@ -125,6 +125,7 @@ def run_dagster_dev(
     dagster_home = prepare_dagster_home(settings, endpoints)
     env = {
         **os.environ,
+        **settings.environment(),  # what .env set reaches dagster dev, which runs in the home
         "DAGSTER_HOME": str(dagster_home),
         STORAGE_URL_ENV: dagster_storage_url(endpoints.database_url),
         "MEMORY_PIPELINE_HOME": str(settings.home),
