@@ -109,6 +109,8 @@ def plan_candidates(
         return CandidatePlan(tuple(sorted(present)), ())
     full = tuple(sorted(t for t, df in present.items() if df <= list_length))
     common = tuple(sorted(t for t, df in present.items() if df > list_length))
+    if not common:  # many mid-frequency terms: each brings all its memories, none is common
+        return CandidatePlan(full, ())
     left = champion_budget - sum(present[t] for t in full)
     depth = min(list_length, max(MIN_CHAMPION_DEPTH, left // len(common)))
     return CandidatePlan(full, common, depth)

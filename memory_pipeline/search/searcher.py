@@ -38,6 +38,7 @@ from memory_pipeline.search.keyword import (
     EXACT_POSTINGS_BUDGET,
     keyword_candidates,
 )
+from memory_pipeline.search.request import clean_query
 from memory_pipeline.search.result import SearchResult
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.memory_logs import model_source_of
@@ -196,10 +197,7 @@ class MemorySearch:
         tenant = Tenant(user_id, project_id)
         if isinstance(queries, str):
             raise ValueError("queries must be a list of strings, not one string")
-        queries = list(queries)
-        for q in queries:
-            if not isinstance(q, str) or not q.strip():
-                raise ValueError("a search query must be a non-empty string")
+        queries = [clean_query(q) for q in queries]
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}")
         if not -1.0 <= float(min_similarity) <= 1.0:
