@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # any other spec pulls a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: run test bench eval lint format install clean
+.PHONY: run test check-defs bench eval lint format install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/memory-pipeline up
 
-test: $(STAMP)
+test: $(STAMP) check-defs
 	$(PY) -m pytest -q memory_pipeline_tests
+
+# Dagster's own check that the code location loads (pyproject.toml's [tool.dg]).
+check-defs: $(STAMP)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/dg check defs
 
 bench: $(STAMP)
 	$(PY) -m memory_pipeline_bench

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,23 @@ from memory_pipeline.storage.database import connect_once
 
 logger = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+def find_sql_dir() -> Path:
+    """The migrations folder: ``sql/`` beside a source checkout, else the installed package's copy.
+
+    A wheel carries ``sql/`` as ``memory_pipeline.sql`` (``setup.py``); a checkout reads the
+    top-level folder itself, so an edit there needs no reinstall.
+    """
+    checkout = Path(__file__).resolve().parents[2] / "sql"
+    if checkout.is_dir():
+        return checkout
+    spec = importlib.util.find_spec("memory_pipeline.sql")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if any(Path(location).glob("*.sql")):
+            return Path(location)
+    raise FileNotFoundError("no SQL migrations: neither a checkout's sql/ nor memory_pipeline.sql")
+
+
 # Any constant: serialises migrations of concurrent processes on one database.
 _MIGRATION_LOCK_ID = 7_340_111_001
 
@@ -26,15 +43,16 @@ class Migration:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
 
-def discover_migrations(sql_dir: Path = SQL_DIR) -> list[Migration]:
-    """The migration files ``NNN_name.sql`` in version order."""
+def discover_migrations(sql_dir: Path | None = None) -> list[Migration]:
+    """The migration files ``NNN_name.sql`` in version order (of :func:`find_sql_dir` by default)."""
+    sql_dir = sql_dir or find_sql_dir()
     files = sorted(p for p in sql_dir.glob("*.sql") if p.name[:3].isdigit())
     if not files:
         raise FileNotFoundError(f"no SQL migrations found in {sql_dir}")
     return [Migration(p.stem, p) for p in files]
 
 
-def apply_migrations(database_url: str, sql_dir: Path = SQL_DIR) -> list[str]:
+def apply_migrations(database_url: str, sql_dir: Path | None = None) -> list[str]:
     """Apply the migrations not yet recorded, each in its own transaction; return their versions.
 
     A second call applies nothing.
