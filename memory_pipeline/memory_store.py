@@ -16,12 +16,7 @@ from memory_pipeline.memories import (
     validate_occurred_at,
     validate_raw_data,
 )
-from memory_pipeline.processing import (
-    ProcessCounts,
-    ProcessOptions,
-    process_tenant,
-    process_tenants,
-)
+from memory_pipeline.processing import ProcessOptions, process
 from memory_pipeline.search import MemorySearch, SearchResult
 from memory_pipeline.services import ServiceEndpoints, ensure_services
 from memory_pipeline.settings import Settings
@@ -101,13 +96,7 @@ class MemoryStore:
         return MemorySearch(self.db, store, self.embedder)
 
     def process_options(self, **overrides: Any) -> ProcessOptions:
-        s = self.settings
-        base = {
-            "max_attempts": s.max_attempts,
-            "retry_backoff_seconds": s.retry_backoff_seconds,
-            "max_document_bytes": s.max_document_bytes,
-        }
-        return ProcessOptions(**{**base, **overrides})
+        return ProcessOptions.from_settings(self.settings, **overrides)
 
     def ensure_model_index(self) -> None:
         """Create the pgvector index for the configured model once its dimension is known."""
@@ -183,19 +172,6 @@ class MemoryStore:
         return {"tenant_key": tenant.key, "rows_deleted": rows, "collections_dropped": collections}
 
     # --------------------------------------------------------------------------- processing
-    def tenants_with_work(self) -> list[Tenant]:
-        with self.db.connection() as conn:
-            return [Tenant(r["user_id"], r["project_id"]) for r in q.workable_tenants(conn)]
-
-    def process_tenant(
-        self, tenant: Tenant, options: ProcessOptions | None = None
-    ) -> ProcessCounts:
-        """Run the store step for one tenant (what the Dagster asset calls)."""
-        self.ensure_model_index()
-        return process_tenant(
-            self.db, self.vector_store, self.embedder, tenant, options or self.process_options()
-        )
-
     def process_pending(
         self,
         user_id: str | None = None,
@@ -206,22 +182,10 @@ class MemoryStore:
         """Process the pending work of one tenant, or of every tenant; counts by outcome."""
         if (user_id is None) != (project_id is None):
             raise ValueError("give both user_id and project_id, or neither")
-        tenants = [Tenant(user_id, project_id)] if user_id is not None else self.tenants_with_work()  # type: ignore[arg-type]
-        total = ProcessCounts()
-        if len(tenants) == 1:
-            total.add(self.process_tenant(tenants[0], options))
-        elif tenants:
-            self.ensure_model_index()
-            per_tenant = process_tenants(
-                self.db,
-                self.vector_store,
-                self.embedder,
-                tenants,
-                options or self.process_options(),
-            )
-            for counts in per_tenant.values():
-                total.add(counts)
-        return total.as_dict()
+        tenants = None if user_id is None or project_id is None else [Tenant(user_id, project_id)]
+        options = options or self.process_options()
+        result = process(self.db, self.vector_store, self.embedder, tenants, options)
+        return result.total.as_dict()
 
     def wait_until_embedded(self, ids: Iterable[int], timeout: float = 60.0) -> dict[int, str]:
         """Block until every id is ``embedded`` (or finally ``skipped``/``dead``); return their states.

@@ -18,7 +18,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from memory_pipeline.extraction import ExtractedMemory
-from memory_pipeline.processing.process_tenant import content_hash
+from memory_pipeline.processing import content_hash
 from memory_pipeline.storage.database import Database
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, vector_id

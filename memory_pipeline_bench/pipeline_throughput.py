@@ -27,7 +27,7 @@ from typing import Any
 
 from memory_pipeline import MemoryStore
 from memory_pipeline.extraction import extract_memory
-from memory_pipeline.processing.process_tenant import content_hash
+from memory_pipeline.processing import content_hash
 from memory_pipeline.services import ensure_services
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.tenancy import Tenant

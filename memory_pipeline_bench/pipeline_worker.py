@@ -28,14 +28,15 @@ from memory_pipeline_bench.stage_timer import StageTimer
 
 def instrument(store: MemoryStore, timer: StageTimer) -> None:
     """Time the stages of the store step in this process (module attributes and instances)."""
-    # the package re-exports a function of the same name, so fetch the module itself
-    process_module = importlib.import_module("memory_pipeline.processing.process_tenant")
+    # the package re-exports a function of the same name, so fetch the modules themselves
+    process_module = importlib.import_module("memory_pipeline.processing.process")
+    prepare_module = importlib.import_module("memory_pipeline.processing.prepare")
     store.embedder.embed_batch = timer.wrap("encode", store.embedder.embed_batch)  # type: ignore[method-assign]
     store.embedder.chunk_text = timer.wrap("chunk", store.embedder.chunk_text)  # type: ignore[method-assign]
     store.vector_store.upsert_vectors = timer.wrap(  # type: ignore[method-assign]
         "chroma_upsert", store.vector_store.upsert_vectors
     )
-    process_module.extract_memory = timer.wrap("extract", process_module.extract_memory)  # type: ignore[assignment]
+    prepare_module.extract_memory = timer.wrap("extract", prepare_module.extract_memory)  # type: ignore[assignment]
     for name, stage in (
         ("compact_term_stats", "pg_keyword_stats"),
         ("refresh_keyword_index", "pg_keyword_champions"),

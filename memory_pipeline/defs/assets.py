@@ -16,15 +16,9 @@ from dagster import (
 
 from memory_pipeline.defs.partitions import tenant_partitions
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
-from memory_pipeline.processing import (
-    ProcessCounts,
-    ProcessOptions,
-    process_tenant,
-    process_tenants,
-)
+from memory_pipeline.processing import ProcessCounts, ProcessOptions, process
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_logs as q
-from memory_pipeline.storage.vector_indexes import ensure_model_index
 from memory_pipeline.tenancy import Tenant
 
 TENANT_VECTORS_ASSET = "tenant_memory_vectors"
@@ -56,30 +50,20 @@ def tenant_memory_vectors(
     chroma: ChromaResource,
     embedder: EmbedderResource,
 ) -> MaterializeResult:
-    settings = Settings.from_env()
     db = postgres.database()
-    store = chroma.vector_store()
+    store = chroma.vector_store()  # an unreachable Chroma fails the run here, clearly
     model = embedder.embedder()
-    ensure_model_index(postgres.url(), model.model_id, model.dimension, model.model_source)
-    options = ProcessOptions(
-        max_attempts=settings.max_attempts,
-        retry_backoff_seconds=settings.retry_backoff_seconds,
-        max_document_bytes=settings.max_document_bytes,
-    )
     keys = context.partition_keys
     with db.connection() as conn:
         found = q.tenants_of(conn, keys)
     tenants = [found[k] for k in keys if k in found]
     for key in (k for k in keys if k not in found):
         context.log.warning(f"tenant partition {key} has no memories (purged?); nothing to do")
-    if len(tenants) == 1:
-        per_tenant = {tenants[0].key: process_tenant(db, store, model, tenants[0], options)}
-    else:  # small tenants share encode calls; each keeps its own collection and lineage
-        per_tenant = process_tenants(db, store, model, tenants, options)
+    options = ProcessOptions.from_settings(Settings.from_env())
+    # small tenants share encode calls; each keeps its own collection and lineage
+    per_tenant = process(db, store, model, tenants, options).per_tenant
     context.instance.add_run_tags(context.run.run_id, {CLAIMS_DONE_TAG: "true"})
-    total = ProcessCounts()
-    for tenant in tenants:
-        total.add(per_tenant[tenant.key])
+    total = ProcessCounts.total(per_tenant.values())
     context.log.info(f"{len(tenants)} tenant(s): {total.as_dict()}")
     if len(keys) == 1 and tenants:  # the materialization is the tenant's own
         return MaterializeResult(

@@ -98,11 +98,16 @@ def delete_memory_log(conn: psycopg.Connection, log_id: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedRow:
-    """A row locked by this transaction for processing."""
+    """A row locked by this transaction for processing.
+
+    ``raw_text`` is ``raw_data`` as the database prints it, decoded row by row by the caller:
+    psycopg's jsonb loader would decode every row of the batch inside the claim, so one row
+    too deeply nested for Python (``RecursionError``) would fail the whole claim.
+    """
 
     id: int
     tenant_key: str
-    raw_data: Any
+    raw_text: str
     raw_bytes: int
     created_at: datetime
     occurred_at: datetime
@@ -112,6 +117,13 @@ class ClaimedRow:
     embedding_model: str | None
     chunk_count: int
     status: str
+
+
+#: The columns of a :class:`ClaimedRow`.
+_CLAIMED_COLUMNS = """id, tenant_key, raw_data::text AS raw_text,
+                   octet_length(raw_data::text) AS raw_bytes, created_at, occurred_at,
+                   occurred_at_explicit, attempts, content_hash, embedding_model, chunk_count,
+                   status"""
 
 
 def claim_workable_rows(
@@ -139,9 +151,7 @@ def claim_workable_rows_of_tenants(
     rows of 1,000 tenants meant 256 upserts of one vector each).
     """
     rows = conn.execute(
-        f"""SELECT id, tenant_key, raw_data, octet_length(raw_data::text) AS raw_bytes,
-                   created_at, occurred_at, occurred_at_explicit, attempts, content_hash,
-                   embedding_model, chunk_count, status
+        f"""SELECT {_CLAIMED_COLUMNS}
             FROM memory_log
             WHERE tenant_key = ANY(%s) AND {WORKABLE} AND (tenant_key, id) > (%s, %s)
             ORDER BY tenant_key, id
@@ -154,7 +164,7 @@ def claim_workable_rows_of_tenants(
 
 @dataclass(frozen=True, slots=True)
 class EmbeddedRow:
-    """The result for one row whose vectors were written."""
+    """A row whose new vectors were written to Chroma (one vector per chunk)."""
 
     id: int
     search_text: str
@@ -164,7 +174,41 @@ class EmbeddedRow:
     content_hash: str
     chunk_texts: Sequence[str]
     vectors: np.ndarray  # one row per chunk
-    reused: bool = False  # unchanged content: vectors kept, nothing re-embedded
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.chunk_texts)
+
+
+@dataclass(frozen=True, slots=True)
+class UnchangedRow:
+    """A row whose text and model are unchanged: its vectors are kept, nothing re-embedded."""
+
+    id: int
+    search_text: str
+    text_truncated: bool
+    memory_type: str
+    occurred_at: datetime
+    content_hash: str
+    chunk_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRow:
+    """A row with nothing to embed; ``reason`` goes to ``last_error``."""
+
+    id: int
+    reason: str
+    memory_type: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRow:
+    """A row whose attempt failed; ``error`` goes to ``last_error``."""
+
+    id: int
+    error: str
 
 
 def write_vectors(
@@ -177,7 +221,7 @@ def write_vectors(
 
     ``tenant_key`` is the rows' tenant, or a mapping from row id to tenant key.
     """
-    fresh = [r for r in rows if not r.reused]
+    fresh = list(rows)
     if not fresh:
         return
     conn.execute(
@@ -198,7 +242,9 @@ def write_vectors(
                 copy.write_row((row.id, model_id, index, key, text, vector))
 
 
-def mark_embedded(conn: psycopg.Connection, model_id: str, rows: Sequence[EmbeddedRow]) -> None:
+def mark_embedded(
+    conn: psycopg.Connection, model_id: str, rows: Sequence[EmbeddedRow | UnchangedRow]
+) -> None:
     """Record text, hash, first-chunk vector and ``embedded`` status for the rows."""
     if not rows:
         return
@@ -224,21 +270,18 @@ def mark_embedded(conn: psycopg.Connection, model_id: str, rows: Sequence[Embedd
             [r.memory_type for r in rows],
             [r.occurred_at for r in rows],
             [r.content_hash for r in rows],
-            [len(r.chunk_texts) for r in rows],
-            [r.reused for r in rows],
+            [r.chunk_count for r in rows],
+            [isinstance(r, UnchangedRow) for r in rows],
             model_id,
         ),
     )
 
 
-def mark_skipped(
-    conn: psycopg.Connection,
-    skipped: Sequence[tuple[int, str, str, datetime]],
-) -> None:
-    """Record ``skipped`` with its reason (``(id, reason, memory_type, occurred_at)``); drop vectors."""
+def mark_skipped(conn: psycopg.Connection, skipped: Sequence[SkippedRow]) -> None:
+    """Record ``skipped`` with its reason; drop the rows' vectors."""
     if not skipped:
         return
-    ids = [s[0] for s in skipped]
+    ids = [s.id for s in skipped]
     conn.execute("DELETE FROM memory_vector WHERE log_id = ANY(%s)", (ids,))
     conn.execute(
         """UPDATE memory_log AS m
@@ -249,18 +292,23 @@ def mark_skipped(
            FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
                 AS u(id, reason, memory_type, occurred_at)
            WHERE m.id = u.id""",
-        (ids, [s[1] for s in skipped], [s[2] for s in skipped], [s[3] for s in skipped]),
+        (
+            ids,
+            [s.reason[:2000] for s in skipped],
+            [s.memory_type for s in skipped],
+            [s.occurred_at for s in skipped],
+        ),
     )
 
 
 def mark_failed(
     conn: psycopg.Connection,
-    failures: Sequence[tuple[int, str]],
+    failures: Sequence[FailedRow],
     *,
     max_attempts: int,
     backoff_seconds: float,
 ) -> dict[int, str]:
-    """Count an attempt for each ``(id, error)``: ``failed`` with backoff, or ``dead`` when spent.
+    """Count an attempt for each row: ``failed`` with backoff, or ``dead`` when attempts are spent.
 
     Returns the new status of each row id.
     """
@@ -280,8 +328,8 @@ def mark_failed(
             max_attempts,
             max_attempts,
             backoff_seconds,
-            [f[0] for f in failures],
-            [f[1][:2000] for f in failures],
+            [f.id for f in failures],
+            [f.error[:2000] for f in failures],
         ),
     ).fetchall()
     return {int(r["id"]): r["status"] for r in rows}
@@ -407,9 +455,7 @@ def claim_rows_missing_model(
 ) -> list[ClaimedRow]:
     """Lock embedded rows of a tenant that have no vectors of ``model_id`` yet (a model rollout)."""
     rows = conn.execute(
-        """SELECT id, tenant_key, raw_data, octet_length(raw_data::text) AS raw_bytes, created_at,
-                  occurred_at, occurred_at_explicit, attempts, content_hash, embedding_model,
-                  chunk_count, status
+        f"""SELECT {_CLAIMED_COLUMNS}
            FROM memory_log m
            WHERE tenant_key = %s AND status = 'embedded' AND id > %s
              AND NOT EXISTS (SELECT 1 FROM memory_vector v

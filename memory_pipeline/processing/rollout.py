@@ -1,0 +1,34 @@
+"""Model rollout: a tenant's vectors are rebuilt aside for a newly configured model, and its
+searches switch to them once every embedded row has them (DESIGN §3)."""
+
+from __future__ import annotations
+
+import logging
+
+from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage.database import Database
+from memory_pipeline.storage.tenant_locks import tenant_lock
+from memory_pipeline.tenancy import Tenant
+from memory_pipeline.vector_store import ChromaVectorStore
+
+logger = logging.getLogger(__name__)
+
+
+def switch_when_complete(
+    db: Database, store: ChromaVectorStore, tenant: Tenant, model_id: str, old_model: str | None
+) -> bool:
+    """Switch the tenant's searches to ``model_id`` if every embedded row has its vectors."""
+    with db.connection() as conn, tenant_lock(conn, tenant):
+        if q.live_model_of(conn, tenant.key) != old_model:
+            return False  # another run switched meanwhile
+        if q.rows_missing_model(conn, tenant.key, model_id) > 0:
+            return False
+        store.collection(tenant, model_id, name=store.building_collection_name(tenant, model_id))
+        store.swap_in(tenant, model_id, old_model)
+        if old_model is not None:
+            q.drop_model_vectors(conn, tenant.key, old_model)
+        q.set_live_model(conn, tenant.key, model_id)
+    if old_model is not None:  # the retired collection goes once Postgres points at the new one
+        store.drop_collection(tenant, name=store.building_collection_name(tenant, old_model))
+    logger.info("tenant %s now searches with model %s", tenant, model_id)
+    return True
