@@ -242,11 +242,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
     if not args.yes:
         raise CliError("purge removes the tenant everywhere; add --yes to confirm")
     from memory_pipeline.services.dagster_dev import delete_tenant_partition
+    from memory_pipeline.tenancy import tenant_partition_key
 
     with _store() as store:
         result = store.purge_tenant(args.user, args.project)
         result["partition_deleted"] = delete_tenant_partition(
-            store.settings, store.endpoints, result["tenant_key"]
+            store.settings, store.endpoints, tenant_partition_key(args.user, args.project)
         )
     _emit(
         args, result, lambda d: f"purged {d['rows_deleted']} memories of tenant {d['tenant_key']}"

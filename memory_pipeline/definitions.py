@@ -6,9 +6,16 @@ the daemon's sensor evaluation and every run process import it (DESIGN §7).
 
 from dagster import Definitions, in_process_executor
 
-from memory_pipeline.defs.assets import memory_tenants, tenant_memory_vectors
+from memory_pipeline.defs.assets import (
+    embed_pending_memories,
+    memory_log,
+    memory_tenants,
+    tenant_directory_automation,
+    tenant_memory_vectors,
+)
 from memory_pipeline.defs.checks import (
     tenant_checks,
+    tenant_checks_job,
     tenant_drift_check,
     tenant_drift_check_schedule,
 )
@@ -18,11 +25,17 @@ from memory_pipeline.defs.resources import default_resources
 from memory_pipeline.defs.sensors import pending_rows_sensor
 
 defs = Definitions(
-    assets=[tenant_memory_vectors, memory_tenants],
+    assets=[memory_log, tenant_memory_vectors, memory_tenants],
     asset_checks=tenant_checks,
-    jobs=[bulk_import, repair_chroma_from_pgvector, tenant_drift_check],
+    jobs=[
+        embed_pending_memories,
+        bulk_import,
+        repair_chroma_from_pgvector,
+        tenant_checks_job,
+        tenant_drift_check,
+    ],
     schedules=[bulk_import_schedule, tenant_drift_check_schedule],
-    sensors=[pending_rows_sensor],
+    sensors=[pending_rows_sensor, tenant_directory_automation],
     resources=default_resources(),
     executor=in_process_executor,
 )

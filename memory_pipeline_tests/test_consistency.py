@@ -17,7 +17,7 @@ def _checks(result) -> dict[str, bool]:
 def _materialize(tenant, instance, resources):
     return materialize(
         [tenant_memory_vectors, *tenant_checks],
-        partition_key=tenant.key,
+        partition_key=tenant.partition_key,
         instance=instance,
         resources=resources,
     )
@@ -29,7 +29,7 @@ def test_checks_pass_for_a_healthy_tenant_and_catch_drift(store, new_tenant, ins
         store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"check me {i}"})
         for i in range(4)
     ]
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.key])
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.partition_key])
 
     healthy = _materialize(tenant, instance, resources)
     assert _checks(healthy) == {
@@ -77,10 +77,10 @@ def test_repair_restores_a_deleted_collection_to_the_same_ids_and_vectors(
 
     store.vector_store.drop_collection(tenant)
     assert store.vector_store.vector_ids(tenant) == set()
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.key])
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.partition_key])
 
     result = repair_chroma_from_pgvector.execute_in_process(
-        partition_key=tenant.key, instance=instance, resources=resources
+        partition_key=tenant.partition_key, instance=instance, resources=resources
     )
 
     assert result.success

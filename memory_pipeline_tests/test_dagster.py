@@ -26,7 +26,10 @@ def _evaluate_sensor(instance, resources) -> tuple[list[RunRequest], list[str]]:
     The sensor adds new tenants' partitions itself (one statement), so the result carries no
     partition requests for the daemon to apply.
     """
-    context = build_sensor_context(instance=instance, resources={"postgres": resources["postgres"]})
+    context = build_sensor_context(
+        instance=instance,
+        resources={"postgres": resources["postgres"], "embedder": resources["embedder"]},
+    )
     result = pending_rows_sensor(context)
     assert isinstance(result, SensorResult)
     assert not result.dynamic_partitions_requests
@@ -36,7 +39,7 @@ def _evaluate_sensor(instance, resources) -> tuple[list[RunRequest], list[str]]:
 
 
 def _covered(requests: list[RunRequest], order: list[str]) -> dict[str, str]:
-    """tenant key → run key of the request that covers it."""
+    """partition key → run key of the request that covers it."""
     covered: dict[str, str] = {}
     for request in requests:
         if request.partition_key:
@@ -58,6 +61,9 @@ def test_definitions_load_with_assets_sensor_job_and_schedule():
     assert repo.has_job("bulk_import")
     assert repo.has_job("repair_chroma_from_pgvector")
     assert repo.has_job("tenant_drift_check")
+    assert repo.has_job("tenant_checks")
+    assert repo.has_job("embed_pending_memories")
+    assert repo.has_sensor_def("tenant_directory_automation")
     assert repo.has_schedule_def("tenant_drift_check_schedule")
     check_names = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert check_names == {
@@ -93,9 +99,9 @@ def test_sensor_adds_partitions_and_requests_runs_for_every_tenant_with_pending_
 
     requests, order = _evaluate_sensor(instance, resources)
 
-    assert {t.key for t in tenants} <= set(order)
+    assert {t.partition_key for t in tenants} <= set(order)
     covered = _covered(requests, order)
-    assert {t.key for t in tenants} <= set(covered)
+    assert {t.partition_key for t in tenants} <= set(covered)
     assert len({r.run_key for r in requests}) == len(requests)
     # sensor runs carry the Postgres-only checks; the Chroma comparison has its own schedule
     for request in requests:
@@ -124,7 +130,7 @@ def test_sensor_finds_a_row_committed_after_a_higher_id(
         )
         store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "fast, higher id"})
         first_requests, order = _evaluate_sensor(instance, resources)
-        first_key = _covered(first_requests, order)[tenant.key]
+        first_key = _covered(first_requests, order)[tenant.partition_key]
         store.process_pending(tenant.user_id, tenant.project_id)  # the run: embeds the fast row
         slow.commit()
     finally:
@@ -133,8 +139,8 @@ def test_sensor_finds_a_row_committed_after_a_higher_id(
     second_requests, order = _evaluate_sensor(instance, resources)
 
     second = _covered(second_requests, order)
-    assert tenant.key in second
-    assert second[tenant.key] != first_key  # new pending set, new run key
+    assert tenant.partition_key in second
+    assert second[tenant.partition_key] != first_key  # new pending set, new run key
 
 
 def test_sensor_run_key_is_stable_while_the_pending_set_is_unchanged(
@@ -144,14 +150,16 @@ def test_sensor_run_key_is_stable_while_the_pending_set_is_unchanged(
     store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "unchanged"})
     first, order = _evaluate_sensor(instance, resources)
     again, order = _evaluate_sensor(instance, resources)
-    assert _covered(first, order)[tenant.key] == _covered(again, order)[tenant.key]
+    assert (
+        _covered(first, order)[tenant.partition_key] == _covered(again, order)[tenant.partition_key]
+    )
 
 
 def test_grouping_keeps_runs_to_consecutive_partitions_within_budget():
     order = [f"k{i}" for i in range(10)]
     work = [TenantWork(f"k{i}", 3, "f") for i in (0, 1, 2, 4, 5, 9)]
     groups = group_into_runs(order, work, max_rows=6, max_tenants=10)
-    assert [[w.tenant_key for w in g] for g in groups] == [
+    assert [[w.partition_key for w in g] for g in groups] == [
         ["k0", "k1"],
         ["k2"],
         ["k4", "k5"],
@@ -167,17 +175,21 @@ def test_partitioned_materialization_embeds_the_tenants_rows(
         store.create_memory_log(tenant.user_id, tenant.project_id, {"content": f"dagster row {i}"})
         for i in range(3)
     ]
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.key])
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.partition_key])
 
     result = materialize(
-        [tenant_memory_vectors], partition_key=tenant.key, instance=instance, resources=resources
+        [tenant_memory_vectors],
+        partition_key=tenant.partition_key,
+        instance=instance,
+        resources=resources,
     )
 
     assert result.success
     assert {store.get_memory_log(i)["status"] for i in ids} == {"embedded"}
     (mat,) = result.asset_materializations_for_node("tenant_memory_vectors")
-    assert mat.partition == tenant.key
-    assert mat.metadata["embedded"].value == 3
+    assert mat.partition == tenant.partition_key
+    assert mat.metadata["run_embedded"].value == 3
+    assert mat.metadata["total_embedded"].value == 3
     assert mat.metadata["user_id"].value == tenant.user_id
     assert store.vector_store.vector_ids(tenant) == {str(i) for i in ids}
 
@@ -185,29 +197,33 @@ def test_partitioned_materialization_embeds_the_tenants_rows(
 def test_a_ranged_run_materializes_each_tenant_partition(store, new_tenant, instance, resources):
     tenants = [new_tenant() for _ in range(3)]
     ids = {
-        t.key: store.create_memory_log(t.user_id, t.project_id, {"content": f"range {t.user_id}"})
+        t.partition_key: store.create_memory_log(
+            t.user_id, t.project_id, {"content": f"range {t.user_id}"}
+        )
         for t in tenants
     }
-    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [t.key for t in tenants])
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [t.partition_key for t in tenants])
 
     result = materialize(
         [tenant_memory_vectors, *tenant_checks],
         instance=instance,
         resources=resources,
         tags={
-            ASSET_PARTITION_RANGE_START_TAG: tenants[0].key,
-            ASSET_PARTITION_RANGE_END_TAG: tenants[-1].key,
+            ASSET_PARTITION_RANGE_START_TAG: tenants[0].partition_key,
+            ASSET_PARTITION_RANGE_END_TAG: tenants[-1].partition_key,
         },
     )
 
     assert result.success
-    mats = {m.partition: m for m in result.asset_materializations_for_node("tenant_memory_vectors")}
-    assert set(mats) == set(ids)
-    assert all(m.metadata["tenants"].value == 3 for m in mats.values())
-    observed = {o.partition: o for o in result.asset_observations_for_node("tenant_memory_vectors")}
-    for t in tenants:  # each partition's own tenant and counts
-        assert observed[t.key].metadata["user_id"].value == t.user_id
-        assert observed[t.key].metadata["embedded"].value == 1
+    latest = {
+        m.partition: m for m in result.asset_materializations_for_node("tenant_memory_vectors")
+    }
+    assert set(latest) == set(ids)
+    for t in tenants:  # each partition's latest materialization: its own tenant and counts
+        metadata = latest[t.partition_key].metadata
+        assert metadata["user_id"].value == t.user_id
+        assert metadata["run_embedded"].value == 1
+        assert metadata["total_embedded"].value == 1
     assert {store.get_memory_log(i)["status"] for i in ids.values()} == {"embedded"}
     assert all(e.passed for e in result.get_asset_check_evaluations())
     # the run told the sensor it claims no more rows once its tenants were processed
@@ -227,28 +243,28 @@ def test_tenants_of_an_active_run_wait_until_it_claims_no_more_rows(
         create_run_for_test(
             instance,
             status=DagsterRunStatus.STARTED,
-            tags={SENSOR_TAG: "pending_rows_sensor", PARTITION_NAME_TAG: single.key},
+            tags={SENSOR_TAG: "pending_rows_sensor", PARTITION_NAME_TAG: single.partition_key},
         ),
         create_run_for_test(
             instance,
             status=DagsterRunStatus.STARTED,
             tags={
                 SENSOR_TAG: "pending_rows_sensor",
-                ASSET_PARTITION_RANGE_START_TAG: ranged.key,
-                ASSET_PARTITION_RANGE_END_TAG: ranged.key,
+                ASSET_PARTITION_RANGE_START_TAG: ranged.partition_key,
+                ASSET_PARTITION_RANGE_END_TAG: ranged.partition_key,
             },
         ),
     ]
 
     requests, order = _evaluate_sensor(instance, resources)
     covered = _covered(requests, order)
-    assert free.key in covered
-    assert single.key not in covered and ranged.key not in covered
+    assert free.partition_key in covered
+    assert single.partition_key not in covered and ranged.partition_key not in covered
 
     for run in runs:
         instance.add_run_tags(run.run_id, {CLAIMS_DONE_TAG: "true"})
     requests, order = _evaluate_sensor(instance, resources)
-    assert {single.key, ranged.key, free.key} <= set(_covered(requests, order))
+    assert {t.partition_key for t in (single, ranged, free)} <= set(_covered(requests, order))
 
 
 def test_the_tenant_directory_lists_user_and_project_of_each_tenant(
@@ -268,6 +284,7 @@ def test_the_tenant_directory_lists_user_and_project_of_each_tenant(
     mine = [r for r in rows if r["tenant_key"] == tenant.key]
     assert mine == [
         {
+            "partition": tenant.partition_key,
             "user_id": tenant.user_id,
             "project_id": tenant.project_id,
             "tenant_key": tenant.key,
@@ -280,9 +297,7 @@ def test_the_tenant_directory_lists_user_and_project_of_each_tenant(
     ]
 
 
-def test_the_drift_check_schedule_checks_every_tenant_in_one_ranged_run(
-    store, new_tenant, resources
-):
+def test_the_drift_check_schedule_checks_every_tenant_in_one_run(store, new_tenant, resources):
     from dagster import DagsterInstance, build_schedule_context
 
     from memory_pipeline.definitions import defs
@@ -296,20 +311,26 @@ def test_the_drift_check_schedule_checks_every_tenant_in_one_ranged_run(
     for t in tenants:
         store.process_pending(t.user_id, t.project_id)
     store.vector_store.delete_vectors(tenants[1], [str(ids[1])])  # drift behind Postgres' back
-    keys = [t.key for t in tenants]
 
     with DagsterInstance.local_temp() as instance:  # a schedule's context needs an instance ref
-        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, keys)
         request = tenant_drift_check_schedule(build_schedule_context(instance=instance))
         assert isinstance(request, RunRequest)
-        assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == keys[0]
-        assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == keys[-1]
+        assert not request.tags and not request.run_config  # no tenants named: every tenant
         job = defs.resolve_job_def("tenant_drift_check")
-        result = job.execute_in_process(instance=instance, resources=resources, tags=request.tags)
+        # every tenant of this shared test home would be checked; these three are enough here
+        result = job.execute_in_process(
+            instance=instance,
+            resources=resources,
+            run_config={"tenants": [t.partition_key for t in tenants]},
+        )
 
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.check_name == "postgres_and_chroma_agree"
     assert not evaluation.passed
     assert evaluation.metadata["tenants"].value == 3
     assert evaluation.metadata["missing_in_chroma"].value == 1
-    assert evaluation.metadata["tenants_out_of_sync"].value == str(tenants[1])
+    assert evaluation.metadata["tenants_out_of_sync"].value == 1
+    per_tenant = [r.data for r in evaluation.metadata["per_tenant"].value.records]
+    assert per_tenant[0]["tenant"] == tenants[1].partition_key  # failing tenants first
+    assert per_tenant[0]["example_ids"] == str(ids[1])
+    assert [r["passed"] for r in per_tenant] == [False, True, True]

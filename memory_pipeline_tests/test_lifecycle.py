@@ -329,11 +329,20 @@ def _row_states(store, ids):
 
 
 def test_chroma_down_fails_the_run_clearly_and_leaves_the_rows_pending_for_the_next(
-    settings, endpoints, embedder, database_url, new_tenant, tmp_path, monkeypatch, test_home
+    settings,
+    endpoints,
+    embedder,
+    database_url,
+    new_tenant,
+    tmp_path,
+    monkeypatch,
+    test_home,
+    instance,
 ):
     from dagster import build_asset_context
 
     from memory_pipeline.defs.assets import tenant_memory_vectors
+    from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
     from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 
     chroma_dir = tmp_path / "chroma"
@@ -355,12 +364,15 @@ def test_chroma_down_fails_the_run_clearly_and_leaves_the_rows_pending_for_the_n
             # the Dagster asset (invoked directly: its retry policy waits 10 + 30 + 70 s) fails
             # with the same clear error, and leaves the rows as they were
             monkeypatch.setenv("MEMORY_PIPELINE_HOME", str(test_home))
+            instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [tenant.partition_key])
             with pytest.raises(VectorStoreUnavailable, match=f"Chroma server at .*:{info.port}"):
-                tenant_memory_vectors(
-                    build_asset_context(partition_key=tenant.key),
-                    postgres=PostgresResource(database_url=database_url),
-                    chroma=ChromaResource(host=info.host, port=info.port),
-                    embedder=EmbedderResource(model_name=embedder.model_id),
+                list(  # the asset yields its events
+                    tenant_memory_vectors(
+                        build_asset_context(partition_key=tenant.partition_key, instance=instance),
+                        postgres=PostgresResource(database_url=database_url),
+                        chroma=ChromaResource(host=info.host, port=info.port),
+                        embedder=EmbedderResource(model_name=embedder.model_id),
+                    )
                 )
             assert set(_row_states(s, ids).values()) == {("pending", 0, None)}
 

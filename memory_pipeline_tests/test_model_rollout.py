@@ -91,7 +91,7 @@ def test_a_backfill_after_a_model_change_re_embeds_and_search_switches_only_when
     # A backfill over both tenant partitions with the new model, through Dagster.
     monkeypatch.setenv("MEMORY_PIPELINE_HOME", str(test_home))
     with DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [t.key for t in tenants])
+        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [t.partition_key for t in tenants])
         result = materialize(
             [tenant_memory_vectors],
             instance=instance,
@@ -103,8 +103,8 @@ def test_a_backfill_after_a_model_change_re_embeds_and_search_switches_only_when
                 ),
             },
             tags={
-                ASSET_PARTITION_RANGE_START_TAG: tenants[0].key,
-                ASSET_PARTITION_RANGE_END_TAG: tenants[1].key,
+                ASSET_PARTITION_RANGE_START_TAG: tenants[0].partition_key,
+                ASSET_PARTITION_RANGE_END_TAG: tenants[1].partition_key,
             },
         )
     assert result.success

@@ -1,11 +1,9 @@
-"""Drift detection: vector id sets (DESIGN §2), sampled vector values, stuck and failed rows."""
+"""Drift detection: vector id sets (DESIGN §2) and sampled vector values across the stores."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import numpy as np
 
@@ -76,56 +74,4 @@ def compare_vectors(
         extra_in_chroma=sorted(chroma_ids - pg_ids),
         mismatched_vectors=mismatched,
         sampled=len(sample),
-    )
-
-
-@dataclass(frozen=True)
-class TenantHealth:
-    """Row-state health of one tenant."""
-
-    pending: int
-    stuck_pending: int
-    oldest_pending_seconds: float | None
-    failed: int
-    dead: int
-    recent_errors: list[str]
-
-
-def tenant_health(db: Database, tenant: Tenant, stuck_after: timedelta) -> TenantHealth:
-    """Counts of pending (and stuck longer than ``stuck_after``), failed and dead rows."""
-    return tenants_health(db, [tenant.key], stuck_after)
-
-
-def tenants_health(
-    db: Database, tenant_keys: Sequence[str], stuck_after: timedelta
-) -> TenantHealth:
-    """:func:`tenant_health` summed over many tenants, in two queries whatever their number
-    (a grouped run checks a thousand tenants); ``recent_errors`` are the five latest of all."""
-    keys = list(tenant_keys)
-    with db.connection() as conn:
-        row = conn.execute(
-            """SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-                      count(*) FILTER (WHERE status = 'pending' AND updated_at < now() - %s)
-                          AS stuck_pending,
-                      extract(epoch FROM now() - min(updated_at) FILTER (WHERE status = 'pending'))
-                          AS oldest_pending_seconds,
-                      count(*) FILTER (WHERE status = 'failed') AS failed,
-                      count(*) FILTER (WHERE status = 'dead') AS dead
-               FROM memory_log WHERE tenant_key = ANY(%s)""",
-            (stuck_after, keys),
-        ).fetchone()
-        errors = conn.execute(
-            """SELECT id, status, last_error FROM memory_log
-               WHERE tenant_key = ANY(%s) AND status IN ('failed', 'dead')
-               ORDER BY updated_at DESC LIMIT 5""",
-            (keys,),
-        ).fetchall()
-    oldest = row["oldest_pending_seconds"]
-    return TenantHealth(
-        pending=int(row["pending"]),
-        stuck_pending=int(row["stuck_pending"]),
-        oldest_pending_seconds=float(oldest) if oldest is not None else None,
-        failed=int(row["failed"]),
-        dead=int(row["dead"]),
-        recent_errors=[f"{e['id']} ({e['status']}): {e['last_error']}" for e in errors],
     )

@@ -1,126 +1,252 @@
-"""Asset checks per tenant partition: stuck rows, failures, and Postgres/Chroma agreement.
+"""Asset checks on tenant_memory_vectors: stuck rows, failures, and Postgres/Chroma agreement.
 
-Partitioned asset checks are a preview API in this Dagster version (DESIGN §7); each check
-calls a plain function of ``memory_pipeline.consistency``.
+Each check covers the tenants of its run and reports per tenant (a table, failing tenants
+first) with a sample of the rows at fault. Which tenants:
 
-The two row-state checks read Postgres only, in two queries whatever the number of tenants,
-and run in every sensor-launched run (:data:`ROW_STATE_CHECK_KEYS`). The Postgres/Chroma
-agreement check costs Chroma round trips per tenant (about 35 ms each: 35 s for a grouped run
-of 1,000 tenants, time during which the run still holds its tenants and new rows of them
-wait), so it runs on its own schedule over every tenant (``tenant_drift_check_schedule``, on
-``MEMORY_PIPELINE_DRIFT_CHECK_CRON``, daily by default), after a repair, and on demand from the
-UI or any run that selects it.
+- the ``tenants`` of its config, when given (partition keys; the Launchpad of the
+  ``tenant_checks`` and ``tenant_drift_check`` jobs offers it at the top level);
+- else the run's partition or partition range (sensor runs, Materialize on chosen tenants);
+- else every tenant ("Execute all" and each check's "Execute" in the asset's Checks tab, the
+  drift schedule).
+
+The checks are not partitioned: Dagster 1.13's UI cannot execute partitioned checks on their own
+(its Execute buttons launch without a partition), and its jobs of checks alone have no partition
+picker. The two row-state checks read Postgres only and run in every sensor run; the
+Postgres/Chroma agreement check costs Chroma round trips per tenant (~35 ms each), so it runs on
+its own schedule over every tenant (``MEMORY_PIPELINE_DRIFT_CHECK_CRON``, daily by default),
+after a repair, and on demand.
 """
 
+
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from dagster import (
+    Array,
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetSelection,
+    Config,
+    ConfigMapping,
     DefaultScheduleStatus,
+    Failure,
+    Field,
     RunRequest,
     ScheduleEvaluationContext,
-    SkipReason,
     asset_check,
     define_asset_job,
     schedule,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
+from pydantic import Field as ConfigField
 
-from memory_pipeline.consistency import compare_vectors, tenants_health
+from memory_pipeline.consistency import compare_vectors
 from memory_pipeline.defs.assets import tenant_memory_vectors
-from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME, tenant_partitions
+from memory_pipeline.defs.metadata import ROW_SAMPLE_SIZE, TENANT_TABLE_SIZE, row_table, table
+from memory_pipeline.defs.partitions import NotATenantError, tenants_of_partitions
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 from memory_pipeline.settings import Settings
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage import tenant_status
 from memory_pipeline.tenancy import Tenant
 
 #: A row pending longer than this means the sensor or the runs are not keeping up.
 STUCK_PENDING_AFTER = timedelta(minutes=10)
 
 
-def _tenants(context: AssetCheckExecutionContext, postgres: PostgresResource) -> list[Tenant]:
-    """The tenants of the run's partition or partition range (grouped sensor runs use ranges)."""
+class TenantScope(Config):
+    """Which tenants a check covers (see the module's docstring)."""
+
+    tenants: list[str] = ConfigField(
+        default_factory=list,
+        description="tenant partition keys (user_id/project_id); empty: the run's partitions, "
+        "else every tenant",
+    )
+
+
+def _scope(
+    context: AssetCheckExecutionContext, postgres: PostgresResource, config: TenantScope
+) -> list[Tenant]:
     with postgres.database().connection() as conn:
-        return list(q.tenants_of(conn, context.partition_keys).values())
+        if config.tenants:
+            keys: Sequence[str] | None = config.tenants
+        elif context.has_partition_key or context.has_partition_key_range:
+            keys = context.partition_keys
+        else:
+            return tenant_status.all_tenants(conn)
+        try:
+            return tenants_of_partitions(conn, keys)
+        except NotATenantError as exc:
+            raise Failure(description=str(exc), allow_retries=False) from None
+
+
+def _per_tenant(
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The per-tenant table (failing tenants first) and how many tenants it leaves out."""
+    ordered = sorted(rows, key=lambda r: r["passed"])
+    shown = ordered[:TENANT_TABLE_SIZE]
+    return {
+        "per_tenant": table([("tenant", "string"), ("passed", "bool"), *columns], shown),
+        "tenants_shown": f"{len(shown)} of {len(rows)} (failing first)",
+    }
 
 
 @asset_check(
     asset=tenant_memory_vectors,
-    partitions_def=tenant_partitions,
-    description=f"No memory of the tenant has been pending longer than {STUCK_PENDING_AFTER}.",
+    description=(
+        f"No memory of the checked tenants has been pending longer than {STUCK_PENDING_AFTER} "
+        "(the sensor or the runs are not keeping up); names the oldest stuck rows."
+    ),
 )
 def nothing_stuck_pending(
-    context: AssetCheckExecutionContext, postgres: PostgresResource
+    context: AssetCheckExecutionContext, postgres: PostgresResource, config: TenantScope
 ) -> AssetCheckResult:
-    keys = context.partition_keys
-    health = tenants_health(postgres.database(), keys, STUCK_PENDING_AFTER)
+    tenants = _scope(context, postgres, config)
+    by_key = {t.key: t for t in tenants}
+    with postgres.database().connection() as conn:
+        pending = tenant_status.pending_ages(conn, list(by_key), STUCK_PENDING_AFTER)
+        stuck_rows = tenant_status.stuck_pending_samples(
+            conn, list(by_key), STUCK_PENDING_AFTER, ROW_SAMPLE_SIZE
+        )
+    rows = [
+        {
+            "tenant": t.partition_key,
+            "passed": pending[t.key].stuck == 0,
+            "pending": pending[t.key].pending,
+            "stuck_pending": pending[t.key].stuck,
+            "oldest_pending_seconds": pending[t.key].oldest_seconds,
+        }
+        for t in tenants
+    ]
+    stuck = sum(r["stuck_pending"] for r in rows)
     return AssetCheckResult(
-        passed=health.stuck_pending == 0,
+        passed=stuck == 0,
+        description=f"{stuck} row(s) pending longer than {STUCK_PENDING_AFTER} "
+        f"in {len(tenants)} tenant(s)",
         metadata={
-            "tenants": len(keys),
-            "pending": health.pending,
-            "stuck_pending": health.stuck_pending,
-            "oldest_pending_seconds": health.oldest_pending_seconds or 0.0,
+            "tenants": len(tenants),
+            "pending": sum(r["pending"] for r in rows),
+            "stuck_pending": stuck,
+            "oldest_pending_seconds": max((r["oldest_pending_seconds"] for r in rows), default=0.0),
+            **_per_tenant(
+                [
+                    ("pending", "int"),
+                    ("stuck_pending", "int"),
+                    ("oldest_pending_seconds", "float"),
+                ],
+                rows,
+            ),
+            "stuck_rows": row_table(stuck_rows, by_key),
         },
     )
 
 
 @asset_check(
     asset=tenant_memory_vectors,
-    partitions_def=tenant_partitions,
-    description="No memory of the tenant is failed or dead (`memory-pipeline retry` re-queues them).",
+    description=(
+        "No memory of the checked tenants is failed or dead (`memory-pipeline retry` re-queues "
+        "them); names the rows with their last error, and shows skipped memories with why."
+    ),
 )
 def no_failed_or_dead_memories(
-    context: AssetCheckExecutionContext, postgres: PostgresResource
+    context: AssetCheckExecutionContext,
+    postgres: PostgresResource,
+    embedder: EmbedderResource,
+    config: TenantScope,
 ) -> AssetCheckResult:
-    keys = context.partition_keys
-    health = tenants_health(postgres.database(), keys, STUCK_PENDING_AFTER)
+    tenants = _scope(context, postgres, config)
+    by_key = {t.key: t for t in tenants}
+    with postgres.database().connection() as conn:
+        totals = tenant_status.tenant_totals(conn, list(by_key), embedder.model_id())
+        failing = tenant_status.row_samples(
+            conn, list(by_key), ("failed", "dead"), limit=ROW_SAMPLE_SIZE
+        )
+        skipped = tenant_status.row_samples(conn, list(by_key), ("skipped",), limit=ROW_SAMPLE_SIZE)
+    rows = [
+        {
+            "tenant": t.partition_key,
+            "passed": totals[t.key].failed == 0 and totals[t.key].dead == 0,
+            "failed": totals[t.key].failed,
+            "dead": totals[t.key].dead,
+            "skipped": totals[t.key].skipped,
+        }
+        for t in tenants
+    ]
+    failed, dead = sum(r["failed"] for r in rows), sum(r["dead"] for r in rows)
     return AssetCheckResult(
-        passed=health.failed == 0 and health.dead == 0,
+        passed=failed == 0 and dead == 0,
         severity=AssetCheckSeverity.WARN,
+        description=f"{failed} failed and {dead} dead row(s) in {len(tenants)} tenant(s)",
         metadata={
-            "tenants": len(keys),
-            "failed": health.failed,
-            "dead": health.dead,
-            "recent_errors": "\n".join(health.recent_errors) or "none",
+            "tenants": len(tenants),
+            "failed": failed,
+            "dead": dead,
+            "skipped": sum(r["skipped"] for r in rows),
+            **_per_tenant([("failed", "int"), ("dead", "int"), ("skipped", "int")], rows),
+            "failed_or_dead_rows": row_table(failing, by_key),
+            "skipped_rows": row_table(skipped, by_key),
         },
     )
 
 
 @asset_check(
     asset=tenant_memory_vectors,
-    partitions_def=tenant_partitions,
-    description="The tenant's vector id sets in Postgres and Chroma are equal, and sampled vectors match.",
+    description=(
+        "The checked tenants' vector id sets in Postgres and Chroma are equal, and sampled "
+        "vectors match; names the vector ids that differ."
+    ),
 )
 def postgres_and_chroma_agree(
     context: AssetCheckExecutionContext,
     postgres: PostgresResource,
     chroma: ChromaResource,
     embedder: EmbedderResource,
+    config: TenantScope,
 ) -> AssetCheckResult:
-    drifts = {
-        t: compare_vectors(postgres.database(), chroma.vector_store(), t, embedder.model_id())
-        for t in _tenants(context, postgres)
-    }
-    out_of_sync = [f"{t}" for t, d in drifts.items() if not d.in_sync]
-    examples = [i for d in drifts.values() for i in (d.missing_in_chroma + d.extra_in_chroma)[:5]]
+    tenants = _scope(context, postgres, config)
+    db, store, model_id = postgres.database(), chroma.vector_store(), embedder.model_id()
+    drifts = {t: compare_vectors(db, store, t, model_id) for t in tenants}
+    rows = [
+        {
+            "tenant": t.partition_key,
+            "passed": d.in_sync,
+            "postgres_vectors": d.postgres_count,
+            "chroma_vectors": d.chroma_count,
+            "missing_in_chroma": len(d.missing_in_chroma),
+            "extra_in_chroma": len(d.extra_in_chroma),
+            "mismatched_sampled_vectors": len(d.mismatched_vectors),
+            "example_ids": ", ".join(
+                (d.missing_in_chroma + d.extra_in_chroma + d.mismatched_vectors)[:5]
+            ),
+        }
+        for t, d in drifts.items()
+    ]
+    out_of_sync = [r["tenant"] for r in rows if not r["passed"]]
     return AssetCheckResult(
         passed=not out_of_sync,
+        description=f"{len(out_of_sync)} of {len(tenants)} tenant(s) out of sync",
         metadata={
-            "tenants": len(drifts),
-            "postgres_vectors": sum(d.postgres_count for d in drifts.values()),
-            "chroma_vectors": sum(d.chroma_count for d in drifts.values()),
-            "missing_in_chroma": sum(len(d.missing_in_chroma) for d in drifts.values()),
-            "extra_in_chroma": sum(len(d.extra_in_chroma) for d in drifts.values()),
-            "mismatched_sampled_vectors": sum(len(d.mismatched_vectors) for d in drifts.values()),
-            "tenants_out_of_sync": ", ".join(out_of_sync[:10]) or "none",
-            "examples": ", ".join(examples[:10]) or "none",
+            "tenants": len(tenants),
+            "tenants_out_of_sync": len(out_of_sync),
+            "postgres_vectors": sum(r["postgres_vectors"] for r in rows),
+            "chroma_vectors": sum(r["chroma_vectors"] for r in rows),
+            "missing_in_chroma": sum(r["missing_in_chroma"] for r in rows),
+            "extra_in_chroma": sum(r["extra_in_chroma"] for r in rows),
+            "mismatched_sampled_vectors": sum(r["mismatched_sampled_vectors"] for r in rows),
+            **_per_tenant(
+                [
+                    ("postgres_vectors", "int"),
+                    ("chroma_vectors", "int"),
+                    ("missing_in_chroma", "int"),
+                    ("extra_in_chroma", "int"),
+                    ("mismatched_sampled_vectors", "int"),
+                    ("example_ids", "string"),
+                ],
+                rows,
+            ),
         },
     )
 
@@ -129,11 +255,44 @@ tenant_checks = [nothing_stuck_pending, no_failed_or_dead_memories, postgres_and
 #: The checks every sensor-launched run carries (Postgres only; see the module's docstring).
 ROW_STATE_CHECK_KEYS = [nothing_stuck_pending.check_key, no_failed_or_dead_memories.check_key]
 
+
+def _checks_job(name: str, checks: Sequence[AssetChecksDefinition], description: str):
+    """A job of ``checks`` whose Launchpad config is one ``tenants`` list (empty: all)."""
+    op_names = [check.node_def.name for check in checks]
+
+    def to_op_config(config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"ops": {op: {"config": {"tenants": config["tenants"]}} for op in op_names}}
+
+    return define_asset_job(
+        name,
+        selection=AssetSelection.checks(*checks),
+        description=description,
+        config=ConfigMapping(
+            config_fn=to_op_config,
+            config_schema={
+                "tenants": Field(
+                    Array(str),
+                    default_value=[],
+                    description="tenant partition keys (user_id/project_id, as the partition "
+                    "list shows them); empty: every tenant",
+                )
+            },
+        ),
+    )
+
+
 TENANT_DRIFT_CHECK_JOB = "tenant_drift_check"
-tenant_drift_check = define_asset_job(
+tenant_drift_check = _checks_job(
     TENANT_DRIFT_CHECK_JOB,
-    selection=AssetSelection.checks(postgres_and_chroma_agree),
-    description="Compare every tenant's vectors in Postgres and Chroma (ids, and sampled values).",
+    [postgres_and_chroma_agree],
+    "Compare tenants' vectors in Postgres and Chroma (ids, and sampled values): the tenants "
+    "listed in the config, or every tenant.",
+)
+TENANT_CHECKS_JOB = "tenant_checks"
+tenant_checks_job = _checks_job(
+    TENANT_CHECKS_JOB,
+    tenant_checks,
+    "Run every tenant check on the tenants listed in the config, or on every tenant.",
 )
 
 
@@ -142,16 +301,8 @@ tenant_drift_check = define_asset_job(
     job=tenant_drift_check,
     cron_schedule=Settings.from_env().drift_check_cron,
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Runs the Postgres/Chroma agreement check over every tenant, as one ranged run, "
+    description="Runs the Postgres/Chroma agreement check over every tenant, in one run, "
     "on MEMORY_PIPELINE_DRIFT_CHECK_CRON.",
 )
-def tenant_drift_check_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    keys = list(context.instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
-    if not keys:
-        return SkipReason("no tenant partitions yet")
-    return RunRequest(
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: keys[0],
-            ASSET_PARTITION_RANGE_END_TAG: keys[-1],
-        },
-    )
+def tenant_drift_check_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+    return RunRequest()  # no tenants named: every tenant

@@ -1,7 +1,112 @@
-"""Tenant partitions: one dynamic partition per tenant key (DESIGN §3)."""
+"""Tenant partitions: one dynamic partition per tenant, keyed ``enc(user_id)/enc(project_id)``.
 
-from dagster import DynamicPartitionsDefinition
+The key rule lives in :mod:`memory_pipeline.tenancy` (``tenant_partition_key``); ``tenant_key``
+stays the Chroma and SQL key. The partitions follow ``memory_tenant``: :func:`sync_tenant_partitions`
+(called by the pending-rows sensor on every tick) adds a partition for each new tenant, removes
+partitions that are no tenant's (purged tenants, keys typed into the UI), and so moves homes
+that keyed partitions by ``tenant_key`` (before readable keys) over to readable ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+from dagster import AssetKey, AssetMaterialization, DagsterInstance, DynamicPartitionsDefinition
+
+from memory_pipeline.defs.metadata import tenant_identity, totals_metadata
+from memory_pipeline.storage import memory_logs, tenant_status
+from memory_pipeline.tenancy import Tenant, tenant_from_partition_key
 
 TENANT_PARTITIONS_NAME = "tenants"
 
 tenant_partitions = DynamicPartitionsDefinition(name=TENANT_PARTITIONS_NAME)
+
+
+class NotATenantError(ValueError):
+    """A partition key that names no tenant (a typo, a purged tenant, a key of another rule)."""
+
+
+@dataclass(frozen=True)
+class PartitionSync:
+    """What :func:`sync_tenant_partitions` changed, and the partition keys in order after it."""
+
+    partition_keys: list[str]
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    #: old ``tenant_key`` partition → the same tenant's readable partition
+    moved: dict[str, str] = field(default_factory=dict)
+
+
+def tenants_of_partitions(conn: psycopg.Connection, partition_keys: Sequence[str]) -> list[Tenant]:
+    """The tenants of ``partition_keys``, in their order.
+
+    Raises :class:`NotATenantError` naming every key that is no tenant's partition key or whose
+    tenant has no memories (never written, or purged).
+    """
+    problems: list[str] = []
+    tenants: list[Tenant] = []
+    for key in partition_keys:
+        try:
+            tenants.append(tenant_from_partition_key(key))
+        except ValueError as exc:
+            problems.append(str(exc))
+    recorded = memory_logs.tenants_of(conn, [t.key for t in tenants])
+    for tenant in tenants:
+        if tenant.key not in recorded:
+            problems.append(
+                f"{tenant.partition_key!r} is no tenant: no memory of user_id={tenant.user_id!r} "
+                f"project_id={tenant.project_id!r} exists (purged, or never written)"
+            )
+    if problems:
+        raise NotATenantError(
+            f"{len(problems)} partition(s) of this run name no tenant; nothing was done. "
+            + "; ".join(problems[:10])
+        )
+    return tenants
+
+
+def sync_tenant_partitions(
+    instance: DagsterInstance, conn: psycopg.Connection, asset_key: AssetKey, model_id: str
+) -> PartitionSync:
+    """Make the tenant partitions exactly the tenants of ``memory_tenant``, in their order.
+
+    A partition keyed by a tenant's ``tenant_key`` (homes from before readable keys) is replaced
+    by the tenant's readable one, which gets a runless materialization of ``asset_key`` with the
+    tenant's totals (its history stays under the old key in the asset's event log).
+    """
+    current = list(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+    tenants = tenant_status.all_tenants(conn)
+    wanted = {t.partition_key: t for t in tenants}
+    current_set = set(current)
+    added = [t.partition_key for t in tenants if t.partition_key not in current_set]
+    removed = [key for key in current if key not in wanted]
+    by_tenant_key = {t.key: t for t in tenants}
+    moved = {
+        key: by_tenant_key[key].partition_key
+        for key in removed
+        if key in by_tenant_key and by_tenant_key[key].partition_key in added
+    }
+    if added:  # one statement for any number (the daemon's own path checks key by key)
+        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, added)
+    for key in removed:
+        instance.delete_dynamic_partition(TENANT_PARTITIONS_NAME, key)
+    if moved:
+        totals = tenant_status.tenant_totals(conn, list(moved), model_id)
+        for old_key, new_key in moved.items():
+            tenant = by_tenant_key[old_key]
+            instance.report_runless_asset_event(
+                AssetMaterialization(
+                    asset_key=asset_key,
+                    partition=new_key,
+                    description="tenant partition renamed from its tenant_key on upgrade",
+                    metadata={
+                        **tenant_identity(tenant),
+                        **totals_metadata(totals[old_key]),
+                        "renamed_from": old_key,
+                    },
+                )
+            )
+    kept = [key for key in current if key in wanted]
+    return PartitionSync(kept + added, added, removed, moved)

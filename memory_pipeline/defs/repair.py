@@ -1,11 +1,14 @@
 """The repair job: rebuild a tenant's Chroma collection from pgvector (no re-embedding)."""
 
-from dagster import OpExecutionContext, job, op
+from dagster import Failure, OpExecutionContext, job, op
 
 from memory_pipeline.consistency import compare_vectors, rebuild_collection_from_pgvector
-from memory_pipeline.defs.partitions import tenant_partitions
+from memory_pipeline.defs.partitions import (
+    NotATenantError,
+    tenant_partitions,
+    tenants_of_partitions,
+)
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
-from memory_pipeline.storage import memory_logs as q
 
 
 @op(description="Rebuild the partition's tenant collection in Chroma from the vectors in Postgres.")
@@ -18,12 +21,11 @@ def rebuild_tenant_collection(
     db, store = postgres.database(), chroma.vector_store()
     model_id = embedder.model_id()
     with db.connection() as conn:
-        found = q.tenants_of(conn, context.partition_keys)
-    for key in context.partition_keys:
-        tenant = found.get(key)
-        if tenant is None:
-            context.log.warning(f"tenant {key} has no memories; nothing to repair")
-            continue
+        try:
+            tenants = tenants_of_partitions(conn, context.partition_keys)
+        except NotATenantError as exc:
+            raise Failure(description=str(exc), allow_retries=False) from None
+    for tenant in tenants:
         written = rebuild_collection_from_pgvector(db, store, tenant, model_id)
         drift = compare_vectors(db, store, tenant, model_id)
         context.log.info(f"tenant {tenant}: rebuilt {written} vectors; in sync: {drift.in_sync}")

@@ -1,7 +1,8 @@
 """The pending-rows sensor: Postgres decides what is left to do, not a cursor (DESIGN §4).
 
-Every tick it asks Postgres which tenants have workable rows or tombstones, adds partitions for
-new tenants (itself, in one statement: see :func:`_add_tenant_partitions`), and requests runs.
+Every tick it makes the tenant partitions match the tenants (``partitions.sync_tenant_partitions``:
+new tenants added in one statement, purged ones removed), asks Postgres which tenants have
+workable rows or tombstones, and requests runs of the ``embed_pending_memories`` job.
 Consecutive tenants (in partition order) are grouped into one ranged run up to a row budget,
 because a run costs seconds whatever its size; per-tenant lineage stays visible (each partition
 of the range is materialized). Run keys are built from a fingerprint of each tenant's pending
@@ -31,12 +32,17 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from memory_pipeline.defs.assets import CLAIMS_DONE_TAG, tenant_memory_vectors
+from memory_pipeline.defs.assets import (
+    CLAIMS_DONE_TAG,
+    embed_pending_memories,
+    tenant_memory_vectors,
+)
 from memory_pipeline.defs.checks import ROW_STATE_CHECK_KEYS
-from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
-from memory_pipeline.defs.resources import PostgresResource
+from memory_pipeline.defs.partitions import sync_tenant_partitions
+from memory_pipeline.defs.resources import EmbedderResource, PostgresResource
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.tenancy import tenant_partition_key
 
 SENSOR_TAG = "memory_pipeline/trigger"
 #: Budget of one grouped run: rows (pending + tombstones) and tenants. Runs of one machine
@@ -61,7 +67,7 @@ ACTIVE_STATUSES = [
 
 @dataclass(frozen=True)
 class TenantWork:
-    tenant_key: str
+    partition_key: str
     rows: int
     fingerprint: str
 
@@ -74,13 +80,14 @@ def group_into_runs(
     A group's tenants are consecutive partitions, so the group is exactly a partition range.
     """
     position = {key: i for i, key in enumerate(order)}
-    ordered = sorted(work, key=lambda w: position[w.tenant_key])
+    ordered = sorted(work, key=lambda w: position[w.partition_key])
     groups: list[list[TenantWork]] = []
     current: list[TenantWork] = []
     rows = 0
     for item in ordered:
         adjacent = (
-            bool(current) and position[item.tenant_key] == position[current[-1].tenant_key] + 1
+            bool(current)
+            and position[item.partition_key] == position[current[-1].partition_key] + 1
         )
         fits = rows + item.rows <= max_rows and len(current) < max_tenants
         if current and adjacent and fits:
@@ -97,13 +104,13 @@ def group_into_runs(
 
 def _run_request(group: list[TenantWork]) -> RunRequest:
     digest = hashlib.sha256(
-        "|".join(f"{w.tenant_key}={w.fingerprint}" for w in group).encode()
+        "|".join(f"{w.partition_key}={w.fingerprint}" for w in group).encode()
     ).hexdigest()[:24]
     tags = {SENSOR_TAG: "pending_rows_sensor"}
     if len(group) == 1:
         return RunRequest(
-            run_key=f"{group[0].tenant_key}:{digest}",
-            partition_key=group[0].tenant_key,
+            run_key=f"{group[0].partition_key}:{digest}",
+            partition_key=group[0].partition_key,
             tags=tags,
             asset_selection=[tenant_memory_vectors.key],
             asset_check_keys=ROW_STATE_CHECK_KEYS,
@@ -112,8 +119,8 @@ def _run_request(group: list[TenantWork]) -> RunRequest:
         run_key=f"range:{digest}",
         tags={
             **tags,
-            ASSET_PARTITION_RANGE_START_TAG: group[0].tenant_key,
-            ASSET_PARTITION_RANGE_END_TAG: group[-1].tenant_key,
+            ASSET_PARTITION_RANGE_START_TAG: group[0].partition_key,
+            ASSET_PARTITION_RANGE_END_TAG: group[-1].partition_key,
         },
         asset_selection=[tenant_memory_vectors.key],
         asset_check_keys=ROW_STATE_CHECK_KEYS,
@@ -123,17 +130,6 @@ def _run_request(group: list[TenantWork]) -> RunRequest:
 def daemon_minimum_interval(interval_seconds: int) -> int:
     """The ``minimum_interval_seconds`` under which the daemon ticks every ``interval_seconds``."""
     return max(1, interval_seconds - DAEMON_LOOP_SLACK_SECONDS)
-
-
-def _add_tenant_partitions(context: SensorEvaluationContext, keys: Sequence[str]) -> None:
-    """Add partitions for new tenants in one statement.
-
-    Not a ``dynamic_partitions_requests`` entry of the SensorResult: the daemon checks such a
-    request key by key (``has_dynamic_partition``, one query each: 7-8 s per 1,000 new tenants
-    measured on Postgres storage) before adding them; ``add_dynamic_partitions`` takes ~0.05 s.
-    """
-    context.instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, list(keys))
-    context.log.info(f"added {len(keys)} tenant partition(s)")
 
 
 def _tenants_in_active_runs(context: SensorEvaluationContext, order: Sequence[str]) -> set[str]:
@@ -159,29 +155,34 @@ def _tenants_in_active_runs(context: SensorEvaluationContext, order: Sequence[st
 
 @sensor(
     name="pending_rows_sensor",
-    target=[tenant_memory_vectors],
+    job=embed_pending_memories,
     minimum_interval_seconds=daemon_minimum_interval(Settings.from_env().sensor_interval_seconds),
     default_status=DefaultSensorStatus.RUNNING,
     description="Launches tenant runs for pending/failed-due memory rows and deletes (state in Postgres).",
 )
 def pending_rows_sensor(
-    context: SensorEvaluationContext, postgres: PostgresResource
+    context: SensorEvaluationContext, postgres: PostgresResource, embedder: EmbedderResource
 ) -> SensorResult | SkipReason:
     with postgres.database().connection() as conn:
+        # partitions follow the tenants: new ones added, purged ones removed (see partitions)
+        sync = sync_tenant_partitions(
+            context.instance, conn, tenant_memory_vectors.key, embedder.model_id()
+        )
         tenants = q.workable_tenants(conn)
+    if sync.added or sync.removed:
+        context.log.info(f"tenant partitions: {len(sync.added)} added, {len(sync.removed)} removed")
     if not tenants:
         return SkipReason("no pending memory rows")
-    known = list(context.instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
-    known_set = set(known)
-    new_keys = [t["tenant_key"] for t in tenants if t["tenant_key"] not in known_set]
-    if new_keys:
-        _add_tenant_partitions(context, new_keys)
-    order = known + new_keys
+    order = sync.partition_keys
     busy = _tenants_in_active_runs(context, order)
     work = [
-        TenantWork(t["tenant_key"], int(t["rows"]) + int(t["tombstones"]), t["fingerprint"])
+        TenantWork(
+            tenant_partition_key(t["user_id"], t["project_id"]),
+            int(t["rows"]) + int(t["tombstones"]),
+            t["fingerprint"],
+        )
         for t in tenants
-        if t["tenant_key"] not in busy
+        if tenant_partition_key(t["user_id"], t["project_id"]) not in busy
     ]
     groups = group_into_runs(
         order, work, max_rows=MAX_ROWS_PER_RUN, max_tenants=MAX_TENANTS_PER_RUN
