@@ -17,7 +17,6 @@ its own schedule over every tenant (``MEMORY_PIPELINE_DRIFT_CHECK_CRON``, daily 
 after a repair, and on demand.
 """
 
-
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
