@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,19 @@ from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, VectorStoreUnavailable, connect_chroma
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryWrite:
+    """What writing one memory of :meth:`MemoryStore.create_memory_logs` did.
+
+    ``id`` and ``created`` (false: an earlier memory of the tenant has this external id, and
+    ``id`` is its id) when stored; else ``error``, a one-line reason, and nothing was written.
+    """
+
+    id: int | None = None
+    created: bool = False
+    error: str | None = None
 
 
 class MemoryStore:
@@ -129,6 +143,41 @@ class MemoryStore:
                 conn, tenant, raw, external_id=external_id, occurred_at=occurred_at
             )
         return log_id
+
+    def create_memory_logs(self, records: Sequence[Mapping[str, Any]]) -> list[MemoryWrite]:
+        """Store many memories in one transaction; one :class:`MemoryWrite` per record, in order.
+
+        Each record holds ``user_id``, ``project_id``, ``raw_data`` and optionally
+        ``external_id`` and ``occurred_at`` (the arguments of :meth:`create_memory_log`). A
+        record that is not valid gets its one-line error and is not written; the others are.
+        A repeated ``(tenant, external_id)`` gets the existing id with ``created`` false.
+        """
+        writes: list[MemoryWrite | None] = []
+        rows: list[q.NewMemoryRow] = []
+        for record in records:
+            try:
+                rows.append(self._new_memory_row(record))
+                writes.append(None)
+            except ValueError as exc:
+                writes.append(MemoryWrite(error=str(exc)))
+        with self.db.connection() as conn:
+            stored = iter(q.insert_memory_logs(conn, rows))
+        return [w or MemoryWrite(*next(stored)) for w in writes]
+
+    def _new_memory_row(self, record: Mapping[str, Any]) -> q.NewMemoryRow:
+        if not isinstance(record, Mapping):
+            raise ValueError(f"a memory must be an object, got {type(record).__name__}")
+        unknown = set(record) - {"user_id", "project_id", "raw_data", "external_id", "occurred_at"}
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+        if "raw_data" not in record:
+            raise ValueError("raw_data is required")
+        return q.NewMemoryRow(
+            Tenant(record.get("user_id"), record.get("project_id")),  # type: ignore[arg-type]
+            validate_raw_data(record["raw_data"], self.settings.max_document_bytes),
+            validate_external_id(record.get("external_id")),
+            validate_occurred_at(record.get("occurred_at")),
+        )
 
     def get_memory_log(self, log_id: int) -> dict[str, Any] | None:
         """The memory's fields (those of the CLI's ``get``), or ``None``."""

@@ -68,6 +68,83 @@ def insert_memory_log(
     return int(existing["id"]), False
 
 
+@dataclass(frozen=True, slots=True)
+class NewMemoryRow:
+    """A validated memory to insert (:func:`insert_memory_logs`)."""
+
+    tenant: Tenant
+    raw_data: dict[str, Any]
+    external_id: str | None = None
+    occurred_at: datetime | None = None
+
+
+def insert_memory_logs(
+    conn: psycopg.Connection, rows: Sequence[NewMemoryRow]
+) -> list[tuple[int, bool]]:
+    """Insert pending rows in one statement; ``(id, inserted)`` for each, in order.
+
+    A ``(tenant, external_id)`` already stored, or repeated earlier in ``rows``, inserts nothing
+    and gets the existing id. Ids are drawn first and inserted explicitly, so each result is
+    matched to its row without relying on the order of ``RETURNING``.
+    """
+    if not rows:
+        return []
+    ids = [
+        int(r["id"])
+        for r in conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('memory_log', 'id')) AS id "
+            "FROM generate_series(1, %s)",
+            (len(rows),),
+        )
+    ]
+    inserted = {
+        int(r["id"])
+        for r in conn.execute(
+            """INSERT INTO memory_log (id, user_id, project_id, tenant_key, raw_data, external_id,
+                                       occurred_at, occurred_at_explicit)
+               OVERRIDING SYSTEM VALUE
+               SELECT t.id, t.user_id, t.project_id, t.tenant_key, t.raw_data, t.external_id,
+                      coalesce(t.occurred_at, now()), t.occurred_at IS NOT NULL
+               FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
+                           %s::text[], %s::timestamptz[])
+                    WITH ORDINALITY
+                    AS t(id, user_id, project_id, tenant_key, raw_data, external_id, occurred_at,
+                         ord)
+               ORDER BY t.ord
+               ON CONFLICT (tenant_key, external_id) WHERE external_id IS NOT NULL DO NOTHING
+               RETURNING id""",
+            (
+                ids,
+                [r.tenant.user_id for r in rows],
+                [r.tenant.project_id for r in rows],
+                [r.tenant.key for r in rows],
+                [Jsonb(r.raw_data) for r in rows],
+                [r.external_id for r in rows],
+                [r.occurred_at for r in rows],
+            ),
+        )
+    }
+    repeats = [(i, r) for i, r in enumerate(rows) if ids[i] not in inserted]
+    existing: dict[tuple[str, str], int] = {}
+    if repeats:
+        found = conn.execute(
+            """SELECT m.id, m.tenant_key, m.external_id
+               FROM unnest(%s::text[], %s::text[]) AS t(tenant_key, external_id)
+               JOIN memory_log m USING (tenant_key, external_id)""",
+            ([r.tenant.key for _, r in repeats], [r.external_id for _, r in repeats]),
+        )
+        existing = {(f["tenant_key"], f["external_id"]): int(f["id"]) for f in found}
+    results = [(log_id, True) for log_id in ids]
+    for i, r in repeats:
+        log_id = existing.get((r.tenant.key, r.external_id or ""))
+        if log_id is None:  # deleted between the two statements
+            raise RuntimeError(
+                f"memory with external_id {r.external_id!r} of tenant {r.tenant} vanished"
+            )
+        results[i] = (log_id, False)
+    return results
+
+
 def get_memory_log(conn: psycopg.Connection, log_id: int) -> dict[str, Any] | None:
     """The row's public fields, or ``None``."""
     return conn.execute(
