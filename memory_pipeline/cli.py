@@ -53,6 +53,7 @@ def _store() -> Any:
 
 # ----------------------------------------------------------------------------------- verbs
 def cmd_up(args: argparse.Namespace) -> int:
+    from memory_pipeline.service.launcher import ensure_admin_key, running_service
     from memory_pipeline.services import ensure_services, stop_services
     from memory_pipeline.services.dagster_dev import port_is_free, run_dagster_dev
     from memory_pipeline.services.local_chroma import running_local_chroma
@@ -65,6 +66,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CliError(
             f"port {args.port} on {args.host} is already in use; choose another with --port"
         )
+    if not port_is_free(args.host, args.service_port):
+        raise CliError(
+            f"port {args.service_port} on {args.host} (the memory service) is already in use; "
+            "choose another with --service-port"
+        )
     started_pg = (
         settings.database_url is None and local_postgres_uri(settings.postgres_data_dir) is None
     )
@@ -73,14 +79,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     endpoints = ensure_services(settings)
     apply_migrations(endpoints.database_url)
+
+    def announce(line: str) -> None:
+        print(line, flush=True)
+
     try:
-        return run_dagster_dev(
-            settings,
-            endpoints,
-            args.host,
-            args.port,
-            announce=lambda line: print(line, flush=True),
-        )
+        key_path, created = ensure_admin_key(settings, endpoints.database_url)
+        if created:
+            announce(f"created an admin API key for the memory service: {key_path} (mode 0600)")
+        with running_service(settings, args.host, args.service_port, announce):
+            return run_dagster_dev(settings, endpoints, args.host, args.port, announce=announce)
     finally:
         if started_pg or started_chroma:
             # stop what `up` started; servers that were already running stay up
@@ -263,6 +271,66 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from memory_pipeline.service.server import serve
+    from memory_pipeline.services.dagster_dev import port_is_free
+
+    if not port_is_free(args.host, args.port):
+        raise CliError(
+            f"port {args.port} on {args.host} is already in use; choose another with --port"
+        )
+    serve(
+        args.host,
+        args.port,
+        auth=not args.no_auth,
+        max_request_bytes=args.max_request_bytes,
+        announce=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from memory_pipeline.service.server import serve_mcp_stdio
+
+    serve_mcp_stdio(args.user, args.project)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from memory_pipeline.service import keys
+    from memory_pipeline.tenancy import Tenant
+
+    with _store() as store:
+        if args.action == "create":
+            if args.admin == (args.user is not None or args.project is not None):
+                raise CliError("give --user and --project for a tenant key, or --admin alone")
+            if not args.admin and (args.user is None or args.project is None):
+                raise CliError("a tenant key needs both --user and --project")
+            tenant = None if args.admin else Tenant(args.user, args.project)
+            new = keys.create_key(store.db, tenant, args.name)
+            _emit(args, {"id": new.id, "key": new.key}, lambda d: d["key"])
+            if not args.json:
+                print(f"API key {new.id} created; it is shown only this once", file=sys.stderr)
+        elif args.action == "list":
+            rows = keys.list_keys(store.db)
+
+            def human(rows: list[dict[str, Any]]) -> str:
+                lines = [f"{'id':>5}  {'scope':<40} {'name':<24} revoked"]
+                for r in rows:
+                    scope = "admin" if r["is_admin"] else f"{r['user_id']}:{r['project_id']}"
+                    revoked = r["revoked_at"].isoformat() if r["revoked_at"] else "-"
+                    lines.append(
+                        f"{r['id']:>5}  {scope[:40]:<40} {(r['name'] or '')[:24]:<24} {revoked}"
+                    )
+                return "\n".join(lines)
+
+            _emit(args, rows, human)
+        else:
+            row = keys.revoke_key(store.db, args.id)
+            _emit(args, row, lambda d: f"revoked API key {d['id']}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -289,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
+    p.add_argument(
+        "--service-port", type=int, default=8765, help="port of the memory service (HTTP + MCP)"
+    )
 
     p = verb("db", cmd_db, "manage the local PostgreSQL and Chroma servers of this home")
     p.add_argument("action", choices=["start", "stop", "url", "status"])
@@ -336,6 +407,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("retry", cmd_retry, "put failed and dead memories back to pending")
     p.add_argument("--user")
     p.add_argument("--project")
+
+    p = verb(
+        "serve", cmd_serve, "serve the HTTP API and MCP (streamable HTTP at /mcp)", json_out=False
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=None,
+        help="largest request body accepted (default 16 MiB); larger ones get 413",
+    )
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="accept requests without API keys (each acts as admin); loopback hosts only",
+    )
+
+    p = verb(
+        "mcp",
+        cmd_mcp,
+        "serve the MCP tools over stdio for one tenant (agent hosts)",
+        json_out=False,
+    )
+    p.add_argument("--user", required=True)
+    p.add_argument("--project", required=True)
+
+    p = verb("keys", cmd_keys, "API keys of the service: create, list, revoke", json_out=False)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    k = actions.add_parser("create", help="create a key (printed once)")
+    k.add_argument("--user")
+    k.add_argument("--project")
+    k.add_argument("--admin", action="store_true", help="a key that reaches every tenant")
+    k.add_argument("--name", default=None)
+    k.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    k = actions.add_parser("list", help="list keys (never the keys themselves)")
+    k.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    k = actions.add_parser("revoke", help="revoke a key; requests with it fail at once")
+    k.add_argument("id", type=int)
+    k.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 
 

@@ -117,3 +117,22 @@ def resources(database_url, endpoints, embedder, test_home, monkeypatch) -> dict
         "chroma": ChromaResource(host=endpoints.chroma_host, port=endpoints.chroma_port),
         "embedder": EmbedderResource(model_name=embedder.model_id),
     }
+
+
+@pytest.fixture(scope="session")
+def service(home_env: dict[str, str], test_home: Path):
+    """A real ``memory-pipeline serve`` of the test home (HTTP + MCP), ready; it logs to a file."""
+    from memory_pipeline_tests.service_support import running_serve
+
+    with running_serve(home_env, test_home / "service.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def embedding_worker(store: MemoryStore):
+    """Embeds what the service stores for the tenants it is told to watch (the sensor's job)."""
+    from memory_pipeline_tests.service_support import EmbeddingWorker
+
+    with EmbeddingWorker(store) as worker:
+        yield worker
+    assert not worker.errors, worker.errors

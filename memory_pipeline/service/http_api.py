@@ -1,0 +1,448 @@
+"""The HTTP API (``/v1``, JSON) and the MCP endpoint (``/mcp``) of ``memory-pipeline serve``.
+
+A thin door: it parses a request, authenticates its bearer key, calls
+:class:`~memory_pipeline.service.access.TenantAccess` (and through it ``MemoryStore``) and
+formats the answer. Errors are ``{"error": {"code", "message"}}`` with the status of
+:mod:`memory_pipeline.service.errors`. Endpoints are plain functions, which FastAPI runs in
+its thread pool: the store is synchronous, and concurrent searches meet in the query batcher.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import Annotated, Any
+
+import anyio
+import psycopg
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import PoolTimeout
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from memory_pipeline.embedding.query_batcher import QueryBatcher
+from memory_pipeline.memory_store import MemoryStore, MemoryWrite
+from memory_pipeline.service import keys
+from memory_pipeline.service.access import TenantAccess
+from memory_pipeline.service.errors import (
+    BadRequest,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+    Unavailable,
+    service_error_of,
+)
+from memory_pipeline.service.keys import Principal
+from memory_pipeline.service.mcp_tools import build_mcp_server
+from memory_pipeline.service.schemas import (
+    MAX_BATCH,
+    MemoryBatchIn,
+    MemoryIn,
+    MemoryPatch,
+    SearchBatchIn,
+    SearchIn,
+    WaitIn,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Largest request body accepted (``serve --max-request-bytes``): a full batch of typical
+#: memories fits; one memory alone is bounded by MEMORY_PIPELINE_MAX_DOCUMENT_BYTES.
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+#: Threads that run endpoints (searches wait in the batcher, writes in Postgres).
+WORKER_THREADS = 64
+#: Who a request acts for when the service runs without keys (``serve --no-auth``).
+NO_AUTH_PRINCIPAL = Principal(0, "auth disabled", None)
+INTERNAL_ERROR = ServiceError("internal error; see the service's log")
+WARM_UP_QUERIES = ("warm up the query encoder", "and trace it for the next queries")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class JSON(JSONResponse):
+    """JSON with datetimes as ISO 8601, non-ASCII text as is."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, default=_json_default, ensure_ascii=False).encode()
+
+
+def error_response(error: ServiceError) -> JSON:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSON(
+        {"error": {"code": error.code, "message": error.message}},
+        status_code=error.status,
+        headers=headers,
+    )
+
+
+class RequestBodyLimit:
+    """Answers 413 to a request whose body is over ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = PayloadTooLarge(f"the request body is over the limit of {self.max_bytes} bytes")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await error_response(too_large)(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise too_large
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracked_send)
+        except PayloadTooLarge:
+            if started:
+                raise
+            await error_response(too_large)(scope, receive, send)
+
+
+class ServiceState:
+    """What the endpoints share: the store, how keys are checked, and readiness."""
+
+    def __init__(self, store: MemoryStore, *, auth: bool) -> None:
+        self.store = store
+        self.auth = auth
+        self.model_ready = threading.Event()
+        self.model_error: str | None = None
+
+    def principal_of(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization`` header's value; ``Unauthorized`` otherwise."""
+        if not self.auth:
+            return NO_AUTH_PRINCIPAL
+        if not authorization:
+            raise Unauthorized("missing API key: send the header Authorization: Bearer <key>")
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized("the Authorization header must read: Bearer <key>")
+        principal = keys.authenticate(self.store.db, key.strip())
+        if principal is None:
+            raise Unauthorized("invalid or revoked API key")
+        return principal
+
+    def warm_up(self) -> None:
+        """Load the model and make its query trace, so that the first search is fast."""
+        try:
+            for text in WARM_UP_QUERIES:
+                self.store.embedder.embed_queries([text])
+            self.store.vector_store  # noqa: B018 (connects to Chroma)
+        except Exception as exc:  # readiness reports it; searches then fail with it
+            self.model_error = f"{type(exc).__name__}: {exc}"
+            logger.error("the service could not warm up: %s", self.model_error)
+        self.model_ready.set()
+
+    def require_model(self) -> None:
+        if not self.model_ready.is_set():
+            raise Unavailable("the embedding model is still loading; retry shortly")
+        if self.model_error is not None:
+            raise Unavailable(f"the embedding model is not available: {self.model_error}")
+
+    def readiness(self) -> list[str]:
+        """Why the service cannot serve searches now (empty: ready)."""
+        problems: list[str] = []
+        try:
+            with self.store.db.autocommit_connection() as conn:
+                conn.execute("SELECT 1")
+        except Exception as exc:
+            problems.append(f"postgres: {' '.join(str(exc).split()) or type(exc).__name__}")
+        try:
+            self.store.vector_store.client.heartbeat()
+        except Exception as exc:
+            problems.append(f"chroma: {' '.join(str(exc).split()) or type(exc).__name__}")
+        if not self.model_ready.is_set():
+            problems.append("model: still loading")
+        elif self.model_error is not None:
+            problems.append(f"model: {self.model_error}")
+        return problems
+
+
+class McpAuth:
+    """Lets a request reach the MCP endpoint only with a tenant key (which decides the tenant)."""
+
+    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        authorization = headers.get(b"authorization", b"").decode("latin-1") or None
+        try:
+            principal = await anyio.to_thread.run_sync(self.state.principal_of, authorization)
+            if principal.tenant is None:
+                raise Forbidden("MCP needs a tenant key: the key decides whose memories it reaches")
+        except ServiceError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+def _principal_of_mcp_call(ctx: Any) -> Principal:
+    request = ctx.request_context.request
+    principal = request.state.principal if request is not None else None
+    if not isinstance(principal, Principal):  # never: McpAuth guards the endpoint
+        raise Unauthorized("no API key on this MCP request")
+    return principal
+
+
+def _with_options(search: Callable[..., Any], query: Any, options: dict[str, Any]) -> Any:
+    try:
+        return search(query, **options)
+    except TypeError as exc:  # an option this version's search does not take
+        if "explain" in options and "explain" in str(exc):
+            raise Invalid("explain is not supported by this version of the search") from None
+        raise
+
+
+def _write_json(write: MemoryWrite | ServiceError) -> dict[str, Any]:
+    if isinstance(write, ServiceError):
+        return {"error": {"code": write.code, "message": write.message}}
+    return {"id": write.id, "created": write.created}
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[bool, str]:
+    """(whether the body was not JSON at all, a one-line message for the first error)."""
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return True, "the request body is not valid JSON"
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "missing" and not loc:
+        return True, "the request needs a JSON body"
+    where = ".".join(loc) or "body"
+    return False, f"{where}: {first.get('msg', 'invalid')}"
+
+
+BEARER = HTTPBearer(auto_error=False, description="An API key: `memory-pipeline keys create`")
+
+
+def _state(request: Request) -> ServiceState:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def current_principal(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> Principal:
+    """Who the request acts for (the bearer dependency only documents the scheme)."""
+    return _state(request).principal_of(request.headers.get("authorization"))
+
+
+def tenant_access(
+    request: Request, who: Annotated[Principal, Depends(current_principal)]
+) -> TenantAccess:
+    return TenantAccess(_state(request).store, who)
+
+
+Access = Annotated[TenantAccess, Depends(tenant_access)]
+
+
+def create_app(
+    store: MemoryStore,
+    *,
+    auth: bool = True,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    host: str = "127.0.0.1",
+    batch_queries: bool = True,
+) -> FastAPI:
+    """The service's ASGI app over ``store`` (whose embedder gains a query batcher)."""
+    if batch_queries and not isinstance(store.embedder, QueryBatcher):
+        store.embedder = QueryBatcher(store.embedder)  # type: ignore[assignment]
+    state = ServiceState(store, auth=auth)
+    mcp_server = build_mcp_server(store, _principal_of_mcp_call)
+    mcp_app = mcp_server.streamable_http_app(
+        streamable_http_path="/mcp", stateless_http=True, json_response=True, host=host
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        threading.Thread(target=state.warm_up, name="warm-up", daemon=True).start()
+        async with mcp_server.session_manager.run():
+            yield
+
+    app = FastAPI(
+        title="memory-pipeline",
+        summary="Memories for AI agents: store, search and manage them per tenant.",
+        version="1",
+        lifespan=lifespan,
+        default_response_class=JSON,
+    )
+    app.state.service = state
+
+    # ------------------------------------------------------------------------- errors
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        not_json, message = _validation_message(exc)
+        return error_response(BadRequest(message) if not_json else Invalid(message))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, ServiceError):  # e.g. the body limit, hit while parsing
+            return error_response(exc.__cause__)
+        if exc.status_code == 404:
+            return error_response(NotFound(f"no such endpoint: {request.url.path}"))
+        code = "method_not_allowed" if exc.status_code == 405 else "http_error"
+        body = {"error": {"code": code, "message": str(exc.detail)}}
+        return JSON(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def _application_error(request: Request, exc: Exception) -> Response:
+        error = service_error_of(exc)
+        if error is None:
+            logger.error(
+                "%s %s failed: %s: %s",
+                request.method,
+                request.url.path,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            error = INTERNAL_ERROR
+        return error_response(error)
+
+    async def _crash(_request: Request, _exc: Exception) -> Response:  # uvicorn logs it
+        return error_response(INTERNAL_ERROR)
+
+    for kind in (ValueError, ConnectionError, RuntimeError, psycopg.Error, PoolTimeout):
+        app.add_exception_handler(kind, _application_error)
+    app.add_exception_handler(Exception, _crash)
+
+    # --------------------------------------------------------------------------- probes
+    @app.get("/healthz", tags=["probes"], summary="The process is alive")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["probes"], summary="Postgres, Chroma and the model are ready")
+    def readyz() -> Response:
+        problems = state.readiness()
+        if problems:
+            return error_response(Unavailable("not ready: " + "; ".join(problems)))
+        return JSON({"status": "ready"})
+
+    # ------------------------------------------------------------------------- memories
+    def _stored(access: TenantAccess, log_id: int, wait: float | None, *, new: bool) -> dict:
+        """``{"id", "status"}`` of a memory just written, after waiting if asked to."""
+        if wait:
+            return {"id": log_id, "status": access.wait([log_id], wait)[log_id]}
+        return {"id": log_id, "status": "pending" if new else access.get(log_id)["status"]}
+
+    @app.post("/v1/memories", status_code=201, tags=["memories"], summary="Store a memory")
+    def create_memory(body: MemoryIn, access: Access, response: Response) -> dict[str, Any]:
+        (write,) = access.create([body.record()])
+        if isinstance(write, ServiceError):
+            raise write
+        assert write.id is not None
+        if not write.created:
+            response.status_code = 200
+        return _stored(access, write.id, body.wait, new=write.created)
+
+    @app.post("/v1/memories/batch", tags=["memories"], summary="Store up to 1,000 memories")
+    def create_memories(body: MemoryBatchIn, access: Access) -> dict[str, Any]:
+        if len(body.memories) > MAX_BATCH:
+            raise PayloadTooLarge(
+                f"{len(body.memories)} memories in one batch; the limit is {MAX_BATCH}"
+            )
+        records: list[dict[str, Any]] = []
+        invalid: dict[int, ServiceError] = {}
+        for index, raw in enumerate(body.memories):
+            try:
+                records.append(MemoryIn.model_validate(raw).record())
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "memory"
+                invalid[index] = Invalid(f"{where}: {first['msg']}")
+                records.append({})
+        writes = access.create([r for i, r in enumerate(records) if i not in invalid])
+        stored = iter(writes)
+        results = [
+            _write_json(invalid[i] if i in invalid else next(stored)) for i in range(len(records))
+        ]
+        if body.wait:
+            ids = [r["id"] for r in results if "id" in r]
+            states = access.wait(ids, body.wait) if ids else {}
+            for r in results:
+                if "id" in r:
+                    r["status"] = states[r["id"]]
+        return {"results": results}
+
+    @app.post("/v1/memories/wait", tags=["memories"], summary="Wait until memories are embedded")
+    def wait_for_memories(body: WaitIn, access: Access) -> dict[str, Any]:
+        states = access.wait(body.ids, body.timeout)
+        return {"states": {str(k): v for k, v in states.items()}}
+
+    @app.get("/v1/memories/{memory_id}", tags=["memories"], summary="One memory")
+    def get_memory(memory_id: int, access: Access) -> dict[str, Any]:
+        return access.get(memory_id)
+
+    @app.patch("/v1/memories/{memory_id}", tags=["memories"], summary="Replace raw_data")
+    def update_memory(memory_id: int, body: MemoryPatch, access: Access) -> dict[str, Any]:
+        access.update(memory_id, body.raw_data)
+        return _stored(access, memory_id, body.wait, new=False)
+
+    @app.delete("/v1/memories/{memory_id}", tags=["memories"], summary="Delete a memory")
+    def delete_memory(memory_id: int, access: Access) -> dict[str, Any]:
+        access.delete(memory_id)
+        return {"deleted": memory_id}
+
+    # --------------------------------------------------------------------------- search
+    @app.post("/v1/search", tags=["search"], summary="Search one tenant's memories")
+    def search(body: SearchIn, access: Access) -> dict[str, Any]:
+        state.require_model()
+        results = _with_options(access.search, body.query, body.options())
+        return {"results": [r.to_json() for r in results]}
+
+    @app.post("/v1/search/batch", tags=["search"], summary="Many searches of one tenant")
+    def search_batch(body: SearchBatchIn, access: Access) -> dict[str, Any]:
+        state.require_model()
+        results = _with_options(access.search_many, body.queries, body.options())
+        return {"results": [[r.to_json() for r in rs] for rs in results]}
+
+    # --------------------------------------------------------------------------- status
+    @app.get("/v1/status", tags=["status"], summary="Counts by state of the key's tenants")
+    def status(access: Access) -> dict[str, Any]:
+        return access.status()
+
+    for route in mcp_app.routes:  # POST/GET/DELETE /mcp, behind the key check
+        route.app = McpAuth(route.app, state)  # type: ignore[attr-defined]
+        app.router.routes.append(route)
+
+    app.add_middleware(RequestBodyLimit, max_bytes=max_request_bytes)
+    return app

@@ -1,0 +1,113 @@
+"""The HTTP API's request bodies (they also make the OpenAPI document at ``/docs``).
+
+They check shapes only (types, required fields, no unknown fields); what values are allowed is
+:class:`~memory_pipeline.MemoryStore`'s to say, so both doors agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memory_pipeline.service.access import MAX_WAIT_SECONDS
+
+#: Most memories in one ``POST /v1/memories/batch``.
+MAX_BATCH = 1000
+#: Most queries in one ``POST /v1/search/batch``, and ids in one ``POST /v1/memories/wait``.
+MAX_QUERIES = 100
+MAX_WAIT_IDS = 1000
+
+_WAIT = Field(
+    None,
+    ge=0,
+    le=MAX_WAIT_SECONDS,
+    description="Seconds to wait until the memory is embedded (read-your-writes); the answer's "
+    "status says whether it was. Memories are embedded by the pipeline (`memory-pipeline up`).",
+)
+_TENANT = "Optional with a tenant key (which implies its tenant); required with an admin key."
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemoryIn(Strict):
+    """One memory to store."""
+
+    user_id: str | None = Field(None, description=_TENANT)
+    project_id: str | None = Field(None, description=_TENANT)
+    raw_data: dict[str, Any] = Field(description="The memory, a JSON object of any shape.")
+    external_id: str | None = Field(
+        None, description="Idempotency key, unique per tenant: a repeat returns the first id."
+    )
+    occurred_at: datetime | None = Field(
+        None, description="When it happened (ISO 8601); else read from raw_data or now."
+    )
+    wait: float | None = _WAIT
+
+    def record(self) -> dict[str, Any]:
+        """The record for ``create_memory_logs`` (``wait`` is the request's, not the memory's)."""
+        fields = ("user_id", "project_id", "raw_data", "external_id", "occurred_at")
+        return {f: getattr(self, f) for f in fields if getattr(self, f) is not None}
+
+
+class MemoryBatchIn(Strict):
+    """Many memories; each is checked on its own, so one bad record does not stop the others."""
+
+    memories: list[dict[str, Any]] = Field(description=f"Up to {MAX_BATCH} memories.")
+    wait: float | None = _WAIT
+
+
+class MemoryPatch(Strict):
+    """A new ``raw_data`` for a memory (it is processed again)."""
+
+    raw_data: dict[str, Any]
+    wait: float | None = _WAIT
+
+
+class WaitIn(Strict):
+    """Memories to wait for."""
+
+    ids: list[int] = Field(max_length=MAX_WAIT_IDS)
+    timeout: float = Field(30.0, ge=0, le=MAX_WAIT_SECONDS)
+
+
+class SearchOptions(Strict):
+    """The arguments of ``search_similar_memories`` after the query (DESIGN §5)."""
+
+    user_id: str | None = Field(None, description=_TENANT)
+    project_id: str | None = Field(None, description=_TENANT)
+    limit: int = 10
+    where_filter: dict[str, Any] | None = Field(
+        None, description="Chroma's operators over log_id, memory_type, occurred_at, ..."
+    )
+    min_similarity: float = 0.0
+    enable_temporal_decay: bool = False
+    half_life_days: float = 30.0
+    mode: str | None = Field(None, description="vector, keyword or hybrid (default).")
+    backend: str | None = Field(None, description="chroma (default) or pgvector.")
+    memory_types: list[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    explain: bool = Field(False, description="Each result explains its score.")
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for ``TenantAccess.search`` (``explain`` only when asked for)."""
+        out = self.model_dump(exclude={"query", "queries", "explain"})
+        if self.explain:
+            out["explain"] = True
+        return out
+
+
+class SearchIn(SearchOptions):
+    """One search."""
+
+    query: str
+
+
+class SearchBatchIn(SearchOptions):
+    """Many searches of one tenant, embedded together (``search_many``)."""
+
+    queries: list[str] = Field(max_length=MAX_QUERIES)
