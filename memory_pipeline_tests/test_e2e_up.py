@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -34,6 +35,28 @@ def _wait_for_line(proc: subprocess.Popen, needle: str, deadline: float) -> str:
     raise AssertionError(f"`up` never printed {needle!r}; output: {''.join(seen)}")
 
 
+def _check_the_service_answers_the_admin_key(home: Path, port: int) -> None:
+    """`up` wrote an admin key (mode 0600) on first start and serves the memory service."""
+    key_file = home / "service" / "admin.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    deadline = time.monotonic() + READY_SECONDS
+    while True:
+        try:
+            status = httpx.get(
+                f"http://127.0.0.1:{port}/v1/status",
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=5,
+            )
+            if status.status_code == 200:
+                assert "tenants" in status.json()
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the memory service never answered"
+        time.sleep(0.5)
+
+
 def test_up_embeds_new_rows_through_the_sensor_then_stops_everything(embedder):
     home = Path(tempfile.mkdtemp(prefix="mpe-", dir="/tmp"))
     port = _free_port("127.0.0.1")
@@ -44,8 +67,18 @@ def test_up_embeds_new_rows_through_the_sensor_then_stops_everything(embedder):
     }
     for name in ("MEMORY_PIPELINE_DATABASE_URL", "MEMORY_PIPELINE_CHROMA_HOST", "DAGSTER_HOME"):
         env.pop(name, None)
+    service_port = _free_port("127.0.0.1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "memory_pipeline.cli", "up", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "memory_pipeline.cli",
+            "up",
+            "--port",
+            str(port),
+            "--service-port",
+            str(service_port),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -56,6 +89,7 @@ def test_up_embeds_new_rows_through_the_sensor_then_stops_everything(embedder):
         line = _wait_for_line(proc, "Dagster UI", time.monotonic() + READY_SECONDS)
         assert f"http://127.0.0.1:{port}" in line
         descendants = psutil.Process(proc.pid).children(recursive=True)
+        _check_the_service_answers_the_admin_key(home, service_port)
 
         settings = Settings(home=home)
         with MemoryStore(settings, ensure_services(settings), embedder=embedder) as store:

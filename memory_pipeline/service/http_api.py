@@ -190,6 +190,10 @@ class ServiceState:
         return problems
 
 
+#: JSON-RPC error code of a request refused at ``/mcp`` (the implementation-defined range).
+MCP_REFUSED_CODE = -32001
+
+
 class McpAuth:
     """Lets a request reach the MCP endpoint only with a tenant key (which decides the tenant)."""
 
@@ -204,8 +208,14 @@ class McpAuth:
             principal = await anyio.to_thread.run_sync(self.state.principal_of, authorization)
             if principal.tenant is None:
                 raise Forbidden("MCP needs a tenant key: the key decides whose memories it reaches")
-        except ServiceError as exc:
-            await error_response(exc)(scope, receive, send)
+        except ServiceError as exc:  # a JSON-RPC error, so that MCP clients show the reason
+            body = {
+                "jsonrpc": "2.0",
+                "id": None,
+                "error": {"code": MCP_REFUSED_CODE, "message": f"{exc.code}: {exc.message}"},
+            }
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            await JSON(body, status_code=exc.status, headers=headers)(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
