@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = Field(default=30.0, ge=0)
     max_document_bytes: int = Field(default=1024 * 1024, ge=2)
     sensor_interval_seconds: int = Field(default=5, ge=1)
+    #: Delay before the sensor requests unfinished work again, doubling per attempt (max 10 min).
+    run_retry_backoff_seconds: float = Field(default=10.0, ge=0)
     dagster_home: Path | None = Field(
         default=None, validation_alias=AliasChoices("dagster_home", "DAGSTER_HOME")
     )

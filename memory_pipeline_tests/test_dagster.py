@@ -2,16 +2,14 @@
 
 import psycopg
 from dagster import DagsterRunStatus, RunRequest, SensorResult, build_sensor_context, materialize
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
 
 from memory_pipeline.defs.assets import CLAIMS_DONE_TAG, tenant_memory_vectors
 from memory_pipeline.defs.checks import tenant_checks
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
 from memory_pipeline.defs.sensors import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
     SENSOR_TAG,
     TenantWork,
     daemon_minimum_interval,

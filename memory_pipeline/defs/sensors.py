@@ -1,20 +1,20 @@
 """The pending-rows sensor: Postgres decides what is left to do, not a cursor (DESIGN §4).
 
-Every tick it makes the tenant partitions match the tenants (``partitions.sync_tenant_partitions``:
-new tenants added in one statement, purged ones removed), asks Postgres which tenants have
-workable rows or tombstones, and requests runs of the ``embed_pending_memories`` job.
-Consecutive tenants (in partition order) are grouped into one ranged run up to a row budget,
-because a run costs seconds whatever its size; per-tenant lineage stays visible (each partition
-of the range is materialized). Run keys are built from a fingerprint of each tenant's pending
-set, so new work always gets a new key, and tenants that already have a queued or running run
-are left for the next tick, unless that run has tagged itself as claiming no more rows. Runs
-carry the row-state checks; the Postgres/Chroma agreement check has its own schedule (see
-``checks``).
+Every tick it makes the tenant partitions match the tenants (``partitions.sync_tenant_partitions``),
+asks Postgres which tenants have workable rows or tombstones, and requests runs of the
+``embed_pending_memories`` job for those not held by an active run. Consecutive tenants are
+grouped into one ranged run up to a row budget (decision 0009). A run is requested for a
+*work digest*, the fingerprint of its tenants' pending sets; when a run of that digest finished
+and the same work is still pending (the run failed, was canceled, crashed, or claimed nothing),
+it is requested again, with backoff, under the next attempt number (decision 0100). The planning
+is a pure function, :func:`plan_runs`; this module's Dagster part only reads and writes runs.
 """
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from dagster import (
     DagsterRunStatus,
@@ -25,11 +25,6 @@ from dagster import (
     SensorResult,
     SkipReason,
     sensor,
-)
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
 )
 
 from memory_pipeline.defs.assets import (
@@ -45,24 +40,32 @@ from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.tenancy import tenant_partition_key
 
 SENSOR_TAG = "memory_pipeline/trigger"
-#: Budget of one grouped run: rows (pending + tombstones) and tenants. Runs of one machine
-#: share its cores: measured with 10,000 rows over 1,000 tenants on 2 cores, five runs of
-#: 2,000 rows (two at a time, each model using every core) took 497 s to embed everything,
-#: while one run embeds ~58 rows/s on its own. Rows are claimed in batches whatever the budget.
+#: The work digest a run was requested for (see :func:`work_digest`).
+WORK_TAG = "memory_pipeline/work"
+#: Which attempt at that work the run is (0 for the first).
+ATTEMPT_TAG = "memory_pipeline/attempt"
+#: Dagster's own partition tags. Dagster 1.13 exports no public name for them (they live in
+#: ``dagster._core.storage.tags``), and a ranged run request can only be made with them.
+PARTITION_NAME_TAG = "dagster/partition"
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+#: Budget of one grouped run (decision 0009): rows (pending + tombstones) and tenants.
 MAX_ROWS_PER_RUN = 10_000
 MAX_TENANTS_PER_RUN = 1000
-#: Dagster's sensor daemon starts an evaluation loop every 5 s and skips a sensor whose last
-#: tick started less than its minimum interval ago. Loops are 5 s apart give or take
-#: milliseconds, so a minimum of exactly 5 s skipped about every other loop (bench C's daemon
-#: log: 45 gaps of 5 s, 41 of 10 s). A second of slack makes the configured interval the one
-#: observed (rounded up to the daemon's 5-s loop).
+#: The daemon loops every 5 s; a minimum one second shorter ticks on every loop (decision 0010).
 DAEMON_LOOP_SLACK_SECONDS = 1
+#: The longest wait between two attempts at the same work (decision 0100).
+MAX_RETRY_DELAY_SECONDS = 600.0
+#: How far back finished runs count as attempts at work that is still pending.
+ATTEMPT_MEMORY = timedelta(hours=1)
 ACTIVE_STATUSES = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
     DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
 ]
+FINISHED_STATUSES = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,23 @@ class TenantWork:
     partition_key: str
     rows: int
     fingerprint: str
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """Finished runs of one work digest: how many, and when the last one ended (epoch s)."""
+
+    count: int
+    last_end: float
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run to request: its tenants (consecutive partitions), work digest and attempt."""
+
+    tenants: tuple[TenantWork, ...]
+    digest: str
+    attempt: int
 
 
 def group_into_runs(
@@ -102,25 +122,87 @@ def group_into_runs(
     return groups
 
 
-def _run_request(group: list[TenantWork]) -> RunRequest:
-    digest = hashlib.sha256(
+def work_digest(group: Sequence[TenantWork]) -> str:
+    """A digest of the tenants' pending sets: it changes whenever their work changes."""
+    return hashlib.sha256(
         "|".join(f"{w.partition_key}={w.fingerprint}" for w in group).encode()
     ).hexdigest()[:24]
-    tags = {SENSOR_TAG: "pending_rows_sensor"}
-    if len(group) == 1:
+
+
+def retry_delay(attempt: int, base_seconds: float) -> float:
+    """Seconds to wait after the last finished run before attempt number ``attempt``."""
+    if attempt <= 0:
+        return 0.0
+    return min(MAX_RETRY_DELAY_SECONDS, base_seconds * 2 ** (attempt - 1))
+
+
+def plan_runs(
+    order: Sequence[str],
+    work: Iterable[TenantWork],
+    finished: Mapping[str, Attempts],
+    *,
+    now: float,
+    base_delay_seconds: float,
+    max_rows: int = MAX_ROWS_PER_RUN,
+    max_tenants: int = MAX_TENANTS_PER_RUN,
+) -> tuple[list[PlannedRun], int]:
+    """The runs to request now, and how many are waiting out their retry delay.
+
+    Work already attempted (its digest has finished runs) is attempted again under the next
+    attempt number once :func:`retry_delay` has passed. A group of tenants that was attempted
+    is split into one run per tenant, so a tenant whose runs keep failing retries alone and
+    never holds back the others.
+    """
+    work = list(work)
+    alone = [w for w in work if work_digest([w]) in finished]
+    alone_keys = {w.partition_key for w in alone}
+    groups = group_into_runs(
+        order,
+        [w for w in work if w.partition_key not in alone_keys],
+        max_rows=max_rows,
+        max_tenants=max_tenants,
+    )
+    candidates: list[list[TenantWork]] = [[w] for w in alone]
+    for group in groups:
+        if len(group) > 1 and work_digest(group) in finished:
+            candidates.extend([w] for w in group)
+        else:
+            candidates.append(group)
+    planned: list[PlannedRun] = []
+    waiting = 0
+    for group in candidates:
+        digest = work_digest(group)
+        past = finished.get(digest)
+        attempt = past.count if past else 0
+        if past and now - past.last_end < retry_delay(attempt, base_delay_seconds):
+            waiting += 1
+            continue
+        planned.append(PlannedRun(tuple(group), digest, attempt))
+    return planned, waiting
+
+
+def _run_request(run: PlannedRun) -> RunRequest:
+    suffix = f":{run.attempt}" if run.attempt else ""
+    tags = {
+        SENSOR_TAG: "pending_rows_sensor",
+        WORK_TAG: run.digest,
+        ATTEMPT_TAG: str(run.attempt),
+    }
+    first, last = run.tenants[0], run.tenants[-1]
+    if len(run.tenants) == 1:
         return RunRequest(
-            run_key=f"{group[0].partition_key}:{digest}",
-            partition_key=group[0].partition_key,
+            run_key=f"{first.partition_key}:{run.digest}{suffix}",
+            partition_key=first.partition_key,
             tags=tags,
             asset_selection=[tenant_memory_vectors.key],
             asset_check_keys=ROW_STATE_CHECK_KEYS,
         )
     return RunRequest(
-        run_key=f"range:{digest}",
+        run_key=f"range:{run.digest}{suffix}",
         tags={
             **tags,
-            ASSET_PARTITION_RANGE_START_TAG: group[0].partition_key,
-            ASSET_PARTITION_RANGE_END_TAG: group[-1].partition_key,
+            ASSET_PARTITION_RANGE_START_TAG: first.partition_key,
+            ASSET_PARTITION_RANGE_END_TAG: last.partition_key,
         },
         asset_selection=[tenant_memory_vectors.key],
         asset_check_keys=ROW_STATE_CHECK_KEYS,
@@ -140,7 +222,7 @@ def _tenants_in_active_runs(context: SensorEvaluationContext, order: Sequence[st
     busy: set[str] = set()
     for run in runs:
         tags = run.tags
-        if tags.get(CLAIMS_DONE_TAG) == "true":  # only writing its events now (see assets)
+        if tags.get(CLAIMS_DONE_TAG) == "true":  # only writing its events now (decision 0011)
             continue
         if PARTITION_NAME_TAG in tags:
             busy.add(tags[PARTITION_NAME_TAG])
@@ -153,12 +235,35 @@ def _tenants_in_active_runs(context: SensorEvaluationContext, order: Sequence[st
     return busy
 
 
+def _finished_attempts(context: SensorEvaluationContext) -> dict[str, Attempts]:
+    """Finished sensor runs of the last :data:`ATTEMPT_MEMORY`, by work digest."""
+    records = context.instance.get_run_records(
+        filters=RunsFilter(
+            statuses=FINISHED_STATUSES,
+            tags={SENSOR_TAG: "pending_rows_sensor"},
+            updated_after=datetime.now(UTC) - ATTEMPT_MEMORY,
+        )
+    )
+    finished: dict[str, Attempts] = {}
+    for record in records:
+        digest = record.dagster_run.tags.get(WORK_TAG)
+        if digest is None:
+            continue
+        ended = record.end_time or record.update_timestamp.timestamp()
+        past = finished.get(digest)
+        finished[digest] = Attempts(
+            (past.count if past else 0) + 1, max(ended, past.last_end if past else 0.0)
+        )
+    return finished
+
+
 @sensor(
     name="pending_rows_sensor",
     job=embed_pending_memories,
     minimum_interval_seconds=daemon_minimum_interval(Settings.from_env().sensor_interval_seconds),
     default_status=DefaultSensorStatus.RUNNING,
-    description="Launches tenant runs for pending/failed-due memory rows and deletes (state in Postgres).",
+    description="Launches tenant runs for pending/failed-due memory rows and deletes (state in "
+    "Postgres); work a finished run left pending is requested again, with backoff.",
 )
 def pending_rows_sensor(
     context: SensorEvaluationContext, postgres: PostgresResource, embedder: EmbedderResource
@@ -184,7 +289,13 @@ def pending_rows_sensor(
         for t in tenants
         if tenant_partition_key(t["user_id"], t["project_id"]) not in busy
     ]
-    groups = group_into_runs(
-        order, work, max_rows=MAX_ROWS_PER_RUN, max_tenants=MAX_TENANTS_PER_RUN
+    planned, waiting = plan_runs(
+        order,
+        work,
+        _finished_attempts(context),
+        now=time.time(),
+        base_delay_seconds=Settings.from_env().run_retry_backoff_seconds,
     )
-    return SensorResult(run_requests=[_run_request(g) for g in groups])
+    if waiting:
+        context.log.info(f"{waiting} run(s) of unfinished work wait out their retry delay")
+    return SensorResult(run_requests=[_run_request(p) for p in planned])

@@ -1,0 +1,120 @@
+"""No run key is final while its work is not done: the sensor requests work that a finished run
+left pending again (failed, canceled, crashed, or claimed nothing), with backoff."""
+
+import pytest
+from dagster import DagsterRunStatus, SensorResult, build_sensor_context
+
+from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
+from memory_pipeline.defs.sensors import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    ATTEMPT_TAG,
+    MAX_RETRY_DELAY_SECONDS,
+    SENSOR_TAG,
+    WORK_TAG,
+    Attempts,
+    TenantWork,
+    pending_rows_sensor,
+    plan_runs,
+    retry_delay,
+    work_digest,
+)
+from memory_pipeline.tenancy import tenant_partition_key
+
+ORDER = [f"k{i}" for i in range(6)]
+
+
+def _tenants_of(request, order: list[str]) -> list[str]:
+    if request.partition_key:
+        return [request.partition_key]
+    start = order.index(request.tags[ASSET_PARTITION_RANGE_START_TAG])
+    return order[start : order.index(request.tags[ASSET_PARTITION_RANGE_END_TAG]) + 1]
+
+
+def _work(*keys: str) -> list[TenantWork]:
+    return [TenantWork(k, 2, f"fp-{k}") for k in keys]
+
+
+def test_new_work_is_planned_once_per_group_as_attempt_zero():
+    planned, waiting = plan_runs(ORDER, _work("k0", "k1", "k3"), {}, now=0, base_delay_seconds=10)
+    assert [[w.tenant_key for w in p.tenants] for p in planned] == [["k0", "k1"], ["k3"]]
+    assert [p.attempt for p in planned] == [0, 0] and waiting == 0
+
+
+def test_work_a_finished_run_left_pending_is_planned_again_after_its_delay():
+    work = _work("k3")
+    finished = {work_digest(work): Attempts(count=1, last_end=100.0)}
+
+    planned, waiting = plan_runs(ORDER, work, finished, now=105, base_delay_seconds=10)
+    assert planned == [] and waiting == 1
+
+    planned, waiting = plan_runs(ORDER, work, finished, now=110, base_delay_seconds=10)
+    assert [(p.digest, p.attempt) for p in planned] == [(work_digest(work), 1)]
+
+
+def test_a_group_that_was_attempted_retries_one_tenant_per_run():
+    group = _work("k0", "k1", "k2")
+    finished = {work_digest(group): Attempts(1, 0.0)}
+    planned, _ = plan_runs(ORDER, group, finished, now=1000, base_delay_seconds=10)
+    assert sorted(p.tenants[0].tenant_key for p in planned) == ["k0", "k1", "k2"]
+    assert all(len(p.tenants) == 1 and p.attempt == 0 for p in planned)
+
+
+def test_a_tenant_that_keeps_failing_waits_alone_while_its_neighbours_run():
+    failing = _work("k1")
+    finished = {work_digest(failing): Attempts(3, 100.0)}
+    planned, waiting = plan_runs(
+        ORDER, _work("k0", "k1", "k2"), finished, now=110, base_delay_seconds=10
+    )
+    assert waiting == 1  # k1's fourth attempt waits 40 s
+    assert [[w.tenant_key for w in p.tenants] for p in planned] == [["k0"], ["k2"]]
+
+
+def test_the_retry_delay_doubles_per_attempt_up_to_a_cap():
+    assert [retry_delay(n, 10) for n in range(5)] == [0, 10, 20, 40, 80]
+    assert retry_delay(40, 10) == MAX_RETRY_DELAY_SECONDS
+
+
+@pytest.mark.parametrize(
+    "status", [DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED, DagsterRunStatus.SUCCESS]
+)
+def test_the_sensor_requests_work_a_finished_run_left_pending_under_a_new_run_key(
+    store, new_tenant, instance, resources, monkeypatch, status
+):
+    from dagster._core.test_utils import create_run_for_test
+
+    monkeypatch.setenv("MEMORY_PIPELINE_RUN_RETRY_BACKOFF_SECONDS", "0")
+    tenant = new_tenant()
+    partition = tenant_partition_key(tenant.user_id, tenant.project_id)
+    store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "still pending"})
+    context = build_sensor_context(
+        instance=instance,
+        resources={"postgres": resources["postgres"], "embedder": resources["embedder"]},
+    )
+
+    def request_for_tenant():  # other tests' pending tenants may share its run
+        result = pending_rows_sensor(context)
+        assert isinstance(result, SensorResult)
+        order = list(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+        (mine,) = [r for r in result.run_requests if partition in _tenants_of(r, order)]
+        return mine
+
+    first = request_for_tenant()
+    assert instance.has_dynamic_partition(TENANT_PARTITIONS_NAME, partition)
+    assert first.tags[ATTEMPT_TAG] == "0"
+    # the run was launched and ended without doing the work (killed, canceled, or it found
+    # the rows locked by another worker): the pending set, and so the digest, is unchanged
+    create_run_for_test(
+        instance,
+        status=status,
+        tags={k: v for k, v in first.tags.items() if k in (SENSOR_TAG, WORK_TAG, ATTEMPT_TAG)},
+    )
+
+    again = request_for_tenant()
+
+    assert again.run_key != first.run_key
+    if first.partition_key:  # the same work, its next attempt
+        assert again.tags[WORK_TAG] == first.tags[WORK_TAG]
+        assert again.tags[ATTEMPT_TAG] == "1"
+    else:  # other tests' pending tenants shared its run: now each tenant retries alone
+        assert again.partition_key == partition
