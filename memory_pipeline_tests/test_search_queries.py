@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memory_pipeline.memory_store import MemoryStore
-from memory_pipeline.processing.process_tenant import content_hash
+from memory_pipeline.processing import content_hash
 from memory_pipeline.search import SEARCH_BACKENDS, SEARCH_MODES, SearchResult
 from memory_pipeline.search.keyword import (
     EXACT_POSTINGS_BUDGET,

@@ -37,7 +37,7 @@ def _work(*keys: str) -> list[TenantWork]:
 
 def test_new_work_is_planned_once_per_group_as_attempt_zero():
     planned, waiting = plan_runs(ORDER, _work("k0", "k1", "k3"), {}, now=0, base_delay_seconds=10)
-    assert [[w.tenant_key for w in p.tenants] for p in planned] == [["k0", "k1"], ["k3"]]
+    assert [[w.partition_key for w in p.tenants] for p in planned] == [["k0", "k1"], ["k3"]]
     assert [p.attempt for p in planned] == [0, 0] and waiting == 0
 
 
@@ -56,7 +56,7 @@ def test_a_group_that_was_attempted_retries_one_tenant_per_run():
     group = _work("k0", "k1", "k2")
     finished = {work_digest(group): Attempts(1, 0.0)}
     planned, _ = plan_runs(ORDER, group, finished, now=1000, base_delay_seconds=10)
-    assert sorted(p.tenants[0].tenant_key for p in planned) == ["k0", "k1", "k2"]
+    assert sorted(p.tenants[0].partition_key for p in planned) == ["k0", "k1", "k2"]
     assert all(len(p.tenants) == 1 and p.attempt == 0 for p in planned)
 
 
@@ -67,7 +67,7 @@ def test_a_tenant_that_keeps_failing_waits_alone_while_its_neighbours_run():
         ORDER, _work("k0", "k1", "k2"), finished, now=110, base_delay_seconds=10
     )
     assert waiting == 1  # k1's fourth attempt waits 40 s
-    assert [[w.tenant_key for w in p.tenants] for p in planned] == [["k0"], ["k2"]]
+    assert [[w.partition_key for w in p.tenants] for p in planned] == [["k0"], ["k2"]]
 
 
 def test_the_retry_delay_doubles_per_attempt_up_to_a_cap():
