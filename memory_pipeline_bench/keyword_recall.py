@@ -32,6 +32,7 @@ from memory_pipeline.search.keyword import (
     query_terms,
     score_candidates,
 )
+from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
 from memory_pipeline.services import ensure_services
 from memory_pipeline.storage.term_stats import (
     TermStatistics,
@@ -39,7 +40,6 @@ from memory_pipeline.storage.term_stats import (
     term_statistics,
 )
 from memory_pipeline.tenancy import Tenant
-from memory_pipeline_bench.bulk_load import ReadyMemory, load_embedded_memories
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services
 from memory_pipeline_bench.results import SectionResult, latency_summary, progress
 from memory_pipeline_bench.synthetic import search_query, work_logs

@@ -30,9 +30,9 @@ from memory_pipeline.extraction import extract_memory
 from memory_pipeline.processing import content_hash
 from memory_pipeline.services import ensure_services
 from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage.memory_logs import copy_pending_rows, ids_by_external_id
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import vector_id
-from memory_pipeline_bench.bulk_load import copy_pending_rows, ids_by_external_id
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services
 from memory_pipeline_bench.results import SectionResult, progress
 from memory_pipeline_bench.stage_timer import StageTimer
@@ -193,7 +193,7 @@ def run(
                 copy_pending_rows(
                     conn, ((per_row_tenant, d, f"per-row-{i}") for i, d in enumerate(sample))
                 )
-                by_ext = ids_by_external_id(conn, per_row_tenant)
+                by_ext = ids_by_external_id(conn, per_row_tenant.key)
             sample_ids = [by_ext[f"per-row-{i}"] for i in range(len(sample))]
             texts = [extract_memory(d).text for d in docs]
             chunks_per_doc = [store.embedder.chunk_text(t) for t in texts]

@@ -29,11 +29,11 @@ from memory_pipeline import MemoryStore
 from memory_pipeline.extraction import extract_memory
 from memory_pipeline.search import searcher as searcher_module
 from memory_pipeline.search.searcher import DEFAULT_MODE, MemorySearch
+from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
 from memory_pipeline.services import ensure_services
 from memory_pipeline.services.local_chroma import stop_local_chroma
 from memory_pipeline.storage.term_stats import refresh_keyword_index
 from memory_pipeline.tenancy import Tenant
-from memory_pipeline_bench.bulk_load import ReadyMemory, load_embedded_memories
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services
 from memory_pipeline_bench.results import SectionResult, latency_summary, progress
 from memory_pipeline_bench.stage_timer import StageTimer

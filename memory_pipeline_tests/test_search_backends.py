@@ -5,22 +5,24 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-from psycopg.types.json import Jsonb
 
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.search import MemorySearch
+from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
 from memory_pipeline.services.local_chroma import start_local_chroma, stop_local_chroma
 from memory_pipeline.tenancy import Tenant
-from memory_pipeline.vector_store import ChromaVectorStore, connect_chroma, vector_id
+from memory_pipeline.vector_store import ChromaVectorStore, connect_chroma
 
 TENANT_SIZE = 20_000
 QUERIES = 50
 TOP_K = 10
 CANDIDATES = 50  # what search asks each backend for at limit 10
+OCCURRED_AT = datetime(2024, 6, 1, tzinfo=UTC)
 
 
 def _synthetic_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,65 +34,20 @@ def _synthetic_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray
 
 
 def _load_embedded_tenant(store: MemoryStore, tenant: Tenant, vectors: np.ndarray) -> list[int]:
-    """Write ``len(vectors)`` embedded memories straight to Postgres (COPY) and Chroma."""
+    """``len(vectors)`` embedded notes, seeded straight into Postgres and Chroma."""
     model = store.embedder.model_id
-    with store.db.connection() as conn:
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY memory_log (user_id, project_id, tenant_key, raw_data, external_id) FROM STDIN"
-            ) as copy,
-        ):
-            for i in range(len(vectors)):
-                copy.write_row(
-                    (
-                        tenant.user_id,
-                        tenant.project_id,
-                        tenant.key,
-                        Jsonb({"content": f"synthetic memory {i}"}),
-                        f"s{i}",
-                    )
-                )
-        rows = conn.execute(
-            "SELECT id FROM memory_log WHERE tenant_key = %s ORDER BY id", (tenant.key,)
-        ).fetchall()
-        ids = [int(r["id"]) for r in rows]
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY memory_vector (log_id, embedding_model, chunk_index, tenant_key, chunk_text,"
-                " embedding) FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy,
-        ):
-            copy.set_types(["int8", "text", "int4", "text", "text", "vector"])
-            for log_id, vector in zip(ids, vectors, strict=True):
-                copy.write_row((log_id, model, 0, tenant.key, f"synthetic memory {log_id}", vector))
-        conn.execute(
-            """UPDATE memory_log m
-               SET status = 'embedded', search_text = 'synthetic memory ' || m.id,
-                   memory_type = 'note', embedding_model = %s, chunk_count = 1,
-                   embedding = v.embedding, embedded_at = now(), content_hash = 'synthetic'
-               FROM memory_vector v
-               WHERE v.log_id = m.id AND v.embedding_model = %s AND m.tenant_key = %s""",
-            (model, model, tenant.key),
+    memories = [
+        ReadyMemory(
+            external_id=f"s{i}",
+            raw_data={"content": f"synthetic memory {i}"},
+            search_text=f"synthetic memory {i}",
+            memory_type="note",
+            occurred_at=OCCURRED_AT,
+            content_hash="synthetic",
         )
-    occurred = store.get_memory_log(ids[0])["occurred_at"].timestamp()
-    metadatas = [
-        {
-            "log_id": i,
-            "chunk_index": 0,
-            "user_id": tenant.user_id,
-            "project_id": tenant.project_id,
-            "memory_type": "note",
-            "occurred_at": occurred,
-            "embedding_model": model,
-        }
-        for i in ids
+        for i in range(len(vectors))
     ]
-    store.vector_store.upsert_vectors(
-        tenant, model, [vector_id(i, 0) for i in ids], vectors, metadatas
-    )
-    return ids
+    return load_embedded_memories(store.db, store.vector_store, model, tenant, memories, vectors)
 
 
 def _top(scores: dict[int, float], k: int) -> list[int]:

@@ -25,13 +25,13 @@ from memory_pipeline.search.keyword import (
     query_terms,
 )
 from memory_pipeline.search.request import MAX_QUERY_CHARS
+from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
 from memory_pipeline.storage.term_stats import (
     CHAMPION_LIST_LENGTH,
     refresh_keyword_index,
     term_statistics,
 )
 from memory_pipeline.tenancy import Tenant
-from memory_pipeline_bench.bulk_load import ReadyMemory, load_embedded_memories
 
 #: Pseudo-words the English stemmer keeps apart: consonant-vowel syllables.
 _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
