@@ -19,11 +19,11 @@ TERMINAL_STATES: Final = ("embedded", "skipped", "dead")
 MAX_EXTERNAL_ID_CHARS: Final = 1024
 
 
-def validate_raw_data(raw_data: Any, max_document_bytes: int) -> dict[str, Any]:
+def validate_raw_data(raw_data: Any, max_document_bytes: int | None) -> dict[str, Any]:
     """Return ``raw_data`` if the database will take it; else raise ``ValueError`` (one line).
 
     It must be a JSON object (or a string holding one) without ``\\u0000`` (jsonb rejects it)
-    and at most ``max_document_bytes`` long as JSON.
+    and at most ``max_document_bytes`` long as JSON (``None``: the pipeline checks the size).
     """
     if isinstance(raw_data, str | bytes):
         try:
@@ -42,7 +42,7 @@ def validate_raw_data(raw_data: Any, max_document_bytes: int) -> dict[str, Any]:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
         raise ValueError("raw_data contains a lone surrogate, which is not valid Unicode") from None
-    if size > max_document_bytes:
+    if max_document_bytes is not None and size > max_document_bytes:
         raise ValueError(f"raw_data is {size} bytes; the limit is {max_document_bytes}")
     return raw_data
 
