@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from memory_pipeline.memories import parse_json_object
+
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 
@@ -131,18 +133,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_json_object(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise CliError(f"{what} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise CliError(f"{what} must be a JSON object, got {type(value).__name__}")
-    return value
-
-
 def cmd_add(args: argparse.Namespace) -> int:
-    raw = _parse_json_object(args.data, "--data")
+    raw = parse_json_object(args.data, "--data")
     with _store() as store:
         log_id = store.create_memory_log(args.user, args.project, raw, external_id=args.external_id)
         out: dict[str, Any] = {"id": log_id}

@@ -19,19 +19,25 @@ TERMINAL_STATES: Final = ("embedded", "skipped", "dead")
 MAX_EXTERNAL_ID_CHARS: Final = 1024
 
 
+def parse_json_object(value: Any, what: str) -> dict[str, Any]:
+    """``value`` as a JSON object: a dict, or JSON text holding one; else ``ValueError`` naming ``what``."""
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 def validate_raw_data(raw_data: Any, max_document_bytes: int | None) -> dict[str, Any]:
     """Return ``raw_data`` if the database will take it; else raise ``ValueError`` (one line).
 
     It must be a JSON object (or a string holding one) without ``\\u0000`` (jsonb rejects it)
     and at most ``max_document_bytes`` long as JSON (``None``: the pipeline checks the size).
     """
-    if isinstance(raw_data, str | bytes):
-        try:
-            raw_data = json.loads(raw_data)
-        except ValueError as exc:
-            raise ValueError(f"raw_data is not valid JSON: {exc}") from None
-    if not isinstance(raw_data, dict):
-        raise ValueError(f"raw_data must be a JSON object, got {type(raw_data).__name__}")
+    raw_data = parse_json_object(raw_data, "raw_data")
     try:
         text = json.dumps(raw_data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:

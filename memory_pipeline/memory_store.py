@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,7 +46,7 @@ class MemoryWrite:
     error: str | None = None
 
 
-class MemoryStore:
+class MemoryStore(AbstractContextManager["MemoryStore"]):
     """Memories of every tenant: write them, process them, search them.
 
     Build it with :meth:`from_env` (which starts the home's local services when needed) or from
@@ -79,9 +80,6 @@ class MemoryStore:
         """A store configured from the environment; local services start if needed."""
         settings = Settings.from_env()
         return cls(settings, ensure_services(settings), embedder=embedder)
-
-    def __enter__(self) -> MemoryStore:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -7,7 +7,7 @@ the environment or from a ``.env`` file in the working directory, the environmen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, ClassVar, Final, Literal, get_args
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    #: Whether construction reads the environment; only through :meth:`from_env`.
+    reads_environment: ClassVar[bool] = False
+
     home: Path = Path("./.memory_pipeline")
     database_url: str | None = Field(default=None, repr=False)
     chroma_host: str | None = None
@@ -87,7 +90,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)  # the environment only through from_env
+        if cls.reads_environment:  # the environment first, then .env
+            return (init_settings, env_settings, dotenv_settings)
+        return (init_settings,)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -144,18 +149,9 @@ class Settings(BaseSettings):
 
 
 class _FromEnvironment(Settings):
-    """The same fields, read from the environment and ``.env``, the environment first."""
+    """The same fields, read from the environment and ``.env`` (what :meth:`Settings.from_env` uses)."""
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, dotenv_settings)
+    reads_environment = True
 
 
 def _env_text(value: Any) -> str:
