@@ -29,8 +29,11 @@ test: $(STAMP) check-defs
 check-defs: $(STAMP)
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/dg check defs
 
+# Each run keeps a results file under memory_pipeline_bench/results/; docs/benchmarks.md shows
+# the latest figures per CPU from those files.
 bench: $(STAMP)
-	$(PY) -m memory_pipeline_bench
+	$(PY) -m memory_pipeline_bench; status=$$?; \
+	$(PY) -m memory_pipeline_bench.report --write docs/benchmarks.md; exit $$status
 
 eval: $(STAMP)
 	$(PY) -m memory_pipeline.evaluation.locomo

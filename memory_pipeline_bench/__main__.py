@@ -18,7 +18,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from memory_pipeline_bench.homes import bench_home
-from memory_pipeline_bench.results import SectionResult, format_table, progress, write_json
+from memory_pipeline_bench.results import (
+    RESULTS_DIR,
+    SectionResult,
+    cpu_description,
+    format_table,
+    progress,
+    results_file_name,
+    write_json,
+)
 
 SECTIONS = ("pipeline", "search", "keyword", "scale")
 
@@ -150,13 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "options": vars(args),
         "host": platform.node(),
         "cpus": os.cpu_count(),
+        "cpu": cpu_description(),
         "load_average_at_end": os.getloadavg(),
     }
     out = base / "results.json"
     write_json(out, results, run_info)
+    record = RESULTS_DIR / results_file_name(run_info["cpu"], started)
+    write_json(record, results, run_info)
     print()
     print(format_table(results))
-    print(f"\n(all figures: {out})")
+    print(f"\n(all figures: {out}; kept as {record})")
     return 1 if any(r.error for r in results) else 0
 
 

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import re
 import statistics
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 _STARTED = time.monotonic()
+#: Where `make bench` keeps one results file per run, named by date and CPU (docs/benchmarks.md).
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: CPU flags that change the model's speed the most (bfloat16 and wide vector units).
+SPEED_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
 
 
 def progress(message: str) -> None:
@@ -88,7 +96,7 @@ class SectionResult:
         return metric
 
 
-def _format_value(value: float | None) -> str:
+def format_value(value: float | None) -> str:
     if value is None:
         return "—"
     if abs(value) >= 100:
@@ -109,7 +117,7 @@ def format_table(sections: Sequence[SectionResult]) -> str:
         for m in section.metrics:
             met = "" if m.met is None else ("yes" if m.met else "NO")
             rows.append(
-                (section.section, m.name, _format_value(m.value), m.unit, m.target or "", met)
+                (section.section, m.name, format_value(m.value), m.unit, m.target or "", met)
             )
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     lines = []
@@ -129,3 +137,34 @@ def write_json(path: Path, sections: Sequence[SectionResult], run_info: dict[str
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"run": run_info, "sections": [asdict(s) for s in sections]}
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU a run measured: model name, the flags of :data:`SPEED_FLAGS` it has, cores."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "flags": [f for f in SPEED_FLAGS if f in flags],
+        "cores": os.cpu_count(),
+    }
+
+
+def cpu_slug(cpu: dict[str, Any]) -> str:
+    """A file-name form of a CPU: model words, its speed flags and core count."""
+    words = re.sub(r"\((R|TM|tm)\)|\bprocessor\b|\bcpu\b", " ", str(cpu["model"]), flags=re.I)
+    parts = [*words.split(), *cpu.get("flags", [])[:1], f"{cpu.get('cores')}c"]
+    return re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def results_file_name(cpu: dict[str, Any], started: datetime) -> str:
+    """``<UTC date and time>_<cpu slug>.json``: files of one CPU sort by date."""
+    return f"{started:%Y-%m-%dT%H%M}_{cpu_slug(cpu)}.json"
