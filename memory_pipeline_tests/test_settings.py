@@ -110,3 +110,13 @@ def test_precision_names_have_one_source() -> None:
     from memory_pipeline.embedding.embedder import PRECISIONS
 
     assert PRECISIONS == EMBEDDING_PRECISIONS == ("auto", "float32", "bfloat16")
+
+
+def test_the_readme_documents_every_setting() -> None:
+    import re
+
+    from memory_pipeline.settings import env_name
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.M))
+    assert {env_name(field) for field in Settings.model_fields} <= documented

@@ -272,13 +272,10 @@ class ChromaVectorStore:
 
         Tenant isolation: the collection is the tenant's own (its metadata is verified when it
         is opened). With ``with_metadata`` every returned vector's ``user_id``/``project_id``
-        is checked against the tenant too. Without it, hits carry only ids and similarities
-        (fetching metadata triples the cost of a query on a 100k-vector collection), and the
-        caller must check each memory's tenant in Postgres, as search does when it loads rows.
-        The tenant is not repeated inside Chroma's ``where``: a metadata filter makes Chroma
-        pre-filter the whole collection (measured on a 100k-vector tenant: ~350 ms per query
-        with it, ~5 ms without), and within the tenant's own collection it selects every vector
-        anyway.
+        is checked against the tenant too. Without it (cheaper), hits carry only ids and
+        similarities, and the caller must check each memory's tenant in Postgres, as search does
+        when it loads rows. The tenant is not repeated inside Chroma's ``where``: it would make
+        Chroma pre-filter the whole collection (docs/decisions/0016).
         """
         from chromadb.errors import NotFoundError
 
