@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 # any other spec pulls a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
 
+# The browser tests drive Debian's chromium through playwright (which never downloads one).
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: run test check-defs bench eval lint format install clean
 
 $(STAMP): pyproject.toml
@@ -22,8 +25,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/memory-pipeline up
 
-test: $(STAMP) check-defs
+test: $(STAMP) check-defs $(CHROMIUM)
 	$(PY) -m pytest -q memory_pipeline_tests
+
+$(CHROMIUM):
+	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
 # Dagster's own check that the code location loads (pyproject.toml's [tool.dg]).
 check-defs: $(STAMP)

@@ -115,3 +115,19 @@ def test_materializing_a_partition_that_is_no_tenant_fails_and_says_why(
 def test_a_key_without_user_and_project_is_refused_with_the_expected_form(store):
     with store.db.connection() as conn, pytest.raises(NotATenantError, match="expected user_id"):
         tenants_of_partitions(conn, ["alice"])
+
+
+def test_a_key_that_a_queued_or_running_run_names_stays_until_the_run_ends(store, instance):
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    from memory_pipeline.defs.partitions import PARTITION_TAG
+
+    instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["typed/by hand"])
+    run = create_run_for_test(
+        instance, status=DagsterRunStatus.STARTED, tags={PARTITION_TAG: "typed/by hand"}
+    )
+
+    assert "typed/by hand" in _sync(store, instance).partition_keys  # its run fails, clearly
+    instance.report_run_failed(run)
+    assert "typed/by hand" in _sync(store, instance).removed

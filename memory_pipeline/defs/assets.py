@@ -43,7 +43,9 @@ from memory_pipeline.processing import ProcessCounts, ProcessOptions, process
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.storage import tenant_status
+from memory_pipeline.storage.database import Database
 from memory_pipeline.tenancy import Tenant
+from memory_pipeline.vector_store import ChromaVectorStore
 
 TENANT_VECTORS_ASSET = "tenant_memory_vectors"
 MEMORY_LOG_ASSET = "memory_log"
@@ -102,6 +104,30 @@ class _ProgressLog:
         )
 
 
+def _process(
+    context: AssetExecutionContext,
+    db: Database,
+    store: ChromaVectorStore,
+    embedder: EmbedderResource,
+    tenants: Sequence[Tenant],
+    total_rows: int,
+) -> dict[str, ProcessCounts]:
+    """Load the model (saying so and how long it took) and run the store step."""
+    model = embedder.embedder()
+    context.log.info(f"loading embedding model {model.model_id} ({total_rows} rows to embed)")
+    started = time.monotonic()
+    dimension = model.dimension  # loads the model (once per process)
+    context.log.info(
+        f"embedding model {model.model_id} ready in {time.monotonic() - started:.1f} s "
+        f"(dimension {dimension})"
+    )
+    options = ProcessOptions.from_settings(
+        Settings.from_env(), on_batch=_ProgressLog(context, total_rows)
+    )
+    # small tenants share encode calls; each keeps its own collection and lineage
+    return process(db, store, model, tenants, options).per_tenant
+
+
 @asset(
     name=TENANT_VECTORS_ASSET,
     partitions_def=tenant_partitions,
@@ -118,8 +144,9 @@ class _ProgressLog:
         "One tenant's memories as vectors (partition user_id/project_id): pending memory_log "
         "rows are claimed, their text extracted and batch-embedded, and the vectors written to "
         "the tenant's Chroma collection and to pgvector; deleted memories' vectors are removed. "
-        "Each materialization shows the tenant's totals after the run (total_*) beside what the "
-        "run did (run_*), and a sample of memories that are skipped, failed or dead with why."
+        "Each materialization shows the tenant's totals after the run (`total_*`) beside what "
+        "the run did (`run_*`), and a sample of memories that are skipped, failed or dead with "
+        "why."
     ),
 )
 def tenant_memory_vectors(
@@ -129,34 +156,33 @@ def tenant_memory_vectors(
     embedder: EmbedderResource,
 ) -> Iterator[MaterializeResult | AssetMaterialization]:
     db = postgres.database()
+    model_id = embedder.model_id()
     with db.connection() as conn:
         try:
             tenants = tenants_of_partitions(conn, context.partition_keys)
         except NotATenantError as exc:
             raise Failure(description=str(exc), allow_retries=False) from None
-        total_rows = tenant_status.workable_rows(conn, [t.key for t in tenants])
+        keys = [t.key for t in tenants]
+        total_rows = tenant_status.workable_rows(conn, keys)
+        # no rows, no deletes, no model rollout: the run only records the tenants' totals
+        idle = (
+            total_rows == 0
+            and not q.tenants_with_tombstones(conn, keys)
+            and all(m in (None, model_id) for m in q.live_models_of(conn, keys).values())
+        )
     store = chroma.vector_store()  # an unreachable Chroma fails the run here, clearly
     _tag_run(context, tenants)
-    model = embedder.embedder()
-    context.log.info(f"loading embedding model {model.model_id} ({total_rows} rows to embed)")
-    started = time.monotonic()
-    dimension = model.dimension  # loads the model (once per process)
-    context.log.info(
-        f"embedding model {model.model_id} ready in {time.monotonic() - started:.1f} s "
-        f"(dimension {dimension})"
-    )
-    options = ProcessOptions.from_settings(
-        Settings.from_env(), on_batch=_ProgressLog(context, total_rows)
-    )
-    # small tenants share encode calls; each keeps its own collection and lineage
-    per_tenant = process(db, store, model, tenants, options).per_tenant
+    if idle:
+        context.log.info("nothing to embed or delete; recording the tenants' totals")
+        per_tenant = {key: ProcessCounts() for key in keys}
+    else:
+        per_tenant = _process(context, db, store, embedder, tenants, total_rows)
     context.instance.add_run_tags(context.run.run_id, {CLAIMS_DONE_TAG: "true"})
     run_total = ProcessCounts.total(per_tenant.values())
     context.log.info(f"{len(tenants)} tenant(s) done: {run_total.as_dict()}")
 
-    keys = [t.key for t in tenants]
     with db.connection() as conn:
-        totals = tenant_status.tenant_totals(conn, keys, model.model_id)
+        totals = tenant_status.tenant_totals(conn, keys, model_id)
         samples = tenant_status.row_samples(
             conn,
             keys,
@@ -172,7 +198,7 @@ def tenant_memory_vectors(
     }
     if len(tenants) == 1:
         yield MaterializeResult(
-            metadata={**metadata[tenants[0].partition_key], "embedding_model": model.model_id}
+            metadata={**metadata[tenants[0].partition_key], "embedding_model": model_id}
         )
         return
     # A ranged run (grouped tenants, or a backfill) materializes every partition of its range
@@ -180,15 +206,13 @@ def tenant_memory_vectors(
     # materialization. Not context.add_asset_metadata(partition_key=...): each call lists every
     # dynamic partition to validate the key (~70 ms per call on Postgres storage, 70 s for a
     # 1,000-tenant run, against ~8 s for these events).
-    yield MaterializeResult(
-        metadata={"run_tenants": len(tenants), "embedding_model": model.model_id}
-    )
+    yield MaterializeResult(metadata={"run_tenants": len(tenants), "embedding_model": model_id})
     for tenant in tenants:
         yield AssetMaterialization(
             asset_key=context.asset_key,
             partition=tenant.partition_key,
             description=f"tenant totals after run {context.run.run_id[:8]}",
-            metadata={**metadata[tenant.partition_key], "embedding_model": model.model_id},
+            metadata={**metadata[tenant.partition_key], "embedding_model": model_id},
         )
 
 

@@ -13,13 +13,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
-from dagster import AssetKey, AssetMaterialization, DagsterInstance, DynamicPartitionsDefinition
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    DagsterRunStatus,
+    DynamicPartitionsDefinition,
+    RunsFilter,
+)
 
 from memory_pipeline.defs.metadata import tenant_identity, totals_metadata
 from memory_pipeline.storage import memory_logs, tenant_status
 from memory_pipeline.tenancy import Tenant, tenant_from_partition_key
 
 TENANT_PARTITIONS_NAME = "tenants"
+#: Dagster's run tags for a run's partition or partition range. Dagster keeps its constants for
+#: them in the private ``dagster._core.storage.tags``; these are their values, as documented.
+PARTITION_TAG = "dagster/partition"
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+ACTIVE_RUN_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
 
 tenant_partitions = DynamicPartitionsDefinition(name=TENANT_PARTITIONS_NAME)
 
@@ -67,6 +85,13 @@ def tenants_of_partitions(conn: psycopg.Connection, partition_keys: Sequence[str
     return tenants
 
 
+def partitions_of_active_runs(instance: DagsterInstance) -> set[str]:
+    """The partition keys that queued or running runs name (a range by its two ends)."""
+    runs = instance.get_runs(filters=RunsFilter(statuses=ACTIVE_RUN_STATUSES))
+    tags = (PARTITION_TAG, PARTITION_RANGE_START_TAG, PARTITION_RANGE_END_TAG)
+    return {run.tags[tag] for run in runs for tag in tags if tag in run.tags}
+
+
 def sync_tenant_partitions(
     instance: DagsterInstance, conn: psycopg.Connection, asset_key: AssetKey, model_id: str
 ) -> PartitionSync:
@@ -74,7 +99,9 @@ def sync_tenant_partitions(
 
     A partition keyed by a tenant's ``tenant_key`` (homes from before readable keys) is replaced
     by the tenant's readable one, which gets a runless materialization of ``asset_key`` with the
-    tenant's totals (its history stays under the old key in the asset's event log).
+    tenant's totals (its history stays under the old key in the asset's event log). A key that
+    a queued or running run names stays until that run ends (it then fails, saying the key is
+    no tenant's, rather than vanishing under it).
     """
     current = list(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
     tenants = tenant_status.all_tenants(conn)
@@ -82,6 +109,9 @@ def sync_tenant_partitions(
     current_set = set(current)
     added = [t.partition_key for t in tenants if t.partition_key not in current_set]
     removed = [key for key in current if key not in wanted]
+    if removed:
+        in_use = partitions_of_active_runs(instance)
+        removed = [key for key in removed if key not in in_use]
     by_tenant_key = {t.key: t for t in tenants}
     moved = {
         key: by_tenant_key[key].partition_key
@@ -108,5 +138,5 @@ def sync_tenant_partitions(
                     },
                 )
             )
-    kept = [key for key in current if key in wanted]
-    return PartitionSync(kept + added, added, removed, moved)
+    gone = set(removed)
+    return PartitionSync([key for key in current if key not in gone] + added, added, removed, moved)
