@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in SECTIONS]
     if unknown:
@@ -156,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "finished": datetime.now(UTC).isoformat(),
         "argv": list(argv if argv is not None else sys.argv[1:]),
         "options": vars(args),
+        # sizes that differ from the defaults: the report shows them beside the figures
+        "changed_options": {
+            k: v for k, v in vars(args).items() if k != "only" and v != parser.get_default(k)
+        },
         "host": platform.node(),
         "cpus": os.cpu_count(),
         "cpu": cpu_description(),

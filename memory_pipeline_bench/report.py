@@ -29,6 +29,13 @@ class SectionRun:
     started: str
     cpu: dict[str, Any]
     section: dict[str, Any]
+    changed_options: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """The run's date, and its sizes where they differ from the bench's defaults."""
+        changed = ", ".join(f"{k}={v}" for k, v in sorted(self.changed_options.items()))
+        return f"{self.started[:10]} ({changed})" if changed else self.started[:10]
 
 
 def latest_sections(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, SectionRun]]:
@@ -42,7 +49,9 @@ def latest_sections(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, Sect
             if section.get("error") or not section.get("metrics"):
                 continue
             runs = latest.setdefault(cpu_slug(cpu), {})
-            runs[section["section"]] = SectionRun(path.name, run.get("started", ""), cpu, section)
+            runs[section["section"]] = SectionRun(
+                path.name, run.get("started", ""), cpu, section, run.get("changed_options") or {}
+            )
     return latest
 
 
@@ -65,7 +74,7 @@ def render(latest: dict[str, dict[str, SectionRun]]) -> str:
                 met = "" if m.get("met") is None else ("yes" if m["met"] else "**no**")
                 lines.append(
                     f"| {name} | {m['name']} | {format_value(m.get('value'))} | {m['unit']} "
-                    f"| {m.get('target') or ''} | {met} | {run.started[:10]} |"
+                    f"| {m.get('target') or ''} | {met} | {run.label} |"
                 )
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)

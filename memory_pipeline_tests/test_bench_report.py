@@ -13,13 +13,15 @@ AMX = {"model": "Intel(R) Xeon(R) Processor", "flags": ["amx_bf16", "avx512f"], 
 EPYC = {"model": "AMD EPYC 9R14", "flags": ["avx512_bf16", "avx512f"], "cores": 2}
 
 
-def _run(folder: Path, cpu: dict, when: datetime, section: str, p50: float) -> None:
+def _run(
+    folder: Path, cpu: dict, when: datetime, section: str, p50: float, changed: dict | None = None
+) -> None:
     result = SectionResult(section)
     result.add("100k tenant vector/chroma warm p50", p50, "ms", at_most=10)
     write_json(
         folder / results_file_name(cpu, when),
         [result],
-        {"started": when.isoformat(), "cpu": cpu},
+        {"started": when.isoformat(), "cpu": cpu, "changed_options": changed or {}},
     )
 
 
@@ -34,7 +36,7 @@ def test_the_report_shows_the_latest_run_of_each_section_per_cpu(tmp_path: Path)
     _run(tmp_path, AMX, datetime(2026, 1, 1, tzinfo=UTC), "search", 12.0)
     _run(tmp_path, AMX, datetime(2026, 2, 1, tzinfo=UTC), "search", 8.0)
     _run(tmp_path, AMX, datetime(2026, 3, 1, tzinfo=UTC), "pipeline", 1.0)
-    _run(tmp_path, EPYC, datetime(2026, 1, 15, tzinfo=UTC), "search", 10.5)
+    _run(tmp_path, EPYC, datetime(2026, 1, 15, tzinfo=UTC), "search", 10.5, {"queries": 20})
     broken = json.loads(next(tmp_path.glob("2026-03-01*")).read_text())
     broken["sections"][0]["error"] = "RuntimeError: boom"
     (tmp_path / "2026-04-01T0000_intel-xeon-amx-bf16-2c.json").write_text(json.dumps(broken))
@@ -50,6 +52,7 @@ def test_the_report_shows_the_latest_run_of_each_section_per_cpu(tmp_path: Path)
         in text
     )
     assert "### AMD EPYC 9R14 (2 cores; avx512_bf16, avx512f)" in text
+    assert "| **no** | 2026-01-15 (queries=20) |" in text  # a smaller run says so
 
 
 def test_the_report_is_written_between_the_page_markers(tmp_path: Path) -> None:
