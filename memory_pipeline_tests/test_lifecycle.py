@@ -81,7 +81,7 @@ def test_a_failing_row_is_retried_then_dead_then_embedded_after_a_fix_and_retry(
 def test_failed_rows_wait_for_their_backoff(store, new_tenant):
     tenant = new_tenant()
     bad = store.create_memory_log(tenant.user_id, tenant.project_id, {"content": POISON})
-    slow_retry = dataclasses.replace(store.settings, retry_backoff_seconds=3600.0)
+    slow_retry = store.settings.with_overrides(retry_backoff_seconds=3600.0)
     poisoned = MemoryStore(
         slow_retry, store.endpoints, embedder=PoisonedEmbedder(store.embedder), migrate=False
     )

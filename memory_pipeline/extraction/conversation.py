@@ -9,12 +9,14 @@ photo of a lake)``. A turn's bookkeeping (``dia_id``, ``img_url``, the image sea
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from memory_pipeline.extraction.clean import clean_label, clean_text
 from memory_pipeline.extraction.dates import TIME_KEYS, find_occurred_at, format_day
 from memory_pipeline.extraction.key_paths import key_path_lines
 from memory_pipeline.extraction.segments import text_of
+
+_T = TypeVar("_T")
 
 #: Keys naming who speaks in a turn, in order of preference.
 SPEAKER_KEYS: tuple[str, ...] = ("speaker", "role", "author", "sender")
@@ -39,12 +41,17 @@ _TURN_HANDLED = frozenset(
 _CONVERSATION_HANDLED = frozenset({*CONVERSATION_KEYS, *_TITLE_KEYS, "model", *TIME_KEYS})
 
 
-def _first_string(document: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+def _first_of(document: Mapping[str, Any], keys: tuple[str, ...], kind: type[_T]) -> _T | None:
+    """The first value under ``keys`` that is a ``kind``."""
     for key in keys:
         value = document.get(key)
-        if isinstance(value, str):
+        if isinstance(value, kind):
             return value
     return None
+
+
+def _first_string(document: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    return _first_of(document, keys, str)
 
 
 def is_conversation_turn(document: Mapping[str, Any]) -> bool:
@@ -81,11 +88,7 @@ def render_conversation_turn(document: Mapping[str, Any], day: str | None) -> It
 
 
 def _turns(document: Mapping[str, Any]) -> list[Any] | None:
-    for key in CONVERSATION_KEYS:
-        value = document.get(key)
-        if isinstance(value, list):
-            return value
-    return None
+    return _first_of(document, CONVERSATION_KEYS, list)
 
 
 def is_conversation(document: Mapping[str, Any]) -> bool:

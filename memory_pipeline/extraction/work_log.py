@@ -82,6 +82,9 @@ def _capped(render: Callable[[str, Any, int], str], cap: int) -> _Render:
 
 # (path, label, render) in order of search value. A path is a top-level key, or a key inside
 # one of the grouping objects (solution, code_context, semantic_context, future_planning).
+_concepts = _capped(inline_list, MAX_CONCEPTS)
+_code_items = _capped(bullet_list, MAX_CODE_CONTEXT_ITEMS)
+_planned = _capped(bullet_list, MAX_PLANNING_ITEMS)
 _FIELDS: tuple[tuple[tuple[str, ...], str, _Render], ...] = (
     (("task",), "Task", labelled),
     (("component",), "Component", labelled),
@@ -93,54 +96,22 @@ _FIELDS: tuple[tuple[tuple[str, ...], str, _Render], ...] = (
     (("solution", "key_changes"), "Key changes", _capped(bullet_list, MAX_KEY_CHANGES)),
     (("gotchas",), "Gotchas", _gotchas),
     (("tags",), "Tags", _capped(inline_list, MAX_TAGS)),
-    (
-        ("semantic_context", "domain_concepts"),
-        "Domain concepts",
-        _capped(inline_list, MAX_CONCEPTS),
-    ),
-    (
-        ("semantic_context", "technical_patterns"),
-        "Technical patterns",
-        _capped(inline_list, MAX_CONCEPTS),
-    ),
-    (
-        ("semantic_context", "integration_points"),
-        "Integration points",
-        _capped(inline_list, MAX_CONCEPTS),
-    ),
-    (
-        ("code_context", "key_patterns"),
-        "Key patterns",
-        _capped(bullet_list, MAX_CODE_CONTEXT_ITEMS),
-    ),
-    (("code_context", "api_surface"), "API surface", _capped(bullet_list, MAX_CODE_CONTEXT_ITEMS)),
-    (
-        ("code_context", "breaking_changes"),
-        "Breaking changes",
-        _capped(bullet_list, MAX_CODE_CONTEXT_ITEMS),
-    ),
-    (
-        ("code_context", "dependencies_added"),
-        "Dependencies added",
-        _capped(bullet_list, MAX_CODE_CONTEXT_ITEMS),
-    ),
+    (("semantic_context", "domain_concepts"), "Domain concepts", _concepts),
+    (("semantic_context", "technical_patterns"), "Technical patterns", _concepts),
+    (("semantic_context", "integration_points"), "Integration points", _concepts),
+    (("code_context", "key_patterns"), "Key patterns", _code_items),
+    (("code_context", "api_surface"), "API surface", _code_items),
+    (("code_context", "breaking_changes"), "Breaking changes", _code_items),
+    (("code_context", "dependencies_added"), "Dependencies added", _code_items),
     (("validation",), "Validation", labelled),
     (("outcomes",), "Outcomes", _capped(mapping_list, MAX_OUTCOMES)),
-    (
-        ("future_planning", "next_logical_steps"),
-        "Next steps",
-        _capped(bullet_list, MAX_PLANNING_ITEMS),
-    ),
+    (("future_planning", "next_logical_steps"), "Next steps", _planned),
     (
         ("future_planning", "architecture_decisions"),
         "Architecture decisions",
         _capped(mapping_list, MAX_PLANNING_ITEMS),
     ),
-    (
-        ("future_planning", "extension_points"),
-        "Extension points",
-        _capped(bullet_list, MAX_PLANNING_ITEMS),
-    ),
+    (("future_planning", "extension_points"), "Extension points", _planned),
     (("complexity",), "Complexity", _capped(mapping_list, MAX_OUTCOMES)),
     (("files_touched",), "Files touched", _capped(inline_list, MAX_FILES_TOUCHED)),
     (("related_tasks",), "Related tasks", _capped(inline_list, MAX_RELATED_TASKS)),

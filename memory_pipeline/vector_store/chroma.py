@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -233,30 +233,38 @@ class ChromaVectorStore:
         self, tenant: Tenant, ids: Sequence[str], *, collection_name: str | None = None
     ) -> None:
         """Remove vectors by id; ids that are not there are ignored."""
-        if not ids:
-            return
-        collection = self.existing_collection(tenant, name=collection_name)
-        if collection is None:
-            return
-        for part in _batches(len(ids), self._max_batch):
-            self._call("delete", tenant, collection.delete, ids=list(ids[part]))
+        self._delete(
+            tenant, collection_name, ids, self._max_batch, lambda part: {"ids": list(part)}
+        )
 
     def delete_memories(
         self, tenant: Tenant, log_ids: Sequence[int], *, collection_name: str | None = None
     ) -> None:
         """Remove every vector (all chunks) of the given memories."""
-        if not log_ids:
+        self._delete(
+            tenant,
+            collection_name,
+            log_ids,
+            1000,
+            lambda part: {"where": {"log_id": {"$in": [int(i) for i in part]}}},
+        )
+
+    def _delete(
+        self,
+        tenant: Tenant,
+        collection_name: str | None,
+        items: Sequence[Any],
+        batch: int,
+        selection: Callable[[Sequence[Any]], dict[str, Any]],
+    ) -> None:
+        """Delete what ``selection`` names for each batch of ``items`` (no collection: nothing)."""
+        if not items:
             return
         collection = self.existing_collection(tenant, name=collection_name)
         if collection is None:
             return
-        for part in _batches(len(log_ids), 1000):
-            self._call(
-                "delete",
-                tenant,
-                collection.delete,
-                where={"log_id": {"$in": [int(i) for i in log_ids[part]]}},
-            )
+        for part in _batches(len(items), batch):
+            self._call("delete", tenant, collection.delete, **selection(items[part]))
 
     def query(
         self,
