@@ -10,8 +10,10 @@ TORCH_PIN := torch==2.13.0
 
 # The browser tests drive Debian's chromium through playwright (which never downloads one).
 CHROMIUM := /usr/bin/chromium
+# The distributed test's broker: Debian's redis-server.
+REDIS_SERVER := /usr/bin/redis-server
 
-.PHONY: run test check-defs bench eval lint format install clean
+.PHONY: run test test-distributed check-defs bench eval lint format install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,11 +27,18 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/memory-pipeline up
 
-test: $(STAMP) check-defs $(CHROMIUM)
+test: $(STAMP) check-defs $(CHROMIUM) $(REDIS_SERVER)
 	$(PY) -m pytest -q memory_pipeline_tests
+
+# Only the Celery test (broker, two workers, a Dagster daemon; a few minutes).
+test-distributed: $(STAMP) $(REDIS_SERVER)
+	$(PY) -m pytest -q -m distributed memory_pipeline_tests
 
 $(CHROMIUM):
 	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
+
+$(REDIS_SERVER):
+	apt-get install -y redis-server || (apt-get update && apt-get install -y redis-server)
 
 # Dagster's own check that the code location loads (pyproject.toml's [tool.dg]).
 check-defs: $(STAMP)

@@ -21,6 +21,9 @@ DEFAULT_EMBEDDING_MODEL: Final = "sentence-transformers/all-MiniLM-L6-v2"
 #: How the embedding model computes: ``auto`` picks bfloat16 where the CPU multiplies it natively.
 EmbeddingPrecision = Literal["auto", "float32", "bfloat16"]
 EMBEDDING_PRECISIONS: Final[tuple[str, ...]] = get_args(EmbeddingPrecision)
+#: The Dagster executor of the code location's jobs (memory_pipeline.defs.executors).
+Executor = Literal["in_process", "multiprocess", "celery"]
+EXECUTORS: Final[tuple[str, ...]] = get_args(Executor)
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -74,6 +77,15 @@ class Settings(BaseSettings):
     dagster_home: Path | None = Field(
         default=None, validation_alias=AliasChoices("dagster_home", "DAGSTER_HOME")
     )
+    # Scale-out (docs/deployment.md): the engine of the steps, and how work is cut into runs.
+    executor: Executor = "in_process"
+    celery_broker_url: str | None = Field(default=None, repr=False)
+    celery_backend_url: str | None = Field(default=None, repr=False)
+    #: seconds before a step whose worker vanished goes back to the queue (Redis)
+    celery_visibility_timeout: int = Field(default=3600, ge=1)
+    max_rows_per_run: int = Field(default=10_000, ge=1)
+    max_tenants_per_run: int = Field(default=1_000, ge=1)
+    backfill_tenants_per_run: int | None = Field(default=None, ge=1)
 
     def __init__(self, **values: Any) -> None:
         try:

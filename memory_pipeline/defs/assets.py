@@ -17,7 +17,6 @@ from dagster import (
     AssetSpec,
     AutomationCondition,
     AutomationConditionSensorDefinition,
-    BackfillPolicy,
     Backoff,
     DefaultSensorStatus,
     Failure,
@@ -27,6 +26,7 @@ from dagster import (
     define_asset_job,
 )
 
+from memory_pipeline.defs.executors import backfill_policy
 from memory_pipeline.defs.metadata import (
     ROW_SAMPLE_SIZE,
     TENANT_TABLE_SIZE,
@@ -132,8 +132,9 @@ def _process(
     name=TENANT_VECTORS_ASSET,
     partitions_def=tenant_partitions,
     deps=[memory_log],
-    # A backfill of many tenants runs as one run: a run costs seconds whatever its size.
-    backfill_policy=BackfillPolicy.single_run(),
+    # A backfill of many tenants runs as one run (a run costs seconds whatever its size), or as
+    # runs of MEMORY_PIPELINE_BACKFILL_TENANTS_PER_RUN tenants to spread it over workers.
+    backfill_policy=backfill_policy(Settings.from_env()),
     # Chroma or Postgres unavailable fails the run; the rows stay pending and a retry finishes
     # them without duplicates (vector ids are upserted).
     retry_policy=RetryPolicy(max_retries=3, delay=10, backoff=Backoff.EXPONENTIAL),

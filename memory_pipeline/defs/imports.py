@@ -14,6 +14,7 @@ from dagster import (
     RunRequest,
     ScheduleEvaluationContext,
     SkipReason,
+    in_process_executor,
     job,
     op,
     schedule,
@@ -74,6 +75,8 @@ def import_new_files(context: OpExecutionContext, postgres: PostgresResource) ->
     name=BULK_IMPORT_JOB,
     description="Load every new JSONL, CSV or Parquet file of MEMORY_PIPELINE_IMPORT_DIR.",
     tags={"memory_pipeline/job": BULK_IMPORT_JOB},
+    # It reads files of the machine that runs the run: never on a step worker (Celery).
+    executor_def=in_process_executor,
 )
 def bulk_import() -> None:
     import_new_files()

@@ -49,9 +49,11 @@ ATTEMPT_TAG = "memory_pipeline/attempt"
 PARTITION_NAME_TAG = "dagster/partition"
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
-#: Budget of one grouped run (decision 0009): rows (pending + tombstones) and tenants.
-MAX_ROWS_PER_RUN = 10_000
-MAX_TENANTS_PER_RUN = 1000
+#: Budget of one grouped run (decision 0009): rows (pending + tombstones) and tenants; the
+#: defaults of MEMORY_PIPELINE_MAX_ROWS_PER_RUN / _MAX_TENANTS_PER_RUN. With several workers
+#: (Celery, run pods) a smaller budget spreads a backlog over more runs (docs/deployment.md).
+MAX_ROWS_PER_RUN: int = Settings.model_fields["max_rows_per_run"].default
+MAX_TENANTS_PER_RUN: int = Settings.model_fields["max_tenants_per_run"].default
 #: The daemon loops every 5 s; a minimum one second shorter ticks on every loop (decision 0010).
 DAEMON_LOOP_SLACK_SECONDS = 1
 #: The longest wait between two attempts at the same work (decision 0100).
@@ -289,12 +291,15 @@ def pending_rows_sensor(
         for t in tenants
         if tenant_partition_key(t["user_id"], t["project_id"]) not in busy
     ]
+    settings = Settings.from_env()
     planned, waiting = plan_runs(
         order,
         work,
         _finished_attempts(context),
         now=time.time(),
-        base_delay_seconds=Settings.from_env().run_retry_backoff_seconds,
+        base_delay_seconds=settings.run_retry_backoff_seconds,
+        max_rows=settings.max_rows_per_run,
+        max_tenants=settings.max_tenants_per_run,
     )
     if waiting:
         context.log.info(f"{waiting} run(s) of unfinished work wait out their retry delay")
