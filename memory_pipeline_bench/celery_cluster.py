@@ -39,6 +39,8 @@ from memory_pipeline.services.dagster_dev import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKER_APP = "memory_pipeline.defs.celery_app"
 READY_LINE = " ready."
+#: Materialization metadata: the rows a run embedded for one tenant (defs/metadata.py).
+RUN_EMBEDDED = "run_embedded"
 #: The per-run queue of the Dagster host: runs at once (each only orchestrates its one step).
 DEFAULT_CONCURRENT_RUNS = 4
 
@@ -354,13 +356,14 @@ def step_records(instance: Any, run_ids: Iterable[str], asset_name: str) -> list
     """Per run: the Celery worker that finished its asset step (the last to start it), its rows.
 
     A run's asset checks are steps of their own and go to any worker; only the asset's step
-    (key ``asset_name``) is counted. dagster-celery records an engine event "Executing steps ... in celery worker" with the
-    worker's node name each time a worker starts the step; a redelivered step has two.
+    (key ``asset_name``) is counted. dagster-celery records an engine event "Executing steps
+    ... in celery worker" with the worker's node name each time a worker starts the step; a
+    redelivered step has two. A killed attempt materializes nothing (its events end early).
     """
     records: list[StepRecord] = []
     for run_id in run_ids:
         attempts: list[str] = []
-        embedded: int | None = None
+        embedded = 0
         for entry in instance.all_logs(run_id):
             event = entry.dagster_event
             if event is None:
@@ -370,14 +373,14 @@ def step_records(instance: Any, run_ids: Iterable[str], asset_name: str) -> list
                 metadata = getattr(data, "metadata", None) or {}
                 if "Celery worker" in metadata:
                     attempts.append(str(metadata["Celery worker"].value))
-            elif event.event_type_value == "ASSET_MATERIALIZATION" and embedded is None:
-                # a ranged run materializes each partition with the run's totals: take one
+            elif event.event_type_value == "ASSET_MATERIALIZATION":
+                # each tenant's materialization says what the run did to its rows (run_*)
                 materialization = data.materialization
-                if materialization.asset_key.path[-1] == asset_name:
-                    value = materialization.metadata.get("embedded")
-                    embedded = int(value.value) if value is not None else 0
+                value = materialization.metadata.get(RUN_EMBEDDED)
+                if materialization.asset_key.path[-1] == asset_name and value is not None:
+                    embedded += int(value.value)
         worker = attempts[-1] if attempts else None
-        records.append(StepRecord(run_id, worker, embedded or 0, attempts))
+        records.append(StepRecord(run_id, worker, embedded, attempts))
     return records
 
 
