@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from dagster._core.definitions.backfill_policy import BackfillPolicyType
 
 from memory_pipeline.defs.executors import (
     BROKER_URL_ENV,
@@ -55,10 +54,8 @@ def test_an_unknown_executor_or_celery_without_a_broker_is_refused(monkeypatch):
 
 
 def test_a_backfill_is_one_run_unless_tenants_per_run_is_set():
-    assert backfill_policy(_settings()).policy_type == BackfillPolicyType.SINGLE_RUN
-    policy = backfill_policy(_settings(backfill_tenants_per_run=25))
-    assert policy.policy_type == BackfillPolicyType.MULTI_RUN
-    assert policy.max_partitions_per_run == 25
+    assert backfill_policy(_settings()).max_partitions_per_run is None  # single run
+    assert backfill_policy(_settings(backfill_tenants_per_run=25)).max_partitions_per_run == 25
 
 
 def test_the_same_definitions_load_with_the_celery_executor_and_keep_the_import_in_process():
