@@ -1,6 +1,6 @@
 """``python -m memory_pipeline_bench`` (``make bench``): throughput, search latency, keyword recall, scale.
 
-Runs the benchmarks named by ``--only`` (default: all four), each in its own sub-home of the
+Runs the benchmarks named by ``--only`` (default: all five), each in its own sub-home of the
 bench home (``MEMORY_PIPELINE_HOME``, default ``.memory_pipeline/bench``), prints progress on
 stderr and a summary table on stdout, and writes every figure to ``<bench home>/results.json``.
 Exit status 0 when every benchmark ran (targets met or not), 1 when one failed to run.
@@ -28,19 +28,20 @@ from memory_pipeline_bench.results import (
     write_json,
 )
 
-SECTIONS = ("pipeline", "search", "keyword", "scale")
+SECTIONS = ("pipeline", "search", "keyword", "scale", "celery")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m memory_pipeline_bench",
         description="Benchmarks of memory_pipeline: pipeline throughput (A), search latency (B), "
-        "1,000 tenants under `memory-pipeline up` (C), keyword search against exact BM25 (D).",
+        "1,000 tenants under `memory-pipeline up` (C), keyword search against exact BM25 (D), "
+        "one backlog on 1 and 2 Celery workers (F).",
     )
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
-        help="comma-separated benchmarks to run: pipeline,search,keyword,scale",
+        help="comma-separated benchmarks to run: pipeline,search,keyword,scale,celery",
     )
     parser.add_argument("--seed", type=int, default=0, help="synthetic corpus seed")
     a = parser.add_argument_group("pipeline (A)")
@@ -77,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=20,
         help="rows inserted one at a time for new-row-to-searchable latency",
+    )
+    f = parser.add_argument_group("celery (F)")
+    f.add_argument("--celery-tenants", type=int, default=24, help="tenants of each backlog")
+    f.add_argument("--celery-rows-per-tenant", type=int, default=20, help="rows per tenant")
+    f.add_argument(
+        "--celery-rows-per-run", type=int, default=60, help="MEMORY_PIPELINE_MAX_ROWS_PER_RUN"
+    )
+    f.add_argument(
+        "--celery-overhead-runs", type=int, default=5, help="single-row runs per executor"
     )
     return parser
 
@@ -135,6 +145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows=args.scale_rows,
             tenants=args.scale_tenants,
             latency_rows=args.latency_rows,
+            seed=args.seed,
+        )
+
+    if "celery" in wanted:
+        from memory_pipeline_bench import celery_scale
+
+        runners["celery"] = lambda: celery_scale.run(
+            base,
+            tenants=args.celery_tenants,
+            rows_per_tenant=args.celery_rows_per_tenant,
+            rows_per_run=args.celery_rows_per_run,
+            overhead_runs=args.celery_overhead_runs,
             seed=args.seed,
         )
 

@@ -146,6 +146,8 @@ class CeleryCluster:
     redis: subprocess.Popen | None = None
     workers: dict[str, Worker] = field(default_factory=dict)
     daemon: subprocess.Popen | None = None
+    #: every process started, for the end-of-life check
+    started: list[subprocess.Popen] = field(default_factory=list)
 
     @property
     def socket_path(self) -> Path:
@@ -216,6 +218,7 @@ class CeleryCluster:
             str(self.folder),
         ]
         self.redis = _spawn(command, os.environ, self.folder / "redis.log", self.folder)
+        self.started.append(self.redis)
 
         def answers() -> bool:
             if self.redis is not None and self.redis.poll() is not None:
@@ -261,6 +264,7 @@ class CeleryCluster:
             name, _spawn(command, env, home / "worker.log", home), home / "worker.log", home
         )
         self.workers[name] = worker
+        self.started.append(worker.process)
         return worker
 
     def wait_for_workers(self, timeout: float = 240.0) -> None:
@@ -293,15 +297,28 @@ class CeleryCluster:
         with psycopg.connect(self.endpoints.database_url, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {DAGSTER_SCHEMA}")
 
-    def start_daemon(self) -> None:
-        """``dagster-daemon run`` on the code location: sensor, run queue, run launcher."""
+    def start_daemon(self, extra_env: Mapping[str, str] | None = None) -> None:
+        """``dagster-daemon run`` on the code location: sensor, run queue, run launcher.
+
+        ``extra_env`` overrides settings of the host only (``MEMORY_PIPELINE_EXECUTOR``).
+        """
         self.prepare_instance()
         daemon = Path(sys.executable).with_name("dagster-daemon")
         command = [str(daemon)] if daemon.exists() else [sys.executable, "-m", "dagster._daemon"]
         command += ["run", "-m", "memory_pipeline.definitions", "-a", "defs"]
         self.daemon = _spawn(
-            command, self.host_env(), self.folder / "daemon.log", self.folder / "host"
+            command, self.host_env(extra_env), self.folder / "daemon.log", self.folder / "host"
         )
+        self.started.append(self.daemon)
+
+    def stop_daemon(self) -> None:
+        if self.daemon is not None:
+            end_process(self.daemon, group=True)
+            self.daemon = None
+
+    def stop_worker(self, name: str) -> None:
+        """A warm shutdown (SIGTERM): the worker finishes its step first."""
+        end_process(self.workers.pop(name).process, timeout=120.0)
 
     def instance(self) -> Any:
         """The host's Dagster instance, opened in this process (storage URL set for it)."""
@@ -322,8 +339,8 @@ class CeleryCluster:
             end_process(self.redis)
 
     def pids(self) -> list[int]:
-        procs = [self.redis, self.daemon, *(w.process for w in self.workers.values())]
-        return [p.pid for p in procs if p is not None]
+        """Every process this cluster started, ended or not."""
+        return [p.pid for p in self.started]
 
 
 @contextlib.contextmanager
