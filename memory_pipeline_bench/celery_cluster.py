@@ -283,8 +283,10 @@ class CeleryCluster:
 
     # -- Dagster host -------------------------------------------------------------------------
 
-    def host_env(self) -> dict[str, str]:
-        return self._machine_env(self.folder / "host", {"DAGSTER_HOME": str(self.dagster_home)})
+    def host_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The Dagster host's environment; ``extra`` overrides settings of the host only."""
+        home_env = {"DAGSTER_HOME": str(self.dagster_home), **(extra or {})}
+        return self._machine_env(self.folder / "host", home_env)
 
     def prepare_instance(self) -> None:
         """The host's dagster.yaml and Dagster's schema in the app database."""

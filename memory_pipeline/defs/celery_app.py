@@ -24,9 +24,24 @@ from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
 
 from memory_pipeline.defs.executors import BACKEND_URL_ENV, BROKER_URL_ENV, celery_config_source
+from memory_pipeline.services import ensure_services
+from memory_pipeline.services.dagster_dev import STORAGE_URL_ENV, dagster_storage_url
 from memory_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def export_dagster_storage_url(settings: Settings) -> None:
+    """Point ``up``'s instance config at Dagster's storage (schema ``dagster`` of the app database).
+
+    A run sends the worker its instance's settings, which name ``STORAGE_URL_ENV`` under ``up``
+    (the Helm chart's name ``DAGSTER_PG_PASSWORD`` instead, set on the worker by its manifest).
+    Without a database URL this is the home's local server, as on the machine that runs ``up``.
+    """
+    if os.environ.get(STORAGE_URL_ENV):
+        return
+    url = settings.database_url or ensure_services(settings).database_url
+    os.environ[STORAGE_URL_ENV] = dagster_storage_url(url)
 
 
 def make_worker_app(settings: Settings) -> Celery:
@@ -64,4 +79,6 @@ def _load_model_in_pool_process(**_: Any) -> None:
     load_model()
 
 
-app = make_worker_app(Settings.from_env())
+_settings = Settings.from_env()
+export_dagster_storage_url(_settings)
+app = make_worker_app(_settings)
