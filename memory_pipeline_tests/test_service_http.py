@@ -121,6 +121,10 @@ def test_get_returns_the_fields_of_the_cli_get(service, tenant_key):
     assert set(row) >= GET_FIELDS
     assert (row["user_id"], row["project_id"]) == (tenant.user_id, tenant.project_id)
     assert row["raw_data"] == {"content": "x"} and row["status"] == "pending"
+    with client(service, key) as api:
+        bad = api.patch(f"/v1/memories/{memory_id}", json={"raw_data": [1]})
+        assert_error(bad, 422, "invalid", "raw_data must be a JSON object")
+        assert api.get(f"/v1/memories/{memory_id}").json()["raw_data"] == {"content": "x"}
 
 
 def test_a_repeated_external_id_answers_200_with_the_first_id(service, tenant_key):
@@ -336,12 +340,7 @@ def test_each_error_has_its_status_code_and_one_line_message_and_writes_nothing(
                 "",
             ),
             (post("/v1/search", json={"query": "   "}), 422, "invalid", "query"),
-            (
-                api.patch(f"/v1/memories/{others_id}", json={"raw_data": "x"}),
-                422,
-                "invalid",
-                "raw_data",
-            ),
+            (api.patch(f"/v1/memories/{others_id}", json={"raw_data": "x"}), 404, "not_found", ""),
             (api.get("/v1/memories/not-a-number"), 422, "invalid", "memory_id"),
         ]
     for response, status, code, fragment in cases:

@@ -1,7 +1,8 @@
 """The HTTP API's request bodies (they also make the OpenAPI document at ``/docs``).
 
-They check shapes only (types, required fields, no unknown fields); what values are allowed is
-:class:`~memory_pipeline.MemoryStore`'s to say, so both doors agree.
+They check shapes only (required fields, no unknown fields, the request's own options); what a
+memory may hold is the domain rules' to say (``MemoryStore`` applies them), so every door
+answers a bad memory with the same message.
 """
 
 from __future__ import annotations
@@ -33,17 +34,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The memory's own fields are checked by the domain rules (memory_pipeline.memories,
+# tenancy), not here, so every door gives the same message; the schema only documents them.
+_STRING = {"type": "string"}
+_RAW_DATA = Field(
+    description="The memory: a JSON object of any shape.", json_schema_extra={"type": "object"}
+)
+
+
 class MemoryIn(Strict):
     """One memory to store."""
 
-    user_id: str | None = Field(None, description=_TENANT)
-    project_id: str | None = Field(None, description=_TENANT)
-    raw_data: dict[str, Any] = Field(description="The memory, a JSON object of any shape.")
-    external_id: str | None = Field(
-        None, description="Idempotency key, unique per tenant: a repeat returns the first id."
+    user_id: Any = Field(None, description=_TENANT, json_schema_extra=_STRING)
+    project_id: Any = Field(None, description=_TENANT, json_schema_extra=_STRING)
+    raw_data: Any = _RAW_DATA
+    external_id: Any = Field(
+        None,
+        description="Idempotency key, unique per tenant: a repeat returns the first id.",
+        json_schema_extra=_STRING,
     )
-    occurred_at: datetime | None = Field(
-        None, description="When it happened (ISO 8601); else read from raw_data or now."
+    occurred_at: Any = Field(
+        None,
+        description="When it happened (ISO 8601); else read from raw_data or now.",
+        json_schema_extra={"type": "string", "format": "date-time"},
     )
     wait: float | None = _WAIT
 
@@ -63,7 +76,7 @@ class MemoryBatchIn(Strict):
 class MemoryPatch(Strict):
     """A new ``raw_data`` for a memory (it is processed again)."""
 
-    raw_data: dict[str, Any]
+    raw_data: Any = _RAW_DATA
     wait: float | None = _WAIT
 
 
