@@ -55,13 +55,9 @@ def _store() -> Any:
 
 # ----------------------------------------------------------------------------------- verbs
 def cmd_up(args: argparse.Namespace) -> int:
-    from memory_pipeline.service.launcher import ensure_admin_key, running_service
-    from memory_pipeline.services import ensure_services, stop_services
-    from memory_pipeline.services.dagster_dev import port_is_free, run_dagster_dev
-    from memory_pipeline.services.local_chroma import running_local_chroma
-    from memory_pipeline.services.local_postgres import local_postgres_uri
+    from memory_pipeline.services.ports import port_is_free
     from memory_pipeline.settings import Settings
-    from memory_pipeline.storage.migrations import apply_migrations
+    from memory_pipeline.up import run_up
 
     settings = Settings.from_env()
     if not port_is_free(args.host, args.port):
@@ -73,34 +69,13 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"port {args.service_port} on {args.host} (the memory service) is already in use; "
             "choose another with --service-port"
         )
-    started_pg = (
-        settings.database_url is None and local_postgres_uri(settings.postgres_data_dir) is None
+    return run_up(
+        settings,
+        args.host,
+        args.port,
+        args.service_port,
+        announce=lambda line: print(line, flush=True),
     )
-    started_chroma = (
-        settings.chroma_host is None and running_local_chroma(settings.chroma_data_dir) is None
-    )
-    endpoints = ensure_services(settings)
-    apply_migrations(endpoints.database_url)
-
-    def announce(line: str) -> None:
-        print(line, flush=True)
-
-    try:
-        key_path, created = ensure_admin_key(settings, endpoints.database_url)
-        if created:
-            announce(f"created an admin API key for the memory service: {key_path} (mode 0600)")
-        with running_service(settings, args.host, args.service_port, announce):
-            return run_dagster_dev(settings, endpoints, args.host, args.port, announce=announce)
-    finally:
-        if started_pg or started_chroma:
-            # stop what `up` started; servers that were already running stay up
-            stop_services(
-                settings.with_overrides(
-                    database_url=None if started_pg else "external",
-                    chroma_host=None if started_chroma else "external",
-                )
-            )
-        print("memory-pipeline stopped", file=sys.stderr, flush=True)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -241,7 +216,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_purge(args: argparse.Namespace) -> int:
     if not args.yes:
         raise CliError("purge removes the tenant everywhere; add --yes to confirm")
-    from memory_pipeline.services.dagster_dev import delete_tenant_partition
+    from memory_pipeline.defs.instance import delete_tenant_partition
     from memory_pipeline.tenancy import tenant_partition_key
 
     with _store() as store:
@@ -265,7 +240,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from memory_pipeline.service.server import serve
-    from memory_pipeline.services.dagster_dev import port_is_free
+    from memory_pipeline.services.ports import port_is_free
 
     if not port_is_free(args.host, args.port):
         raise CliError(

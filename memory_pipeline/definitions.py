@@ -14,6 +14,8 @@ from memory_pipeline.defs.assets import (
     tenant_memory_vectors,
 )
 from memory_pipeline.defs.checks import (
+    stuck_pending_check,
+    stuck_pending_check_schedule,
     tenant_checks,
     tenant_checks_job,
     tenant_drift_check,
@@ -35,8 +37,9 @@ defs = Definitions(
         repair_chroma_from_pgvector,
         tenant_checks_job,
         tenant_drift_check,
+        stuck_pending_check,
     ],
-    schedules=[bulk_import_schedule, tenant_drift_check_schedule],
+    schedules=[bulk_import_schedule, tenant_drift_check_schedule, stuck_pending_check_schedule],
     sensors=[pending_rows_sensor, tenant_directory_automation],
     resources=default_resources(),
     # MEMORY_PIPELINE_EXECUTOR: in_process (default), multiprocess or celery (defs/executors.py)

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from memory_pipeline.defs.executors import BROKER_URL_ENV
-from memory_pipeline.services import ServiceEndpoints
-from memory_pipeline.services.dagster_dev import (
+from memory_pipeline.defs.instance import (
     DAGSTER_SCHEMA,
     STORAGE_URL_ENV,
     dagster_storage_url,
 )
+from memory_pipeline.services import ServiceEndpoints
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKER_APP = "memory_pipeline.defs.celery_app"

@@ -9,6 +9,7 @@ against older code too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -34,6 +35,8 @@ from memory_pipeline.services.local_postgres import local_postgres_uri
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TERMINAL = ("embedded", "skipped", "dead")
 READY_SECONDS = 300.0
+#: Rows per tenant of a case: enough that a batch takes a moment to embed, few for a quick suite.
+ROWS_PER_TENANT = 60
 #: Words the rows are made of: long enough texts that a batch takes a moment to embed.
 WORDS = [
     "pool",
@@ -79,7 +82,7 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
     raise TimeoutError(f"{what} not within {timeout:.0f} s (last error: {last_error})")
 
 
-def text_of(seed: int, words: int = 60) -> str:
+def text_of(seed: int, words: int = 120) -> str:
     rng = random.Random(seed)
     return " ".join(rng.choice(WORDS) for _ in range(words))
 
@@ -158,6 +161,18 @@ class Home:
 
 
 # ------------------------------------------------------------------------------------- up
+@functools.cache
+def _up_has_a_service() -> bool:
+    """Whether this checkout's `up` starts the memory service (older ones have no such port)."""
+    helped = subprocess.run(
+        [sys.executable, "-m", "memory_pipeline.cli", "up", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return "--service-port" in helped.stdout
+
+
 @dataclass
 class Up:
     """A running ``memory-pipeline up`` of a home."""
@@ -170,8 +185,11 @@ class Up:
     @classmethod
     def start(cls, home: Home) -> Up:
         port = _free_port("127.0.0.1")
+        command = [sys.executable, "-m", "memory_pipeline.cli", "up", "--port", str(port)]
+        if _up_has_a_service():
+            command += ["--service-port", str(_free_port("127.0.0.1"))]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "memory_pipeline.cli", "up", "--port", str(port)],
+            command,
             env=home.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -291,10 +309,11 @@ def wait_until_terminal(home: Home, ids: Sequence[int], timeout: float) -> float
     try:
         wait_for(lambda: not unfinished(home, ids), timeout, "every row terminal", 0.5)
     except TimeoutError:
-        left = unfinished(home, ids)
-        raise TimeoutError(
-            f"{len(left)} rows not terminal after {timeout:.0f} s: {left[:10]}"
-        ) from None
+        try:
+            left: Sequence[int] | str = unfinished(home, ids)
+        except (psycopg.Error, OSError) as exc:
+            left = f"the database is unreachable ({type(exc).__name__})"
+        raise TimeoutError(f"rows not terminal after {timeout:.0f} s: {left!s:.200}") from None
     return time.monotonic() - start
 
 
@@ -386,14 +405,22 @@ class Outcome:
     lost: int = 0
     duplicated: int = 0
     stuck: int = 0
+    stale: int = 0  # vectors of deleted or not-embedded rows still in a store
     recover_seconds: float | None = None
     note: str = ""
+
+    @property
+    def clean(self) -> bool:
+        """Every row terminal, nothing lost or duplicated, the stores agree."""
+        return (self.lost, self.duplicated, self.stuck, self.stale) == (0, 0, 0, 0) and (
+            self.recover_seconds is not None
+        )
 
     def line(self) -> str:
         took = f"{self.recover_seconds:.0f} s" if self.recover_seconds is not None else "never"
         return (
             f"| {self.case} | {self.rows} | {self.lost} | {self.duplicated} | {self.stuck} "
-            f"| {took} | {self.note} |"
+            f"| {self.stale} | {took} | {self.note} |"
         )
 
 
@@ -419,6 +446,7 @@ def outcome_of(
         agree = agreement(home, tenants)
         out.lost = len(set(agree.lost)) + sum(1 for i in ids if i not in present)
         out.duplicated = len(agree.duplicated) + len(agree.foreign)
+        out.stale = len(agree.stale)
     except (psycopg.Error, OSError) as exc:
         out.stuck = len(ids)
         out.note = f"{note} stores unreachable: {type(exc).__name__}".strip()
@@ -480,7 +508,7 @@ def _mid_batch(home: Home, timeout: float = 240) -> None:
 
 def case_run_worker_killed(home: Home, holder: list[Up], timeout: float) -> Outcome:
     tenants = _tenants("worker", 2)
-    ids = _seed(home, tenants, 150)
+    ids = _seed(home, tenants, ROWS_PER_TENANT)
     _mid_batch(home)
     try:
         workers = wait_for(holder[0].run_workers, 30, "a run worker")
@@ -494,7 +522,7 @@ def case_run_worker_killed(home: Home, holder: list[Up], timeout: float) -> Outc
 
 def case_chroma_killed(home: Home, holder: list[Up], timeout: float) -> Outcome:
     tenants = _tenants("chroma", 2)
-    ids = _seed(home, tenants, 150)
+    ids = _seed(home, tenants, ROWS_PER_TENANT)
     _mid_batch(home)
     kill_pid(home.chroma_pid())
     fault_at = time.monotonic()
@@ -503,7 +531,7 @@ def case_chroma_killed(home: Home, holder: list[Up], timeout: float) -> Outcome:
 
 def case_postgres_killed_mid_run(home: Home, holder: list[Up], timeout: float) -> Outcome:
     tenants = _tenants("pgrun", 2)
-    ids = _seed(home, tenants, 150)
+    ids = _seed(home, tenants, ROWS_PER_TENANT)
     _mid_batch(home)
     kill_postgres(home)
     fault_at = time.monotonic()
@@ -524,7 +552,7 @@ def case_postgres_killed_idle(home: Home, holder: list[Up], timeout: float) -> O
 
 def case_up_terminated(home: Home, holder: list[Up], timeout: float) -> Outcome:
     tenants = _tenants("sigterm", 2)
-    ids = _seed(home, tenants, 150)
+    ids = _seed(home, tenants, ROWS_PER_TENANT)
     _mid_batch(home)
     holder[0].stop()
     holder[0] = Up.start(home)
@@ -592,7 +620,7 @@ def case_concurrent_writers(home: Home, holder: list[Up], timeout: float) -> Out
 
 def case_updates_and_deletes(home: Home, holder: list[Up], timeout: float) -> Outcome:
     tenants = _tenants("churn", 2)
-    ids = _seed(home, tenants, 150)
+    ids = _seed(home, tenants, ROWS_PER_TENANT)
     _mid_batch(home)
     fault_at = time.monotonic()
     updated, deleted = ids[::10], ids[5::10]
@@ -624,12 +652,9 @@ def case_hostile_rows(home: Home, holder: list[Up], timeout: float) -> Outcome:
     ids = _seed(home, tenants, 20)
     refused = False
     with home.connect() as conn:
-        for raw in (
-            '{"a": ' + "[" * DEEP_LEVELS + "]" * DEEP_LEVELS + "}",
-            json.dumps({"content": "x" * 5_000_000}),
-        ):
-            ids.append(_insert_raw(conn, tenants[1], raw))
-        ids.append(_insert_raw(conn, tenants[2], "{}"))
+        deep = _insert_raw(conn, tenants[1], '{"a": ' + "[" * DEEP_LEVELS + "]" * DEEP_LEVELS + "}")
+        huge = _insert_raw(conn, tenants[1], json.dumps({"content": "x" * 5_000_000}))
+        empty = _insert_raw(conn, tenants[2], "{}")
         try:
             _insert_raw(conn, tenants[0], "[1, 2]")
         except psycopg.errors.CheckViolation:
@@ -639,11 +664,23 @@ def case_hostile_rows(home: Home, holder: list[Up], timeout: float) -> Outcome:
         home,
         "hostile rows beside normal rows",
         tenants,
-        ids,
+        [*ids, deep, huge, empty],
         fault_at,
         timeout,
-        "" if refused else "a non-object raw_data was accepted",
     )
+    wrong = []
+    if not refused:
+        wrong.append("a non-object raw_data was accepted")
+    for name, log_id in (("deep", deep), ("5 MB", huge), ("empty", empty)):
+        row = home.sql("SELECT status, last_error FROM memory_log WHERE id = %s", (log_id,))
+        if not row or row[0]["status"] != "skipped" or not row[0]["last_error"]:
+            wrong.append(f"the {name} row is {row[0]['status'] if row else 'gone'}")
+    normal = states(home, ids)
+    if set(normal.values()) != {"embedded"}:
+        wrong.append("normal rows not embedded")
+    if wrong:
+        out.lost += len(wrong)
+        out.note = "; ".join(wrong)
     return out
 
 
@@ -672,8 +709,11 @@ CASES = [
 def measure(names: Sequence[str], timeout: float, fresh_up_per_case: bool) -> list[Outcome]:
     """Run the cases (each in a fresh home and `up` when ``fresh_up_per_case``); print a table."""
     outcomes: list[Outcome] = []
-    print("| fault | rows | lost | duplicated | stuck | recovered after | note |", flush=True)
-    print("|---|---|---|---|---|---|---|", flush=True)
+    print(
+        "| fault | rows | lost | duplicated | stuck | stale vectors | recovered after | note |",
+        flush=True,
+    )
+    print("|---|---|---|---|---|---|---|---|", flush=True)
     home = Home.create()
     holder: list[Up] = []
     try:
@@ -717,4 +757,5 @@ if __name__ == "__main__":
     parser.add_argument("--timeout", type=float, default=150)
     parser.add_argument("--shared-up", action="store_true")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up the home on SIGTERM too
     measure(args.cases, args.timeout, fresh_up_per_case=not args.shared_up)

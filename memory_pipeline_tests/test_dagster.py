@@ -5,11 +5,13 @@ from dagster import DagsterRunStatus, RunRequest, SensorResult, build_sensor_con
 
 from memory_pipeline.defs.assets import CLAIMS_DONE_TAG, tenant_memory_vectors
 from memory_pipeline.defs.checks import tenant_checks
-from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
+from memory_pipeline.defs.partitions import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    PARTITION_TAG,
+    TENANT_PARTITIONS_NAME,
+)
 from memory_pipeline.defs.sensors import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
     SENSOR_TAG,
     TenantWork,
     daemon_minimum_interval,
@@ -43,8 +45,8 @@ def _covered(requests: list[RunRequest], order: list[str]) -> dict[str, str]:
         if request.partition_key:
             covered[request.partition_key] = request.run_key
         else:
-            start = order.index(request.tags[ASSET_PARTITION_RANGE_START_TAG])
-            end = order.index(request.tags[ASSET_PARTITION_RANGE_END_TAG])
+            start = order.index(request.tags[PARTITION_RANGE_START_TAG])
+            end = order.index(request.tags[PARTITION_RANGE_END_TAG])
             for key in order[start : end + 1]:
                 covered[key] = request.run_key
     return covered
@@ -207,8 +209,8 @@ def test_a_ranged_run_materializes_each_tenant_partition(store, new_tenant, inst
         instance=instance,
         resources=resources,
         tags={
-            ASSET_PARTITION_RANGE_START_TAG: tenants[0].partition_key,
-            ASSET_PARTITION_RANGE_END_TAG: tenants[-1].partition_key,
+            PARTITION_RANGE_START_TAG: tenants[0].partition_key,
+            PARTITION_RANGE_END_TAG: tenants[-1].partition_key,
         },
     )
 
@@ -241,15 +243,15 @@ def test_tenants_of_an_active_run_wait_until_it_claims_no_more_rows(
         create_run_for_test(
             instance,
             status=DagsterRunStatus.STARTED,
-            tags={SENSOR_TAG: "pending_rows_sensor", PARTITION_NAME_TAG: single.partition_key},
+            tags={SENSOR_TAG: "pending_rows_sensor", PARTITION_TAG: single.partition_key},
         ),
         create_run_for_test(
             instance,
             status=DagsterRunStatus.STARTED,
             tags={
                 SENSOR_TAG: "pending_rows_sensor",
-                ASSET_PARTITION_RANGE_START_TAG: ranged.partition_key,
-                ASSET_PARTITION_RANGE_END_TAG: ranged.partition_key,
+                PARTITION_RANGE_START_TAG: ranged.partition_key,
+                PARTITION_RANGE_END_TAG: ranged.partition_key,
             },
         ),
     ]

@@ -166,3 +166,30 @@ def test_the_server_starts_where_the_chroma_script_is_not_installed(
         rng = np.random.default_rng(4)
         _upsert(store, [1, 2, 3], rng)
         assert _found(store, _unit(rng, 1)[0]) == {1, 2, 3}
+
+
+def test_a_killed_server_starts_again_on_its_old_port(tmp_path) -> None:
+    import os
+    import signal
+
+    import psutil
+
+    from memory_pipeline.services.local_chroma import (
+        running_local_chroma,
+        start_local_chroma,
+        stop_local_chroma,
+    )
+
+    data_dir = tmp_path / "chroma"
+    first = start_local_chroma(data_dir)
+    try:
+        os.killpg(first.pid, signal.SIGKILL)
+        psutil.wait_procs([psutil.Process(first.pid)], timeout=30)
+        assert running_local_chroma(data_dir) is None
+
+        again = start_local_chroma(data_dir)
+
+        assert (again.host, again.port) == (first.host, first.port)
+        assert again.pid != first.pid
+    finally:
+        stop_local_chroma(data_dir)

@@ -1,10 +1,25 @@
-"""The embedded PostgreSQL of a home is sized to the machine (its defaults are far too small)."""
+"""The embedded PostgreSQL of a home is sized to the machine (its defaults are far too small),
+and starts again on the same socket after it was killed."""
 
 from __future__ import annotations
 
-import psycopg
+import os
+import signal
+import tempfile
+from pathlib import Path
 
-from memory_pipeline.services.local_postgres import MIB, server_memory_settings
+import psutil
+import psycopg
+import pytest
+
+from memory_pipeline.services.local_postgres import (
+    MIB,
+    server_memory_settings,
+    start_local_postgres,
+    stop_local_postgres,
+)
+from memory_pipeline.storage.database import Database
+from memory_pipeline.storage.migrations import apply_migrations
 
 GIB = 1024 * MIB
 
@@ -26,3 +41,27 @@ def test_the_homes_server_runs_with_those_settings(database_url: str) -> None:
             ).fetchone()
             size = {"8kB": 8192, "kB": 1024}[unit]
             assert setting * size == value, name
+
+
+def test_a_killed_server_starts_again_on_the_same_socket_and_old_pools_reconnect() -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="mpk-", dir="/tmp")) / "pg"  # short: socket path
+    uri = start_local_postgres(data_dir)
+    apply_migrations(uri)  # the pool registers pgvector's types on each connection
+    db = Database(uri, max_size=3)
+    try:
+        with db.connection() as a, db.connection() as b:  # two idle connections in the pool
+            a.execute("SELECT 1")
+            b.execute("SELECT 1")
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        psutil.wait_procs([psutil.Process(pid)], timeout=30)
+
+        assert start_local_postgres(data_dir) == uri  # same process, same socket
+
+        with pytest.raises(psycopg.OperationalError), db.connection() as conn:
+            conn.execute("SELECT 1")  # one stale connection fails ...
+        with db.connection() as conn:  # ... and takes the pool's other stale ones with it
+            assert conn.execute("SELECT 1 AS one").fetchone()["one"] == 1
+    finally:
+        db.close()
+        stop_local_postgres(data_dir)

@@ -4,10 +4,12 @@ left pending again (failed, canceled, crashed, or claimed nothing), with backoff
 import pytest
 from dagster import DagsterRunStatus, SensorResult, build_sensor_context
 
-from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
+from memory_pipeline.defs.partitions import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    TENANT_PARTITIONS_NAME,
+)
 from memory_pipeline.defs.sensors import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
     ATTEMPT_TAG,
     MAX_RETRY_DELAY_SECONDS,
     SENSOR_TAG,
@@ -27,8 +29,8 @@ ORDER = [f"k{i}" for i in range(6)]
 def _tenants_of(request, order: list[str]) -> list[str]:
     if request.partition_key:
         return [request.partition_key]
-    start = order.index(request.tags[ASSET_PARTITION_RANGE_START_TAG])
-    return order[start : order.index(request.tags[ASSET_PARTITION_RANGE_END_TAG]) + 1]
+    start = order.index(request.tags[PARTITION_RANGE_START_TAG])
+    return order[start : order.index(request.tags[PARTITION_RANGE_END_TAG]) + 1]
 
 
 def _work(*keys: str) -> list[TenantWork]:

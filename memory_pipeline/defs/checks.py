@@ -44,8 +44,13 @@ from pydantic import Field as ConfigField
 from memory_pipeline.consistency import compare_vectors
 from memory_pipeline.defs.assets import tenant_memory_vectors
 from memory_pipeline.defs.metadata import ROW_SAMPLE_SIZE, TENANT_TABLE_SIZE, row_table, table
-from memory_pipeline.defs.partitions import NotATenantError, tenants_of_partitions
+from memory_pipeline.defs.partitions import (
+    TENANT_PARTITIONS_NAME,
+    NotATenantError,
+    tenants_of_partitions,
+)
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
+from memory_pipeline.defs.runs import tenants_in_active_runs
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import tenant_status
 from memory_pipeline.tenancy import Tenant
@@ -97,7 +102,8 @@ def _per_tenant(
     asset=tenant_memory_vectors,
     description=(
         f"No memory of the checked tenants has been pending longer than {STUCK_PENDING_AFTER} "
-        "(the sensor or the runs are not keeping up); names the oldest stuck rows."
+        "while no run serves its tenant (the sensor or the runs are not keeping up); names the "
+        "oldest stuck rows."
     ),
 )
 def nothing_stuck_pending(
@@ -105,33 +111,43 @@ def nothing_stuck_pending(
 ) -> AssetCheckResult:
     tenants = _scope(context, postgres, config)
     by_key = {t.key: t for t in tenants}
+    # a tenant that another active run will still claim rows of is being served, not stuck
+    served = tenants_in_active_runs(
+        context.instance,
+        list(context.instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME)),
+        exclude_run_id=context.run.run_id,
+    )
+    unserved = [t.key for t in tenants if t.partition_key not in served]
     with postgres.database().connection() as conn:
         pending = tenant_status.pending_ages(conn, list(by_key), STUCK_PENDING_AFTER)
         stuck_rows = tenant_status.stuck_pending_samples(
-            conn, list(by_key), STUCK_PENDING_AFTER, ROW_SAMPLE_SIZE
+            conn, unserved, STUCK_PENDING_AFTER, ROW_SAMPLE_SIZE
         )
     rows = [
         {
             "tenant": t.partition_key,
-            "passed": pending[t.key].stuck == 0,
+            "passed": pending[t.key].stuck == 0 or t.partition_key in served,
+            "served_by_a_run": t.partition_key in served,
             "pending": pending[t.key].pending,
             "stuck_pending": pending[t.key].stuck,
             "oldest_pending_seconds": pending[t.key].oldest_seconds,
         }
         for t in tenants
     ]
-    stuck = sum(r["stuck_pending"] for r in rows)
+    stuck = sum(r["stuck_pending"] for r in rows if not r["served_by_a_run"])
     return AssetCheckResult(
         passed=stuck == 0,
-        description=f"{stuck} row(s) pending longer than {STUCK_PENDING_AFTER} "
-        f"in {len(tenants)} tenant(s)",
+        description=f"{stuck} row(s) pending longer than {STUCK_PENDING_AFTER} with no run "
+        f"serving them, in {len(tenants)} tenant(s)",
         metadata={
             "tenants": len(tenants),
             "pending": sum(r["pending"] for r in rows),
             "stuck_pending": stuck,
+            "stuck_row_ids": ", ".join(str(r.id) for r in stuck_rows) or "none",
             "oldest_pending_seconds": max((r["oldest_pending_seconds"] for r in rows), default=0.0),
             **_per_tenant(
                 [
+                    ("served_by_a_run", "bool"),
                     ("pending", "int"),
                     ("stuck_pending", "int"),
                     ("oldest_pending_seconds", "float"),
@@ -293,6 +309,27 @@ tenant_checks_job = _checks_job(
     tenant_checks,
     "Run every tenant check on the tenants listed in the config, or on every tenant.",
 )
+
+
+STUCK_PENDING_CHECK_JOB = "stuck_pending_check"
+stuck_pending_check = _checks_job(
+    STUCK_PENDING_CHECK_JOB,
+    [nothing_stuck_pending],
+    "Look for memories pending too long with no run serving them: the tenants listed in the "
+    "config, or every tenant.",
+)
+
+
+@schedule(
+    name="stuck_pending_check_schedule",
+    job=stuck_pending_check,
+    cron_schedule="*/10 * * * *",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Every 10 minutes, the stuck-pending check over every tenant: a stall no run "
+    "would notice (no run is launched) shows in the UI.",
+)
+def stuck_pending_check_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+    return RunRequest()  # no tenants named: every tenant
 
 
 @schedule(

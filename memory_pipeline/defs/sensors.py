@@ -27,14 +27,15 @@ from dagster import (
     sensor,
 )
 
-from memory_pipeline.defs.assets import (
-    CLAIMS_DONE_TAG,
-    embed_pending_memories,
-    tenant_memory_vectors,
-)
+from memory_pipeline.defs.assets import embed_pending_memories, tenant_memory_vectors
 from memory_pipeline.defs.checks import ROW_STATE_CHECK_KEYS
-from memory_pipeline.defs.partitions import sync_tenant_partitions
+from memory_pipeline.defs.partitions import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    sync_tenant_partitions,
+)
 from memory_pipeline.defs.resources import EmbedderResource, PostgresResource
+from memory_pipeline.defs.runs import tenants_in_active_runs
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.tenancy import tenant_partition_key
@@ -44,11 +45,6 @@ SENSOR_TAG = "memory_pipeline/trigger"
 WORK_TAG = "memory_pipeline/work"
 #: Which attempt at that work the run is (0 for the first).
 ATTEMPT_TAG = "memory_pipeline/attempt"
-#: Dagster's own partition tags. Dagster 1.13 exports no public name for them (they live in
-#: ``dagster._core.storage.tags``), and a ranged run request can only be made with them.
-PARTITION_NAME_TAG = "dagster/partition"
-ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
-ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 #: Budget of one grouped run (decision 0009): rows (pending + tombstones) and tenants; the
 #: defaults of MEMORY_PIPELINE_MAX_ROWS_PER_RUN / _MAX_TENANTS_PER_RUN. With several workers
 #: (Celery, run pods) a smaller budget spreads a backlog over more runs (docs/deployment.md).
@@ -60,13 +56,6 @@ DAEMON_LOOP_SLACK_SECONDS = 1
 MAX_RETRY_DELAY_SECONDS = 600.0
 #: How far back finished runs count as attempts at work that is still pending.
 ATTEMPT_MEMORY = timedelta(hours=1)
-ACTIVE_STATUSES = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
 FINISHED_STATUSES = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
 
@@ -203,8 +192,8 @@ def _run_request(run: PlannedRun) -> RunRequest:
         run_key=f"range:{run.digest}{suffix}",
         tags={
             **tags,
-            ASSET_PARTITION_RANGE_START_TAG: first.partition_key,
-            ASSET_PARTITION_RANGE_END_TAG: last.partition_key,
+            PARTITION_RANGE_START_TAG: first.partition_key,
+            PARTITION_RANGE_END_TAG: last.partition_key,
         },
         asset_selection=[tenant_memory_vectors.key],
         asset_check_keys=ROW_STATE_CHECK_KEYS,
@@ -214,27 +203,6 @@ def _run_request(run: PlannedRun) -> RunRequest:
 def daemon_minimum_interval(interval_seconds: int) -> int:
     """The ``minimum_interval_seconds`` under which the daemon ticks every ``interval_seconds``."""
     return max(1, interval_seconds - DAEMON_LOOP_SLACK_SECONDS)
-
-
-def _tenants_in_active_runs(context: SensorEvaluationContext, order: Sequence[str]) -> set[str]:
-    runs = context.instance.get_runs(
-        filters=RunsFilter(statuses=ACTIVE_STATUSES, tags={SENSOR_TAG: "pending_rows_sensor"})
-    )
-    position = {key: i for i, key in enumerate(order)}
-    busy: set[str] = set()
-    for run in runs:
-        tags = run.tags
-        if tags.get(CLAIMS_DONE_TAG) == "true":  # only writing its events now (decision 0011)
-            continue
-        if PARTITION_NAME_TAG in tags:
-            busy.add(tags[PARTITION_NAME_TAG])
-        start, end = (
-            tags.get(ASSET_PARTITION_RANGE_START_TAG),
-            tags.get(ASSET_PARTITION_RANGE_END_TAG),
-        )
-        if start in position and end in position:
-            busy.update(order[position[start] : position[end] + 1])
-    return busy
 
 
 def _finished_attempts(context: SensorEvaluationContext) -> dict[str, Attempts]:
@@ -281,7 +249,7 @@ def pending_rows_sensor(
     if not tenants:
         return SkipReason("no pending memory rows")
     order = sync.partition_keys
-    busy = _tenants_in_active_runs(context, order)
+    busy = tenants_in_active_runs(context.instance, order, tags={SENSOR_TAG: "pending_rows_sensor"})
     work = [
         TenantWork(
             tenant_partition_key(t["user_id"], t["project_id"]),

