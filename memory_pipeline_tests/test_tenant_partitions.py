@@ -13,10 +13,10 @@ from memory_pipeline.defs.partitions import (
 from memory_pipeline.tenancy import Tenant
 
 
-def _sync(store, instance):
+def _sync(store, instance, **options):
     with store.db.connection() as conn:
         return sync_tenant_partitions(
-            instance, conn, tenant_memory_vectors.key, store.embedder.model_id
+            instance, conn, tenant_memory_vectors.key, store.embedder.model_id, **options
         )
 
 
@@ -73,7 +73,7 @@ def test_an_older_homes_hashed_partitions_move_to_readable_keys_with_their_total
     assert not _sync(store, instance).moved  # moved once
 
 
-def test_partitions_of_purged_tenants_and_keys_typed_by_hand_are_removed(
+def test_partitions_of_purged_tenants_and_keys_typed_by_hand_go_after_a_grace_period(
     store, new_tenant, instance
 ):
     kept, purged = new_tenant("kept"), new_tenant("purged")
@@ -83,9 +83,14 @@ def test_partitions_of_purged_tenants_and_keys_typed_by_hand_are_removed(
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["alice", "ghost/project"])
     store.purge_tenant(purged.user_id, purged.project_id)
 
-    sync = _sync(store, instance)
+    first = _sync(store, instance, now=1000.0, grace_seconds=300)
+    strays = {"alice", "ghost/project", purged.partition_key}
+    assert strays <= set(first.strays) and not strays & set(first.removed)
+    assert first.strays["alice"] == 1000.0  # long enough to launch it and read why it fails
+    sync = _sync(store, instance, now=1300.0, grace_seconds=300, strays_seen=first.strays)
 
-    assert {"alice", "ghost/project", purged.partition_key} <= set(sync.removed)
+    assert strays <= set(sync.removed)
+    assert not strays & set(sync.strays)
     assert kept.partition_key in _partitions(instance)
     assert purged.partition_key not in _partitions(instance)
 
@@ -128,6 +133,7 @@ def test_a_key_that_a_queued_or_running_run_names_stays_until_the_run_ends(store
         instance, status=DagsterRunStatus.STARTED, tags={PARTITION_TAG: "typed/by hand"}
     )
 
-    assert "typed/by hand" in _sync(store, instance).partition_keys  # its run fails, clearly
+    kept = _sync(store, instance, grace_seconds=0)
+    assert "typed/by hand" in kept.partition_keys  # its run fails, saying why
     instance.report_run_failed(run)
-    assert "typed/by hand" in _sync(store, instance).removed
+    assert "typed/by hand" in _sync(store, instance, grace_seconds=0).removed

@@ -1,20 +1,12 @@
 """Asset checks on tenant_memory_vectors: stuck rows, failures, and Postgres/Chroma agreement.
 
-Each check covers the tenants of its run and reports per tenant (a table, failing tenants
-first) with a sample of the rows at fault. Which tenants:
-
-- the ``tenants`` of its config, when given (partition keys; the Launchpad of the
-  ``tenant_checks`` and ``tenant_drift_check`` jobs offers it at the top level);
-- else the run's partition or partition range (sensor runs, Materialize on chosen tenants);
-- else every tenant ("Execute all" and each check's "Execute" in the asset's Checks tab, the
-  drift schedule).
-
-The checks are not partitioned: Dagster 1.13's UI cannot execute partitioned checks on their own
-(its Execute buttons launch without a partition), and its jobs of checks alone have no partition
-picker. The two row-state checks read Postgres only and run in every sensor run; the
-Postgres/Chroma agreement check costs Chroma round trips per tenant (~35 ms each), so it runs on
-its own schedule over every tenant (``MEMORY_PIPELINE_DRIFT_CHECK_CRON``, daily by default),
-after a repair, and on demand.
+Each check covers the ``tenants`` of its config (partition keys), else the run's partition or
+partition range, else every tenant ("Execute all" and "Execute" in the asset's Checks tab, the
+drift schedule); it reports per tenant, failing tenants first, with a sample of the rows at
+fault. The checks are not partitioned: Dagster 1.13's UI cannot run partitioned checks on their
+own (decision 0201). Sensor runs carry the two Postgres-only checks; the Postgres/Chroma
+agreement check costs Chroma round trips per tenant and runs on its own schedule over every
+tenant, and on demand (decision 0015).
 """
 
 from collections.abc import Mapping, Sequence

@@ -4,12 +4,14 @@ The key rule lives in :mod:`memory_pipeline.tenancy` (``tenant_partition_key``);
 stays the Chroma and SQL key. The partitions follow ``memory_tenant``: :func:`sync_tenant_partitions`
 (called by the pending-rows sensor on every tick) adds a partition for each new tenant, removes
 partitions that are no tenant's (purged tenants, keys typed into the UI), and so moves homes
-that keyed partitions by ``tenant_key`` (before readable keys) over to readable ones.
+that keyed partitions by ``tenant_key`` (before readable keys) over to readable ones
+(decision 0200).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -32,6 +34,9 @@ TENANT_PARTITIONS_NAME = "tenants"
 PARTITION_TAG = "dagster/partition"
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+#: How long a partition that is no tenant's (a key typed into the UI, a purged tenant's) stays
+#: after the sensor first sees it: long enough to launch it from the UI and read why it fails.
+STRAY_GRACE_SECONDS = 300.0
 ACTIVE_RUN_STATUSES = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -55,6 +60,8 @@ class PartitionSync:
     removed: list[str] = field(default_factory=list)
     #: old ``tenant_key`` partition → the same tenant's readable partition
     moved: dict[str, str] = field(default_factory=dict)
+    #: partitions that are no tenant's, still kept, and when they were first seen (epoch s)
+    strays: dict[str, float] = field(default_factory=dict)
 
 
 def tenants_of_partitions(conn: psycopg.Connection, partition_keys: Sequence[str]) -> list[Tenant]:
@@ -93,26 +100,40 @@ def partitions_of_active_runs(instance: DagsterInstance) -> set[str]:
 
 
 def sync_tenant_partitions(
-    instance: DagsterInstance, conn: psycopg.Connection, asset_key: AssetKey, model_id: str
+    instance: DagsterInstance,
+    conn: psycopg.Connection,
+    asset_key: AssetKey,
+    model_id: str,
+    *,
+    strays_seen: Mapping[str, float] | None = None,
+    now: float | None = None,
+    grace_seconds: float = STRAY_GRACE_SECONDS,
 ) -> PartitionSync:
-    """Make the tenant partitions exactly the tenants of ``memory_tenant``, in their order.
+    """Make the tenant partitions the tenants of ``memory_tenant``, in their order.
 
-    A partition keyed by a tenant's ``tenant_key`` (homes from before readable keys) is replaced
-    by the tenant's readable one, which gets a runless materialization of ``asset_key`` with the
-    tenant's totals (its history stays under the old key in the asset's event log). A key that
-    a queued or running run names stays until that run ends (it then fails, saying the key is
-    no tenant's, rather than vanishing under it).
+    New tenants get a partition at once. A partition keyed by a tenant's ``tenant_key`` (homes
+    from before readable keys) is replaced by the tenant's readable one, which gets a runless
+    materialization of ``asset_key`` with the tenant's totals (its history stays under the old
+    key in the asset's event log). Any other key is a stray (typed into the UI, a purged
+    tenant's): it goes ``grace_seconds`` after it was first seen (``strays_seen``, as returned
+    in the previous result's ``strays``), so a run launched on it fails saying why. No key that
+    a queued or running run names is removed.
     """
+    now = time.time() if now is None else now
+    seen = dict(strays_seen or {})
     current = list(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
     tenants = tenant_status.all_tenants(conn)
     wanted = {t.partition_key: t for t in tenants}
     current_set = set(current)
     added = [t.partition_key for t in tenants if t.partition_key not in current_set]
-    removed = [key for key in current if key not in wanted]
-    if removed:
-        in_use = partitions_of_active_runs(instance)
-        removed = [key for key in removed if key not in in_use]
     by_tenant_key = {t.key: t for t in tenants}
+    unwanted = [key for key in current if key not in wanted]
+    first_seen = {key: seen.get(key, now) for key in unwanted if key not in by_tenant_key}
+    due = [
+        key for key in unwanted if key in by_tenant_key or now - first_seen[key] >= grace_seconds
+    ]
+    in_use = partitions_of_active_runs(instance) if due else set()
+    removed = [key for key in due if key not in in_use]
     moved = {
         key: by_tenant_key[key].partition_key
         for key in removed
@@ -139,4 +160,10 @@ def sync_tenant_partitions(
                 )
             )
     gone = set(removed)
-    return PartitionSync([key for key in current if key not in gone] + added, added, removed, moved)
+    return PartitionSync(
+        partition_keys=[key for key in current if key not in gone] + added,
+        added=added,
+        removed=removed,
+        moved=moved,
+        strays={key: t for key, t in first_seen.items() if key not in gone},
+    )

@@ -11,6 +11,7 @@ is a pure function, :func:`plan_runs`; this module's Dagster part only reads and
 """
 
 import hashlib
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -239,11 +240,17 @@ def pending_rows_sensor(
     context: SensorEvaluationContext, postgres: PostgresResource, embedder: EmbedderResource
 ) -> SensorResult | SkipReason:
     with postgres.database().connection() as conn:
-        # partitions follow the tenants: new ones added, purged ones removed (see partitions)
+        # partitions follow the tenants: new ones added, others removed (see partitions); the
+        # cursor only remembers when keys that are no tenant's were first seen
         sync = sync_tenant_partitions(
-            context.instance, conn, tenant_memory_vectors.key, embedder.model_id()
+            context.instance,
+            conn,
+            tenant_memory_vectors.key,
+            embedder.model_id(),
+            strays_seen=json.loads(context.cursor) if context.cursor else {},
         )
         tenants = q.workable_tenants(conn)
+    context.update_cursor(json.dumps(sync.strays))
     if sync.added or sync.removed:
         context.log.info(f"tenant partitions: {len(sync.added)} added, {len(sync.removed)} removed")
     if not tenants:
