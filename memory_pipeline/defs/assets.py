@@ -241,8 +241,9 @@ TENANT_TABLE_COLUMNS = (
         & ~AutomationCondition.in_progress()
     ),
     description=(
-        "The tenant directory: every tenant's user_id and project_id, its partition key and "
-        "tenant_key, and its memories by state; also records totals of memory_log as an "
+        "The tenant directory: tenants' user_id and project_id, partition key and tenant_key, "
+        "and memories by state (the newest 100 tenants), with totals over all; also records "
+        "totals of memory_log as an "
         "observation (the Plots tab of memory_log draws them over time). Refreshed after tenant "
         "runs by the tenant_directory_automation sensor."
     ),
@@ -254,10 +255,8 @@ def memory_tenants(
         tenants = q.status_counts(conn)
     states = ("pending", "embedded", "skipped", "failed", "dead")
     totals = {state: sum(int(t[state]) for t in tenants) for state in states}
-    busiest = sorted(tenants, key=lambda t: -sum(int(t[s]) for s in states))[:TENANT_TABLE_SIZE]
-    rows = [
-        {**t, "partition": Tenant(t["user_id"], t["project_id"]).partition_key} for t in busiest
-    ]
+    newest = tenants[::-1][:TENANT_TABLE_SIZE]  # status_counts lists the oldest first
+    rows = [{**t, "partition": Tenant(t["user_id"], t["project_id"]).partition_key} for t in newest]
     yield AssetObservation(
         asset_key=AssetKey(MEMORY_LOG_ASSET),
         metadata={
@@ -271,7 +270,7 @@ def memory_tenants(
             "tenant_count": len(tenants),
             **{f"total_{state}": n for state, n in totals.items()},
             "tenants": table(TENANT_TABLE_COLUMNS, rows),
-            "tenants_shown": f"{len(rows)} of {len(tenants)} (most memories first)",
+            "tenants_shown": f"{len(rows)} of {len(tenants)} (newest first)",
         }
     )
 
@@ -280,7 +279,7 @@ tenant_directory_automation = AutomationConditionSensorDefinition(
     "tenant_directory_automation",
     target=AssetSelection.assets(memory_tenants),
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=60,
     description="Refreshes memory_tenants after tenant runs (its automation condition).",
 )
 
