@@ -42,6 +42,7 @@ ACTIVE_RUN_STATUSES = [
     DagsterRunStatus.NOT_STARTED,
     DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
 ]
 
 tenant_partitions = DynamicPartitionsDefinition(name=TENANT_PARTITIONS_NAME)
