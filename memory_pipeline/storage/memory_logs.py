@@ -268,8 +268,8 @@ def claim_workable_rows_of_tenants(
 
 
 @dataclass(frozen=True, slots=True)
-class EmbeddedRow:
-    """A row whose new vectors were written to Chroma (one vector per chunk)."""
+class ProcessedRow:
+    """What the store step made of a row: its text, type, time and content hash."""
 
     id: int
     search_text: str
@@ -277,6 +277,12 @@ class EmbeddedRow:
     memory_type: str
     occurred_at: datetime
     content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedRow(ProcessedRow):
+    """A row whose new vectors were written to Chroma (one vector per chunk)."""
+
     chunk_texts: Sequence[str]
     vectors: np.ndarray  # one row per chunk
 
@@ -286,15 +292,9 @@ class EmbeddedRow:
 
 
 @dataclass(frozen=True, slots=True)
-class UnchangedRow:
+class UnchangedRow(ProcessedRow):
     """A row whose text and model are unchanged: its vectors are kept, nothing re-embedded."""
 
-    id: int
-    search_text: str
-    text_truncated: bool
-    memory_type: str
-    occurred_at: datetime
-    content_hash: str
     chunk_count: int
 
 
