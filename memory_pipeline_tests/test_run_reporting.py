@@ -68,7 +68,8 @@ def test_a_materialization_shows_the_tenants_totals_beside_what_the_run_did(
     skipped = store.create_memory_log(tenant.user_id, tenant.project_id, {})
 
     first = _metadata(_materialize(tenant, instance, resources))
-    again = _metadata(_materialize(tenant, instance, resources))  # nothing left to do
+    idle = _materialize(tenant, instance, resources)  # nothing left to do
+    again = _metadata(idle)
 
     assert (first["run_embedded"], first["total_embedded"]) == (3, 3)
     assert (again["run_embedded"], again["total_embedded"]) == (0, 3)
@@ -86,6 +87,9 @@ def test_a_materialization_shows_the_tenants_totals_beside_what_the_run_did(
         }
     ]
     assert rows[0]["last_error"]  # the reason it was skipped
+    messages = [e.message for e in instance.all_logs(idle.run_id) if e.user_message]
+    assert any("nothing to embed or delete" in m for m in messages)
+    assert not any("loading embedding model" in m for m in messages)  # not loaded for nothing
 
 
 def test_the_run_log_says_when_the_model_loads_and_how_far_embedding_is(

@@ -104,12 +104,14 @@ def ui() -> Iterator[Ui]:
         stderr=subprocess.STDOUT,
     )
     ui = Ui(f"http://127.0.0.1:{port}", home, Settings(home=home))
+    started = time.monotonic()
     try:
         _wait_until(
             lambda: proc.poll() is None and _answers(ui.url("/server_info")),
             READY_SECONDS,
             f"the UI answering (see {ARTIFACTS / 'up.log'})",
         )
+        ui.timings["up_to_ui_answering_s"] = time.monotonic() - started
         with MemoryStore(ui.settings, ensure_services(ui.settings)) as store:
             ui.inserted_at = inserted = time.monotonic()
             ids = [
