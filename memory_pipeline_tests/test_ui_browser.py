@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,6 +137,7 @@ def ui() -> Iterator[Ui]:
             proc.kill()
         psutil.wait_procs(descendants, timeout=30)
         log.close()
+        shutil.rmtree(home, ignore_errors=True)
         (ARTIFACTS / "timings.json").write_text(json.dumps(ui.timings, indent=2) + "\n")
 
 
