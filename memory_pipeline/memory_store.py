@@ -19,7 +19,7 @@ from memory_pipeline.memories import (
     validate_raw_data,
 )
 from memory_pipeline.processing import ProcessOptions, process
-from memory_pipeline.search import MemorySearch, SearchResult
+from memory_pipeline.search import MemorySearch, SearchRequest, SearchResult
 from memory_pipeline.services import ServiceEndpoints, ensure_services
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_logs as q
@@ -270,11 +270,24 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         min_similarity: float = 0.0,
         enable_temporal_decay: bool = False,
         half_life_days: float = 30.0,
-        **options: Any,
+        *,
+        mode: str | None = None,
+        backend: str | None = None,
+        memory_types: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[SearchResult]:
-        """See :meth:`MemorySearch.search_similar_memories` (DESIGN §5)."""
-        return self.search.search_similar_memories(
-            query,
+        """The tenant's memories that best match ``query``, best first (DESIGN §5).
+
+        ``min_similarity`` drops results whose raw cosine similarity is lower; with
+        ``enable_temporal_decay`` the score is multiplied by
+        ``0.5 ** (age_days / half_life_days)`` (age from ``occurred_at``) and re-sorted.
+        ``where_filter`` speaks Chroma's operator language over the metadata keys of DESIGN §3;
+        ``memory_types``, ``since`` and ``until`` add to it. Bad arguments raise ``ValueError``;
+        an unknown tenant gives ``[]``.
+        """
+        request = SearchRequest.of(
+            [query],
             user_id,
             project_id,
             limit,
@@ -282,14 +295,20 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             min_similarity,
             enable_temporal_decay,
             half_life_days,
-            **options,
+            mode=mode,
+            backend=backend,
+            memory_types=memory_types,
+            since=since,
+            until=until,
         )
+        return self.search.run(request)[0]
 
     def search_many(
         self, queries: Sequence[str], user_id: str, project_id: str, limit: int = 10, **options: Any
     ) -> list[list[SearchResult]]:
-        """Many queries for one tenant, embedded in one call."""
-        return self.search.search_many(queries, user_id, project_id, limit, **options)
+        """Many queries for one tenant, embedded in one call; the other arguments as
+        :meth:`search_similar_memories`."""
+        return self.search.run(SearchRequest.of(queries, user_id, project_id, limit, **options))
 
     # ------------------------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ read champion lists, in one run:
 - the top 10 of scoring every memory that holds a query term (exact BM25; slow at this size,
   which is why searches plan);
 - the top 10 of the plan searches use now, and of plans that read only the first
-  :data:`~memory_pipeline.search.keyword.MIN_CHAMPION_DEPTH` memories of each list (what
+  :data:`~memory_pipeline.keyword_index.plan.MIN_CHAMPION_DEPTH` memories of each list (what
   64-long lists gave before the lists grew);
 
 with recall@10 against exact and the latency of each plan's scoring. Bench B's big tenant
@@ -26,19 +26,12 @@ import psycopg
 
 from memory_pipeline import MemoryStore
 from memory_pipeline.extraction import extract_memory
-from memory_pipeline.search.keyword import (
-    CandidatePlan,
-    plan_candidates,
-    query_terms,
-    score_candidates,
-)
+from memory_pipeline.keyword_index import refresh_keyword_index
+from memory_pipeline.keyword_index.bm25 import TermStatistics
+from memory_pipeline.keyword_index.plan import CandidatePlan, plan_candidates
+from memory_pipeline.keyword_index.storage import query_terms, score_candidates, term_statistics
 from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
 from memory_pipeline.services import ensure_services
-from memory_pipeline.storage.term_stats import (
-    TermStatistics,
-    refresh_keyword_index,
-    term_statistics,
-)
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services
 from memory_pipeline_bench.results import SectionResult, latency_summary, progress

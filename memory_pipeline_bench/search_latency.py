@@ -27,12 +27,14 @@ import numpy as np
 
 from memory_pipeline import MemoryStore
 from memory_pipeline.extraction import extract_memory
+from memory_pipeline.keyword_index import refresh_keyword_index
+from memory_pipeline.search import DEFAULT_MODE
 from memory_pipeline.search import searcher as searcher_module
-from memory_pipeline.search.searcher import DEFAULT_MODE, MemorySearch
+from memory_pipeline.search.searcher import MemorySearch
 from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
 from memory_pipeline.services import ensure_services
 from memory_pipeline.services.local_chroma import stop_local_chroma
-from memory_pipeline.storage.term_stats import refresh_keyword_index
+from memory_pipeline.storage import search_reads
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services
 from memory_pipeline_bench.results import SectionResult, latency_summary, progress
@@ -123,14 +125,14 @@ def _stage_breakdown(
     """Mean milliseconds per stage of a default-mode search (timers around MemorySearch)."""
     timer = StageTimer()
     stages = (
-        (MemorySearch, "_tenant_live_model", "tenant check (SQL)"),
+        (MemorySearch, "_known_tenant", "tenant check (SQL)"),
         (store.embedder, "embed_queries", "query embedding"),
-        (MemorySearch, "_vector_candidates", "vector candidates (Chroma)"),
+        (searcher_module, "vector_candidates", "vector candidates (Chroma)"),
         (searcher_module, "keyword_candidates", "keyword candidates (SQL)"),
-        (MemorySearch, "_candidate_facts", "candidate facts (SQL)"),
-        (MemorySearch, "_add_conversation_context", "conversation context (SQL)"),
-        (MemorySearch, "_exact_similarities", "exact similarities (SQL)"),
-        (MemorySearch, "_load_rows", "load rows (SQL)"),
+        (MemorySearch, "_visible", "candidate facts (SQL)"),
+        (MemorySearch, "_add_context", "conversation context (SQL)"),
+        (search_reads, "exact_similarities", "exact similarities (SQL)"),
+        (search_reads, "memory_rows", "load rows (SQL)"),
     )
     with ExitStack() as stack:
         for owner, attribute, stage in stages:

@@ -8,26 +8,25 @@ from collections.abc import Callable
 
 import pytest
 
-from memory_pipeline.memory_store import MemoryStore
-from memory_pipeline.search.keyword import (
+from memory_pipeline.keyword_index import compact_term_stats, keyword_candidates
+from memory_pipeline.keyword_index.bm25 import idf, term_weight
+from memory_pipeline.keyword_index.plan import (
+    CHAMPION_LIST_LENGTH,
     MIN_CHAMPION_DEPTH,
     CandidatePlan,
-    idf,
-    keyword_candidates,
     plan_candidates,
-    query_terms,
-    score_candidates,
-    term_weight,
 )
-from memory_pipeline.search.searcher import HYBRID_CHAMPION_BUDGET, MemorySearch
-from memory_pipeline.storage.term_stats import (
-    CHAMPION_LIST_LENGTH,
+from memory_pipeline.keyword_index.storage import (
     build_champions,
     champion_rebuilds_due,
-    compact_term_stats,
     merge_into_champions,
+    query_terms,
+    score_candidates,
     term_statistics,
 )
+from memory_pipeline.memory_store import MemoryStore
+from memory_pipeline.search.filters import where_to_sql
+from memory_pipeline.search.searcher import HYBRID_CHAMPION_BUDGET, MemorySearch
 from memory_pipeline.tenancy import Tenant
 
 LIGHTHOUSE_NOTES = [
@@ -419,7 +418,7 @@ def test_keyword_candidates_respect_the_filter_but_not_in_their_statistics(
     allowed = ids[:3]
     with store.db.connection() as conn:
         found = keyword_candidates(
-            conn, tenant.key, "lighthouse", n=20, where={"log_id": {"$in": allowed}}
+            conn, tenant.key, "lighthouse", n=20, where=where_to_sql({"log_id": {"$in": allowed}})
         )
     assert found.keys() == set(allowed) & reference.keys()
     assert found == pytest.approx({i: reference[i] for i in found})

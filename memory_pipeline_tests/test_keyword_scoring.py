@@ -1,4 +1,4 @@
-"""BM25 scoring and candidate planning (pure functions of memory_pipeline.search.keyword)."""
+"""BM25 scoring and candidate planning (pure functions of memory_pipeline.keyword_index)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memory_pipeline.search.keyword import (
-    MIN_CHAMPION_DEPTH,
-    CandidatePlan,
+from memory_pipeline.keyword_index.bm25 import (
+    BM25_K1,
+    TermStatistics,
     idf,
-    plan_candidates,
     query_idfs,
     term_weight,
-    tsquery_any,
 )
-from memory_pipeline.storage.term_stats import BM25_K1, TermStatistics
+from memory_pipeline.keyword_index.plan import MIN_CHAMPION_DEPTH, CandidatePlan, plan_candidates
+from memory_pipeline.keyword_index.storage import tsquery_any
 
 
 def stats(docs: int, total_length: int, **doc_freq: int) -> TermStatistics:

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from memory_pipeline.memory_store import MemoryStore
-from memory_pipeline.search import SEARCH_BACKENDS, SEARCH_MODES, SearchResult
-from memory_pipeline.search.searcher import DEFAULT_MODE
+from memory_pipeline.search import DEFAULT_MODE, SEARCH_BACKENDS, SEARCH_MODES, SearchResult
 from memory_pipeline.tenancy import Tenant
 
 NOTES = {

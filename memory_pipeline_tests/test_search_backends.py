@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from memory_pipeline.memory_store import MemoryStore
-from memory_pipeline.search import MemorySearch
+from memory_pipeline.search import MemorySearch, SearchRequest
+from memory_pipeline.search.vector import vector_candidates
 from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
 from memory_pipeline.services.local_chroma import start_local_chroma, stop_local_chroma
 from memory_pipeline.tenancy import Tenant
@@ -62,13 +63,18 @@ def test_chroma_and_pgvector_agree_on_a_20k_memory_tenant(store: MemoryStore) ->
     ids = _load_embedded_tenant(store, tenant, vectors)
     queries = _synthetic_vectors(QUERIES, dim, rng)
 
-    search = store.search
+    model = store.embedder.model_id
     with store.db.connection() as conn:
-        chroma = search._vector_candidates(
-            conn, tenant, store.embedder.model_id, queries, CANDIDATES, None, "chroma"
-        )
-        pgvector = search._vector_candidates(
-            conn, tenant, store.embedder.model_id, queries, CANDIDATES, None, "pgvector"
+        chroma, pgvector = (
+            vector_candidates(
+                conn,
+                store.search.store,
+                SearchRequest.of(["q"], tenant.user_id, tenant.project_id, backend=backend),
+                model,
+                queries,
+                CANDIDATES,
+            )
+            for backend in ("chroma", "pgvector")
         )
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :TOP_K]
 
@@ -141,7 +147,7 @@ def test_search_falls_back_to_pgvector_when_chroma_is_stopped(
     )
     dead = MemorySearch(store.db, stopped_chroma, store.embedder)
     for mode in ("vector", "hybrid"):
-        with caplog.at_level(logging.WARNING, logger="memory_pipeline.search.searcher"):
+        with caplog.at_level(logging.WARNING, logger="memory_pipeline.search.vector"):
             caplog.clear()
             results = dead.search_similar_memories(
                 "cache invalidation bug",

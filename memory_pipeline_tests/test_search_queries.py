@@ -16,21 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from memory_pipeline.keyword_index import EXACT_POSTINGS_BUDGET, refresh_keyword_index
+from memory_pipeline.keyword_index.plan import CHAMPION_LIST_LENGTH, plan_candidates
+from memory_pipeline.keyword_index.storage import query_terms, term_statistics
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.processing import content_hash
 from memory_pipeline.search import SEARCH_BACKENDS, SEARCH_MODES, SearchResult
-from memory_pipeline.search.keyword import (
-    EXACT_POSTINGS_BUDGET,
-    plan_candidates,
-    query_terms,
-)
 from memory_pipeline.search.request import MAX_QUERY_CHARS
 from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
-from memory_pipeline.storage.term_stats import (
-    CHAMPION_LIST_LENGTH,
-    refresh_keyword_index,
-    term_statistics,
-)
 from memory_pipeline.tenancy import Tenant
 
 #: Pseudo-words the English stemmer keeps apart: consonant-vowel syllables.

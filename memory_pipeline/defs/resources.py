@@ -12,7 +12,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from memory_pipeline.embedding import Embedder, load_embedder
-from memory_pipeline.search import MemorySearch, SearchResult
+from memory_pipeline.search import MemorySearch, SearchRequest, SearchResult
 from memory_pipeline.services import ensure_services
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage.database import Database
@@ -121,12 +121,14 @@ class SearchResource(ConfigurableResource):
         self, query: str, user_id: str, project_id: str, limit: int = 10, **options: Any
     ) -> list[SearchResult]:
         """See ``MemoryStore.search_similar_memories`` (DESIGN §5)."""
-        return self.searcher().search_similar_memories(query, user_id, project_id, limit, **options)
+        request = SearchRequest.of([query], user_id, project_id, limit, **options)
+        return self.searcher().run(request)[0]
 
     def search_many(
         self, queries: list[str], user_id: str, project_id: str, limit: int = 10, **options: Any
     ) -> list[list[SearchResult]]:
-        return self.searcher().search_many(queries, user_id, project_id, limit, **options)
+        """Many queries for one tenant; the other arguments as ``search_similar_memories``."""
+        return self.searcher().run(SearchRequest.of(queries, user_id, project_id, limit, **options))
 
 
 def default_resources() -> dict[str, Any]:

@@ -1,30 +1,15 @@
 """The embedder: a sentence-transformers model, loaded once per process.
 
 torch and sentence-transformers are imported only when a model is first loaded, so the Dagster
-code server and sensor evaluation (which import the definitions) stay light (DESIGN §7).
+code server and sensor evaluation stay light (docs/decisions/0008-torch-out-of-the-definitions-import.md).
 
-Precision: on a CPU that multiplies bfloat16 natively (AMX or AVX-512 BF16), the model's
-weights are cast to bfloat16 (``precision="auto"``, the default): batched encoding runs about
-3x faster and a single query a little faster, while every vector stays within cosine 0.9999 of
-the float32 one (measured on the bench corpus; top-10 rankings agree at 0.99). Vectors are
-renormalised in float32 either way. Elsewhere bfloat16 is emulated and slow, so ``auto`` means
-float32 there; ``float32`` and ``bfloat16`` force one. Precision is how a model is computed,
-not which model it is: it is not part of the model id, and vectors of both mix.
-
-Memory: oneDNN, which runs torch's CPU matrix products, caches a compiled kernel for every
-input shape it meets (1,024 by default), and every batch of a different sequence length is a
-new shape: over 5,000 work logs a worker's RSS grew from 0.6 to 1.75 GB. The process caps
-that cache at :data:`ONEDNN_PRIMITIVE_CACHE_CAPACITY` (unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``
-is set already): batches recompile instead, at no measurable cost to their throughput, and RSS
-stays at 1.3 GB. Queries are padded to a multiple of :data:`QUERY_PAD_TOKENS` so that the few
-shapes short queries take stay in that cache (unpadded, each query length evicts another).
-
-The heap: one encode call over many batches allocates and frees activations of a different
-size for every sequence length, and glibc's malloc keeps what it freed in its free lists rather
-than returning it: an encode-only process plateaued at 1.45 GB, of which 0.6 GB was free heap.
-:meth:`Embedder.embed_batch` hands that back to the OS (``malloc_trim``) after an encode of more
-than one model batch, so a long run holds only what one such call needs (see the README's
-bench A for the measured peak and cost).
+- Precision: bfloat16 weights where the CPU multiplies bf16 natively, float32 elsewhere; not
+  part of the model id (docs/decisions/0013-bfloat16-where-native.md).
+- Memory: oneDNN's kernel cache is capped and queries padded to a multiple of
+  :data:`QUERY_PAD_TOKENS` (docs/decisions/0006-bounded-embedder-memory.md); a multi-batch
+  encode hands malloc's free heap back (docs/decisions/0004-malloc-trim-kept.md).
+- Queries: :meth:`Embedder.embed_queries` is the one entry point for a search's few texts
+  (docs/decisions/0012-torchscript-query-trace.md).
 """
 
 from __future__ import annotations
@@ -180,13 +165,11 @@ class Embedder:
         return vectors / np.where(norms > 0, norms, 1.0)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Like :meth:`embed_batch`, for the few short texts of a search.
+        """Unit-length float32 vectors for a search's queries, one row each.
 
-        Up to one batch goes through the model in one forward pass, without ``encode``'s
-        sorting and batching machinery (about a millisecond), and through a checked TorchScript
-        trace of the model where one could be made (:mod:`.query_encoder`: 4.6 instead of 7.5 ms
-        per query). Token sequences are padded (and masked) to a multiple of
-        :data:`QUERY_PAD_TOKENS`. Longer lists are left to :meth:`embed_batch`.
+        The stable entry point for query encoding. Up to one batch runs in one forward pass
+        (through the checked trace of :mod:`.query_encoder` where one was made), padded to a
+        multiple of :data:`QUERY_PAD_TOKENS`; longer lists go through :meth:`embed_batch`.
         """
         if not texts or len(texts) > self.batch_size:
             return self.embed_batch(texts)

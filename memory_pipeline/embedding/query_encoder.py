@@ -1,13 +1,8 @@
-"""A TorchScript trace of the model, for the few short texts of a search.
+"""A checked TorchScript trace of the model, for the few short texts of a search.
 
-One short query spends ~40% of its time in Python rather than in kernels: transformers'
-per-layer modules, config lookups and mask helpers around ~60 small kernels (37 of them matrix
-products). A trace of the whole sentence-transformers forward runs the same kernels from
-TorchScript's interpreter: 4.6 ms per query instead of 7.5 ms, vectors within cosine 0.99999
-of the eager model's (measured on a 2-core AVX-512 BF16 CPU in bfloat16). ``torch.export``'s
-graph module ran at eager speed (7.5 ms); ``torch.compile`` was not tried, as it compiles
-generated code for new input shapes at run time, a cost a search process would pay per query
-length.
+Why: a short query spends much of its time in Python around small kernels; the trace runs the
+same kernels from TorchScript's interpreter (docs/decisions/0012-torchscript-query-trace.md;
+ONNX Runtime was not adopted for queries: docs/decisions/0001-onnx-not-adopted-for-queries.md).
 
 A trace records one run: whatever the model decided in Python on the sample inputs is fixed.
 The sample is a padded batch (so masking is traced), and the trace is checked against the

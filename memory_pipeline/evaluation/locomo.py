@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The evaluation keeps its own home (own database and Chroma) unless one is configured.
     os.environ.setdefault("MEMORY_PIPELINE_HOME", str(DEFAULT_EVAL_HOME))
     from memory_pipeline.memory_store import MemoryStore
-    from memory_pipeline.search.searcher import DEFAULT_MODE, SEARCH_MODES, MemorySearch
+    from memory_pipeline.search import DEFAULT_MODE, SEARCH_MODES, MemorySearch
 
     started = time.perf_counter()
     conversations = load_conversations(args.data_dir)

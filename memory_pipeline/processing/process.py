@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import psycopg
 
 from memory_pipeline.embedding import Embedder
+from memory_pipeline.keyword_index import compact_term_stats, refresh_keyword_index
 from memory_pipeline.processing.batch import process_batch
 from memory_pipeline.processing.options import ProcessCounts, ProcessOptions
 from memory_pipeline.processing.rollout import switch_when_complete
@@ -22,7 +23,6 @@ from memory_pipeline.storage import memory_logs as q
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.memory_logs import ClaimedRow
 from memory_pipeline.storage.tenant_locks import shared_tenant_lock
-from memory_pipeline.storage.term_stats import compact_term_stats, refresh_keyword_index
 from memory_pipeline.storage.vector_indexes import ensure_model_index
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore

@@ -15,7 +15,7 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from memory_pipeline.storage.term_stats import delete_tenant_term_data
+from memory_pipeline.keyword_index.storage import delete_tenant_term_data
 from memory_pipeline.tenancy import Tenant
 
 #: Columns a caller of get_memory_log sees (the CLI's ``get``).

@@ -1,39 +1,31 @@
-"""Per-tenant term statistics and champion lists for keyword search (``sql/007``).
+"""The keyword index's SQL: term statistics, champion lists and BM25 scoring in Postgres.
 
-Triggers record every change to the statistics as an appended delta; :func:`compact_term_stats`
-folds them in, and readers add the two, so what they see is exact at every commit.
-
-Champion lists are derived from the rows and kept by the pipeline (:func:`refresh_keyword_index`
-after each run): the memories a run embedded are merged into the lists where they beat the
-current last entry, a term that just became common gets its list, and a tenant's lists are
-rebuilt from scratch only once a quarter of its memories have left (deleted or changed) since
-the last rebuild. A merge costs what the new memories' terms cost; a rebuild reads every
-memory of the tenant (~20 s at 100k memories here).
+Triggers (``sql/007``) record every change to the statistics as an appended delta;
+:func:`compact_term_stats` folds them in, and readers add the two, so what they see is exact at
+every commit. Champion lists are derived from the rows: merged with each run's memories, rebuilt
+from scratch once :data:`CHAMPION_REBUILD_FRACTION` of a tenant's memories have left
+(docs/decisions/0003-champion-list-length.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 
 import psycopg
+from psycopg import sql
+
+from memory_pipeline.keyword_index.bm25 import BM25_B, BM25_K1, TermStatistics, query_idfs
+from memory_pipeline.keyword_index.plan import CHAMPION_LIST_LENGTH, CandidatePlan
 
 #: The term under which memory_term_stats keeps a tenant's totals.
 TOTALS_TERM = ""
-#: BM25 parameters: the usual defaults of Lucene/Anserini for short documents. Champion lists
-#: are ordered by the term weight they define.
-BM25_K1 = 0.9
-BM25_B = 0.4
-#: Memories kept per common term (a term held by more memories than this is common). Searches
-#: read a list's head, as deep as their budget allows (:mod:`memory_pipeline.search.keyword`).
-CHAMPION_LIST_LENGTH = 256
 #: A tenant's champion lists are rebuilt once this share of its memories left since the last
 #: rebuild (their ids linger in the lists until then, taking places).
 CHAMPION_REBUILD_FRACTION = 0.25
 
 #: BM25's term weight of a posting (``x.tf``, the length of ``m.search_tsv``) as a SQL
 #: expression over the parameters k1, b and avg; the same as
-#: :func:`memory_pipeline.search.keyword.term_weight`.
+#: :func:`memory_pipeline.keyword_index.bm25.term_weight`.
 BM25_WEIGHT_SQL = """x.tf * (%(k1)s + 1) / (x.tf + %(k1)s * (1 - %(b)s
              + %(b)s * length(m.search_tsv) / %(avg)s))"""
 # Each (term, memory) of the tenant's embedded memories that pass {where}, with its weight.
@@ -60,20 +52,6 @@ def tsquery_any(terms: Sequence[str]) -> str:
     """A tsquery text matching any of ``terms`` (lexemes quoted for the tsquery parser)."""
     quoted = ("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms)
     return " | ".join(quoted)
-
-
-@dataclass(frozen=True)
-class TermStatistics:
-    """What BM25 needs to know of a tenant: its size and how common each query term is."""
-
-    docs: int  # embedded memories of the tenant
-    total_length: int  # the sum of their lengths (distinct lexemes of search_tsv)
-    removed: int  # memories that left the tenant's embedded set since it began
-    doc_freq: Mapping[str, int]  # embedded memories holding each asked term (0 if none)
-
-    @property
-    def avg_length(self) -> float:
-        return self.total_length / self.docs if self.docs else 0.0
 
 
 def term_statistics(
@@ -286,37 +264,13 @@ def merge_into_champions(
     return written
 
 
-def refresh_keyword_index(
-    conn: psycopg.Connection, embedded: Mapping[str, Collection[int]]
-) -> list[str]:
-    """Keep the keyword index of the tenants a run touched; return those rebuilt from scratch.
-
-    ``embedded`` maps each tenant key to the memories the run embedded (or re-embedded). The
-    statistics' deltas are folded in, then each tenant's champion lists are rebuilt if due
-    (:func:`champion_rebuilds_due`) or else merged with those memories. Run it between
-    transactions: each step commits on its own.
-    """
-    keys = sorted(embedded)
-    compact_term_stats(conn, keys)
-    conn.commit()
-    rebuild = champion_rebuilds_due(conn, keys)
-    built_with = {
-        r["tenant_key"]: r["list_length"]
-        for r in conn.execute(
-            "SELECT tenant_key, list_length FROM memory_term_champion_build "
-            "WHERE tenant_key = ANY(%s)",
-            (keys,),
-        ).fetchall()
-    }
-    conn.commit()
-    for key in rebuild:
-        build_champions(conn, key)
-    for key in keys:
-        # lists of another length are rebuilt once the tenant outgrows that length
-        same_length = built_with.get(key) == CHAMPION_LIST_LENGTH
-        if key not in rebuild and same_length and embedded[key]:
-            merge_into_champions(conn, key, embedded[key])
-    return rebuild
+def champion_lengths(conn: psycopg.Connection, tenant_keys: Sequence[str]) -> dict[str, int]:
+    """The list length each of the tenants' champion lists was last built with."""
+    rows = conn.execute(
+        "SELECT tenant_key, list_length FROM memory_term_champion_build WHERE tenant_key = ANY(%s)",
+        (list(tenant_keys),),
+    ).fetchall()
+    return {r["tenant_key"]: int(r["list_length"]) for r in rows}
 
 
 def delete_tenant_term_data(conn: psycopg.Connection, tenant_key: str) -> None:
@@ -328,3 +282,80 @@ def delete_tenant_term_data(conn: psycopg.Connection, tenant_key: str) -> None:
         "memory_term_champion_build",
     ):
         conn.execute(f"DELETE FROM {table} WHERE tenant_key = %s", (tenant_key,))
+
+
+def query_terms(conn: psycopg.Connection, query: str) -> list[str]:
+    """The distinct lexemes of ``query`` under the same text configuration as ``search_tsv``."""
+    rows = conn.execute(
+        "SELECT DISTINCT t FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS t",
+        (query,),
+    ).fetchall()
+    return sorted(r["t"] for r in rows)
+
+
+def score_candidates(
+    conn: psycopg.Connection,
+    tenant_key: str,
+    terms: Sequence[str],
+    plan: CandidatePlan,
+    stats: TermStatistics,
+    where: sql.Composable | None,
+    n: int,
+    also: Collection[int] = (),
+) -> dict[int, float]:
+    """BM25 scores of the ``n`` best candidates of ``plan`` (and of those in ``also``).
+
+    Scored in Postgres, over every query term each candidate holds; only candidates that match
+    ``where`` (a condition over ``memory_log m``) are scored.
+    """
+    sources: list[sql.Composable] = []
+    if plan.full_terms:
+        sources.append(sql.SQL("m.search_tsv @@ %(tsquery)s::tsquery"))
+    if plan.champion_terms or also:
+        sources.append(
+            sql.SQL(
+                "m.id = ANY(ARRAY(SELECT unnest(c.log_ids[1:%(depth)s]) "
+                "FROM memory_term_champion c "
+                "WHERE c.tenant_key = %(tenant)s AND c.term = ANY(%(champion_terms)s)) "
+                "|| %(also)s::bigint[])"
+            )
+        )
+    if not sources:
+        return {}
+    statement = sql.SQL(
+        """SELECT id, score FROM (
+               SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS place
+               FROM (SELECT m.id, sum(q.idf * {weight}) AS score
+                     FROM memory_log m
+                     CROSS JOIN LATERAL (
+                         SELECT t.lexeme, coalesce(array_length(t.positions, 1), 1)::float8 AS tf
+                         FROM unnest(ts_filter(setweight(m.search_tsv, 'A', %(terms)s), '{{a}}'))
+                             AS t) AS x
+                     JOIN unnest(%(terms)s::text[], %(idfs)s::float8[]) AS q(term, idf)
+                         ON q.term = x.lexeme
+                     WHERE m.tenant_key = %(tenant)s AND m.status = 'embedded'
+                       AND ({sources}) AND {condition}
+                     GROUP BY m.id) AS scored) AS ranked
+           WHERE place <= %(n)s OR id = ANY(%(also)s::bigint[])"""
+    ).format(
+        weight=sql.SQL(BM25_WEIGHT_SQL),
+        sources=sql.SQL(" OR ").join(sources),
+        condition=where if where is not None else sql.SQL("true"),
+    )
+    rows = conn.execute(
+        statement,
+        {
+            "tenant": tenant_key,
+            "terms": list(terms),
+            "idfs": query_idfs(stats, terms),
+            "tsquery": tsquery_any(plan.full_terms),
+            "champion_terms": list(plan.champion_terms),
+            "depth": plan.champion_depth,
+            "also": list(also),
+            "n": n,
+            "k1": BM25_K1,
+            "b": BM25_B,
+            "avg": max(stats.avg_length, 1.0),
+        },
+    ).fetchall()
+    return {int(r["id"]): float(r["score"]) for r in rows}
