@@ -251,6 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.port,
         auth=not args.no_auth,
         max_request_bytes=args.max_request_bytes,
+        batch_queries=not args.no_query_batching,
         announce=lambda line: print(line, flush=True),
     )
     return 0
@@ -390,6 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-auth",
         action="store_true",
         help="accept requests without API keys (each acts as admin); loopback hosts only",
+    )
+    p.add_argument(
+        "--no-query-batching",
+        action="store_true",
+        help="embed each search's query on its own (to measure what batching brings)",
     )
 
     p = verb(

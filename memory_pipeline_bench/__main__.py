@@ -1,6 +1,6 @@
 """``python -m memory_pipeline_bench`` (``make bench``): throughput, search latency, keyword recall, scale.
 
-Runs the benchmarks named by ``--only`` (default: all five), each in its own sub-home of the
+Runs the benchmarks named by ``--only`` (default: all six), each in its own sub-home of the
 bench home (``MEMORY_PIPELINE_HOME``, default ``.memory_pipeline/bench``), prints progress on
 stderr and a summary table on stdout, and writes every figure to ``<bench home>/results.json``.
 Exit status 0 when every benchmark ran (targets met or not), 1 when one failed to run.
@@ -28,7 +28,7 @@ from memory_pipeline_bench.results import (
     write_json,
 )
 
-SECTIONS = ("pipeline", "search", "keyword", "scale", "celery")
+SECTIONS = ("pipeline", "search", "keyword", "scale", "service", "celery")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m memory_pipeline_bench",
         description="Benchmarks of memory_pipeline: pipeline throughput (A), search latency (B), "
         "1,000 tenants under `memory-pipeline up` (C), keyword search against exact BM25 (D), "
-        "one backlog on 1 and 2 Celery workers (F).",
+        "the memory service over HTTP (E), one backlog on 1 and 2 Celery workers (F).",
     )
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
-        help="comma-separated benchmarks to run: pipeline,search,keyword,scale,celery",
+        help="comma-separated benchmarks to run: pipeline,search,keyword,scale,service,celery",
     )
     parser.add_argument("--seed", type=int, default=0, help="synthetic corpus seed")
     a = parser.add_argument_group("pipeline (A)")
@@ -78,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=20,
         help="rows inserted one at a time for new-row-to-searchable latency",
+    )
+    e = parser.add_argument_group("service (E)")
+    e.add_argument("--service-rows", type=int, default=1000, help="memories in the search tenant")
+    e.add_argument("--service-queries", type=int, default=100, help="queries per latency round")
+    e.add_argument("--service-rounds", type=int, default=3, help="in-process / HTTP rounds")
+    e.add_argument(
+        "--service-seconds", type=float, default=20.0, help="seconds per concurrency level"
+    )
+    e.add_argument(
+        "--service-batch-rows", type=int, default=10_000, help="memories sent in batches of 1,000"
     )
     f = parser.add_argument_group("celery (F)")
     f.add_argument("--celery-tenants", type=int, default=24, help="tenants of each backlog")
@@ -145,6 +155,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows=args.scale_rows,
             tenants=args.scale_tenants,
             latency_rows=args.latency_rows,
+            seed=args.seed,
+        )
+
+    if "service" in wanted:
+        from memory_pipeline_bench import service_latency
+
+        runners["service"] = lambda: service_latency.run(
+            base,
+            rows=args.service_rows,
+            queries=args.service_queries,
+            rounds=args.service_rounds,
+            seconds=args.service_seconds,
+            batch_rows=args.service_batch_rows,
             seed=args.seed,
         )
 

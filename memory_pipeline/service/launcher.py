@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from memory_pipeline.service.keys import create_key
@@ -54,9 +54,26 @@ def _ready(host: str, port: int) -> bool:
         return False
 
 
+def wait_until_ready(
+    host: str, port: int, process: subprocess.Popen[bytes], timeout: float = READY_TIMEOUT_SECONDS
+) -> None:
+    """Block until the service answers ``/readyz``; ``RuntimeError`` if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while not _ready(host, port):
+        if process.poll() is not None:
+            raise RuntimeError(f"the memory service exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the memory service was not ready within {timeout:.0f} s")
+        time.sleep(0.3)
+
+
 @contextlib.contextmanager
 def running_service(
-    settings: Settings, host: str, port: int, announce: Callable[[str], None]
+    settings: Settings,
+    host: str,
+    port: int,
+    announce: Callable[[str], None],
+    extra_args: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``memory-pipeline serve`` in its own process group while the block runs.
 
@@ -66,7 +83,7 @@ def running_service(
     log_path = settings.home / "service.log"
     env = {**os.environ, "MEMORY_PIPELINE_HOME": str(settings.home)}
     command = [sys.executable, "-m", "memory_pipeline.cli", "serve"]
-    command += ["--host", host, "--port", str(port)]
+    command += ["--host", host, "--port", str(port), *extra_args]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,

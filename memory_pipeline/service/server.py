@@ -69,6 +69,7 @@ def serve(
     *,
     auth: bool = True,
     max_request_bytes: int | None = None,
+    batch_queries: bool = True,
     access_log: bool = True,
     announce: Callable[[str], None] = print,
 ) -> None:
@@ -88,6 +89,7 @@ def serve(
         auth=auth,
         max_request_bytes=max_request_bytes or DEFAULT_MAX_REQUEST_BYTES,
         host=host,
+        batch_queries=batch_queries,
     )
 
     class _Server(uvicorn.Server):

@@ -85,7 +85,8 @@ def insert_memory_logs(
 
     A ``(tenant, external_id)`` already stored, or repeated earlier in ``rows``, inserts nothing
     and gets the existing id. Ids are drawn first and inserted explicitly, so each result is
-    matched to its row without relying on the order of ``RETURNING``.
+    matched to its row without relying on the order of ``RETURNING``. The arrays travel in
+    binary: as text, escaping every JSON document's quotes cost ~1 ms per row.
     """
     if not rows:
         return []
@@ -105,8 +106,8 @@ def insert_memory_logs(
                OVERRIDING SYSTEM VALUE
                SELECT t.id, t.user_id, t.project_id, t.tenant_key, t.raw_data, t.external_id,
                       coalesce(t.occurred_at, now()), t.occurred_at IS NOT NULL
-               FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
-                           %s::text[], %s::timestamptz[])
+               FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::jsonb[],
+                           %b::text[], %b::timestamptz[])
                     WITH ORDINALITY
                     AS t(id, user_id, project_id, tenant_key, raw_data, external_id, occurred_at,
                          ord)
