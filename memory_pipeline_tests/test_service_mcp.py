@@ -24,9 +24,11 @@ def http_transport(service, key: str | None) -> Any:
     return streamable_http_client(f"{service.base_url}/mcp", http_client=http)
 
 
-async def remember_then_recall(transport: Any, store, text: str, query: str) -> dict[str, Any]:
+async def remember_then_recall(
+    transport: Any, store, text: str, query: str, mode: str = "auto"
+) -> dict[str, Any]:
     """remember → (embedded by the worker) → recall → get_memory → forget; what each said."""
-    async with Client(transport) as client:
+    async with Client(transport, mode=mode) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert names == {"remember", "recall", "forget", "get_memory"}
         remembered = await client.call_tool("remember", {"content": text, "external_id": "m-1"})
@@ -55,8 +57,9 @@ def check(said: dict[str, Any], text: str) -> None:
     assert said["gone"].is_error and "does not exist" in said["gone"].content[0].text
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # legacy: the initialize handshake
 def test_mcp_over_streamable_http_remembers_then_recalls(
-    service, store, embedding_worker, new_tenant
+    service, store, embedding_worker, new_tenant, mode
 ):
     tenant = new_tenant("mcp-http")
     embedding_worker.watch(tenant)
@@ -64,7 +67,7 @@ def test_mcp_over_streamable_http_remembers_then_recalls(
     text = "The staging database password rotates every Monday at 09:00"
     said = asyncio.run(
         remember_then_recall(
-            http_transport(service, key), store, text, "when does the password rotate?"
+            http_transport(service, key), store, text, "when does the password rotate?", mode
         )
     )
     check(said, text)
@@ -90,8 +93,11 @@ def test_mcp_over_stdio_remembers_then_recalls(
     assert store.get_memory_log(said["id"]) is None
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
 @pytest.mark.parametrize("which", ["no key", "wrong key", "revoked key", "admin key"])
-def test_mcp_over_http_refuses_a_key_that_decides_no_tenant(service, store, new_tenant, which):
+def test_mcp_over_http_refuses_a_key_that_decides_no_tenant(
+    service, store, new_tenant, which, mode
+):
     tenant = new_tenant("mcp-refused")
     key = {
         "no key": None,
@@ -105,7 +111,7 @@ def test_mcp_over_http_refuses_a_key_that_decides_no_tenant(service, store, new_
         key = new.key
 
     async def try_to_remember() -> None:
-        async with Client(http_transport(service, key)) as client:
+        async with Client(http_transport(service, key), mode=mode) as client:
             await client.call_tool("remember", {"content": "should never be stored"})
 
     with pytest.raises(Exception) as refused:
