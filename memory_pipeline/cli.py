@@ -165,17 +165,29 @@ def cmd_process(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     with _store() as store:
         results = store.search_similar_memories(
-            args.query, args.user, args.project, args.limit, mode=args.mode, backend=args.backend
+            args.query,
+            args.user,
+            args.project,
+            args.limit,
+            mode=args.mode,
+            backend=args.backend,
+            explain=args.explain,
         )
     data = [r.to_json() for r in results]
 
     def human(rows: list[dict[str, Any]]) -> str:
         if not rows:
             return "no results"
-        return "\n".join(
-            f"{r['log_id']:>8}  {r['score']:.3f}  {r['memory_type']:<17} {r['text'][:90]!s}"
-            for r in rows
-        )
+        from memory_pipeline.search.explain import summarise
+
+        lines = []
+        for r in rows:
+            lines.append(
+                f"{r['log_id']:>8}  {r['score']:.3f}  {r['memory_type']:<17} {r['text'][:90]!s}"
+            )
+            if r.get("explanation"):
+                lines.append(f"{'':>8}  {summarise(r['explanation'])}")
+        return "\n".join(lines)
 
     _emit(args, data, human)
     return 0
@@ -358,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--mode", choices=["vector", "keyword", "hybrid"], default=None)
     p.add_argument("--backend", choices=["chroma", "pgvector"], default=None)
+    p.add_argument("--explain", action="store_true", help="say why each result ranked where it did")
     p.add_argument("query")
 
     p = verb("import", cmd_import, "bulk-load memories from JSONL, CSV or Parquet files")

@@ -276,6 +276,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         memory_types: Sequence[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        explain: bool = False,
     ) -> list[SearchResult]:
         """The tenant's memories that best match ``query``, best first (DESIGN §5).
 
@@ -283,8 +284,10 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         ``enable_temporal_decay`` the score is multiplied by
         ``0.5 ** (age_days / half_life_days)`` (age from ``occurred_at``) and re-sorted.
         ``where_filter`` speaks Chroma's operator language over the metadata keys of DESIGN §3;
-        ``memory_types``, ``since`` and ``until`` add to it. Bad arguments raise ``ValueError``;
-        an unknown tenant gives ``[]``.
+        ``memory_types``, ``since`` and ``until`` add to it. With ``explain`` each result
+        carries an ``explanation`` (each retriever's rank and score, the fusion, context and
+        decay, the matched chunk). Bad arguments raise ``ValueError``; an unknown tenant gives
+        ``[]``.
         """
         request = SearchRequest.of(
             [query],
@@ -300,6 +303,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             memory_types=memory_types,
             since=since,
             until=until,
+            explain=explain,
         )
         return self.search.run(request)[0]
 

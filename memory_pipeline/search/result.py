@@ -25,10 +25,14 @@ class SearchResult:
     occurred_at: datetime
     created_at: datetime
     raw_data: dict[str, Any] = field(repr=False)
+    #: Why it ranked where it did (``explain=True`` only; docs/search.md#explain).
+    explanation: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: datetimes as ISO 8601."""
+        """A JSON-ready dict: datetimes as ISO 8601; ``explanation`` only when explained."""
         out = asdict(self)
         out["occurred_at"] = self.occurred_at.isoformat()
         out["created_at"] = self.created_at.isoformat()
+        if self.explanation is None:
+            del out["explanation"]
         return out

@@ -30,6 +30,7 @@ from memory_pipeline.keyword_index import (
     keyword_candidates,
 )
 from memory_pipeline.search import ranking
+from memory_pipeline.search.explain import explain_ranking
 from memory_pipeline.search.filters import where_to_sql
 from memory_pipeline.search.ranking import CONTEXT_WEIGHT, ContextBonus
 from memory_pipeline.search.request import SearchRequest
@@ -51,11 +52,12 @@ HYBRID_CHAMPION_BUDGET = 0
 
 @dataclass
 class QueryCandidates:
-    """One query's candidates as ranking goes: each retriever's scores, then the base score
-    (fused, plus context), the context bonuses, and each candidate's raw similarity."""
+    """One query's candidates as ranking goes: each retriever's scores, their fusion, the base
+    score (fused, plus context), the context bonuses, and each candidate's raw similarity."""
 
     vector: dict[int, float] = field(default_factory=dict)
     keyword: dict[int, float] = field(default_factory=dict)
+    fused: dict[int, float] = field(default_factory=dict)
     base: dict[int, float] = field(default_factory=dict)
     context: dict[int, ContextBonus] = field(default_factory=dict)
     similarity: dict[int, float] = field(default_factory=dict)
@@ -138,13 +140,21 @@ class MemorySearch:
             rows = search_reads.memory_rows(
                 conn, request.tenant.key, {r.log_id for ranks in ranked for r in ranks}
             )
+            explanations: list[dict[int, dict[str, Any]]] = [{} for _ in found]
+            if request.explain:
+                explanations = [
+                    self._explain(
+                        conn, request, embedder.model_id, vectors[i], c, ranks, facts, now
+                    )
+                    for i, (c, ranks) in enumerate(zip(found, ranked, strict=True))
+                ]
         return [
             [
-                _result(rows[r.log_id], r.score, c.similarity[r.log_id])
+                _result(rows[r.log_id], r.score, c.similarity[r.log_id], why.get(r.log_id))
                 for r in ranks
                 if r.log_id in rows  # deleted or re-pended since its facts were read
             ]
-            for ranks, c in zip(ranked, found, strict=True)
+            for ranks, c, why in zip(ranked, found, explanations, strict=True)
         ]
 
     # --------------------------------------------------------------------------- the steps
@@ -201,11 +211,12 @@ class MemorySearch:
                 )
         for c in found:
             if mode == "vector":
-                c.base = dict(c.vector)
+                c.fused = dict(c.vector)
             elif mode == "keyword":
-                c.base = dict(c.keyword)
+                c.fused = dict(c.keyword)
             else:
-                c.base = ranking.fuse(c.vector, c.keyword)
+                c.fused = ranking.fuse(c.vector, c.keyword)
+            c.base = c.fused
         return found
 
     def _visible(
@@ -218,7 +229,7 @@ class MemorySearch:
             conn, request.tenant.key, {i for c in found for i in c.base}, where
         )
         for c in found:
-            c.base = {i: v for i, v in c.base.items() if i in facts}
+            c.base = c.fused = {i: v for i, v in c.fused.items() if i in facts}
         return facts
 
     def _add_context(
@@ -250,6 +261,40 @@ class MemorySearch:
                 c.base, neighbours, facts, self.context_weight
             )
 
+    def _explain(
+        self,
+        conn: psycopg.Connection,
+        request: SearchRequest,
+        model_id: str,
+        vector: np.ndarray,
+        candidates: QueryCandidates,
+        ranked: list[ranking.RankedMemory],
+        facts: dict[int, CandidateFacts],
+        now: datetime,
+    ) -> dict[int, dict[str, Any]]:
+        """The explanation of each ranked memory (only with ``explain=True``)."""
+        chunks = search_reads.best_chunks(
+            conn, request.tenant.key, model_id, vector, [r.log_id for r in ranked]
+        )
+        return explain_ranking(
+            mode=request.mode,
+            vector=candidates.vector,
+            keyword=candidates.keyword,
+            fused=candidates.fused,
+            context=candidates.context,
+            context_weight=self.context_weight,
+            vector_weight=ranking.HYBRID_VECTOR_WEIGHT,
+            ranked=ranked,
+            similarity=candidates.similarity,
+            facts=facts,
+            chunks=chunks,
+            min_similarity=float(request.min_similarity),
+            half_life_days=(
+                float(request.half_life_days) if request.enable_temporal_decay else None
+            ),
+            now=now,
+        )
+
     @staticmethod
     def _similarities(
         conn: psycopg.Connection,
@@ -268,7 +313,9 @@ class MemorySearch:
         return known
 
 
-def _result(row: MemoryRow, score: float, similarity: float) -> SearchResult:
+def _result(
+    row: MemoryRow, score: float, similarity: float, explanation: dict[str, Any] | None
+) -> SearchResult:
     return SearchResult(
         log_id=row.id,
         external_id=row.external_id,
@@ -279,4 +326,5 @@ def _result(row: MemoryRow, score: float, similarity: float) -> SearchResult:
         occurred_at=row.occurred_at,
         created_at=row.created_at,
         raw_data=row.raw_data,
+        explanation=explanation,
     )
