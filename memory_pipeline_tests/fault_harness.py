@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,8 @@ class Up:
     port: int
     proc: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    #: When it was started (UTC, naive: as Dagster's run table stores times).
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
 
     @classmethod
     def start(cls, home: Home) -> Up:
