@@ -15,6 +15,8 @@ from typing import Any, Final
 MEMORY_STATES: Final = ("pending", "embedded", "skipped", "failed", "dead")
 #: States the pipeline leaves alone until someone acts (``retry``, a new ``raw_data``).
 TERMINAL_STATES: Final = ("embedded", "skipped", "dead")
+#: Why a document nested deeper than Python's JSON recursion limit is refused.
+TOO_DEEP: Final = "is nested too deeply (Python's JSON stops at about 1,000 levels)"
 #: Longest accepted ``external_id``, in characters.
 MAX_EXTERNAL_ID_CHARS: Final = 1024
 
@@ -26,6 +28,8 @@ def parse_json_object(value: Any, what: str) -> dict[str, Any]:
             value = json.loads(value)
         except ValueError as exc:
             raise ValueError(f"{what} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError(f"{what} {TOO_DEEP}") from None
     if not isinstance(value, dict):
         raise ValueError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
@@ -42,6 +46,8 @@ def validate_raw_data(raw_data: Any, max_document_bytes: int | None) -> dict[str
         text = json.dumps(raw_data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"raw_data is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"raw_data {TOO_DEEP}") from None
     if "\\u0000" in text:
         raise ValueError("raw_data contains a \\u0000 character, which PostgreSQL jsonb rejects")
     try:

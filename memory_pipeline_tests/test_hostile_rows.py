@@ -3,6 +3,7 @@ large or empty, or whose tenant's collection refuses writes, end in their own st
 reason, while their neighbours (of the same or other tenants, in one grouped batch) embed."""
 
 import json
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -105,3 +106,43 @@ def test_a_tenant_whose_collection_refuses_writes_fails_only_its_own_rows(store,
         assert status == "failed" and attempts == 1 and "belongs to" in reason
     assert counts[healthy.key].embedded == 2
     assert counts[victim.key].failed == 2
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_a_front_door_refuses_raw_data_too_deep_for_python_with_a_clear_error(
+    store, new_tenant, as_text
+):
+    deep: dict = {}
+    for _ in range(DEEP_LEVELS):
+        deep = {"a": deep}
+    raw = '{"a": ' * DEEP_LEVELS + "{}" + "}" * DEEP_LEVELS if as_text else deep
+    tenant = new_tenant()
+    with pytest.raises(ValueError, match="nested too deeply") as info:
+        store.create_memory_log(tenant.user_id, tenant.project_id, raw)
+    assert "\n" not in str(info.value)
+
+
+def test_an_import_rejects_a_record_too_deep_for_python_and_loads_the_rest(
+    store, new_tenant, tmp_path
+):
+    from memory_pipeline.imports import import_files
+
+    tenant = new_tenant()
+    normal = json.dumps(
+        {"user_id": tenant.user_id, "project_id": tenant.project_id, "raw_data": {"content": "ok"}}
+    )
+    deep = (
+        f'{{"user_id": "{tenant.user_id}", "project_id": "{tenant.project_id}", "raw_data": '
+        + '{"a": ' * DEEP_LEVELS
+        + "{}"
+        + "}" * DEEP_LEVELS
+        + "}"
+    )
+    path = tmp_path / "hostile.jsonl"
+    path.write_text(f"{normal}\n{deep}\n{normal.replace('ok', 'also ok')}\n")
+
+    result = import_files(store, [path])
+
+    assert (result["inserted"], result["rejected"]) == (2, 1)
+    (reject,) = [json.loads(line) for line in Path(result["reject_file"]).read_text().splitlines()]
+    assert reject["line"] == 2 and "nested too deeply" in reject["reason"]

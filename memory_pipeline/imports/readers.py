@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from memory_pipeline.memories import TOO_DEEP
+
 #: Called with the number of bytes of the file consumed so far (for progress bars).
 Advance = Callable[[int], None]
 
@@ -66,6 +68,9 @@ def read_jsonl(path: Path, advance: Advance) -> Iterator[SourceRecord]:
             record = json.loads(text)
         except ValueError as exc:
             yield SourceRecord(number, text.rstrip("\r\n"), f"invalid JSON: {exc}")
+            continue
+        except RecursionError:  # one hostile line is rejected; the import goes on
+            yield SourceRecord(number, text.rstrip("\r\n"), f"the record {TOO_DEEP}")
             continue
         yield SourceRecord(number, record)
 
