@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f = parser.add_argument_group("celery (F)")
     f.add_argument("--celery-tenants", type=int, default=24, help="tenants of each backlog")
-    f.add_argument("--celery-rows-per-tenant", type=int, default=20, help="rows per tenant")
+    f.add_argument("--celery-rows-per-tenant", type=int, default=50, help="rows per tenant")
     f.add_argument(
-        "--celery-rows-per-run", type=int, default=60, help="MEMORY_PIPELINE_MAX_ROWS_PER_RUN"
+        "--celery-rows-per-run", type=int, default=200, help="MEMORY_PIPELINE_MAX_ROWS_PER_RUN"
     )
     f.add_argument(
         "--celery-overhead-runs", type=int, default=5, help="single-row runs per executor"

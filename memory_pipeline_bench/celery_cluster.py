@@ -344,6 +344,19 @@ class CeleryCluster:
         """Every process this cluster started, ended or not."""
         return [p.pid for p in self.started]
 
+    def survivors(self) -> list[int]:
+        """Processes or process groups (a daemon's code server, run workers) still alive."""
+        alive: list[int] = []
+        for process in self.started:
+            try:  # every process was started in its own session: its pid names its group
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass
+            alive.append(process.pid)
+        return alive
+
 
 @contextlib.contextmanager
 def celery_cluster(
@@ -352,13 +365,17 @@ def celery_cluster(
     settings_env: Mapping[str, str] | None = None,
     concurrent_runs: int = DEFAULT_CONCURRENT_RUNS,
 ) -> Iterator[CeleryCluster]:
-    """A started broker (workers and daemon are started by the caller); all stopped on exit."""
+    """A started broker (workers and daemon are started by the caller); all stopped on exit.
+
+    The folder (logs of broker, workers, daemon) is removed after a clean exit only.
+    """
     cluster = CeleryCluster(folder, endpoints, dict(settings_env or {}), concurrent_runs)
     try:
         cluster.start_broker()
         yield cluster
     finally:
         cluster.stop()
+    shutil.rmtree(folder, ignore_errors=True)  # kept, with every log, when something failed
 
 
 @dataclass

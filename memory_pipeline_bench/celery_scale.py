@@ -15,14 +15,17 @@ the 2-worker / 1-worker ratio shows the overhead of spreading, not a speed-up.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from dagster import RunsFilter
 
 from memory_pipeline.defs.assets import TENANT_VECTORS_ASSET
+from memory_pipeline.defs.sensors import SENSOR_TAG
 from memory_pipeline.services import ensure_services
 from memory_pipeline.storage.memory_logs import copy_pending_rows
 from memory_pipeline.storage.migrations import apply_migrations
@@ -54,14 +57,18 @@ def _statuses(url: str, keys: list[str]) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-def _new_runs(cluster: CeleryCluster, known: set[str]) -> list[Any]:
+def _sensor_runs(cluster: CeleryCluster) -> list[Any]:
+    """The pending-rows sensor's runs (not, e.g., the tenant directory's automation runs)."""
     with cluster.instance() as instance:
-        return [r for r in instance.get_runs() if r.run_id not in known]
+        return list(instance.get_runs(filters=RunsFilter(tags={SENSOR_TAG: "pending_rows_sensor"})))
+
+
+def _new_runs(cluster: CeleryCluster, known: set[str]) -> list[Any]:
+    return [r for r in _sensor_runs(cluster) if r.run_id not in known]
 
 
 def _run_ids(cluster: CeleryCluster) -> set[str]:
-    with cluster.instance() as instance:
-        return {r.run_id for r in instance.get_runs()}
+    return {r.run_id for r in _sensor_runs(cluster)}
 
 
 def _settled(cluster: CeleryCluster, known: set[str]) -> list[Any] | None:
@@ -94,6 +101,7 @@ def _backlog_phase(
         records = step_records(instance, [r.run_id for r in runs], TENANT_VECTORS_ASSET)
     return {
         "rows": rows,
+        "load_average_at_end": os.getloadavg(),
         "seconds": embedded_s,
         "rows_per_s": rows / embedded_s,
         "runs": len(runs),
@@ -137,8 +145,8 @@ def run(
     base: Path,
     *,
     tenants: int = 24,
-    rows_per_tenant: int = 20,
-    rows_per_run: int = 60,
+    rows_per_tenant: int = 50,
+    rows_per_run: int = 200,
     overhead_runs: int = 5,
     seed: int = 0,
 ) -> SectionResult:

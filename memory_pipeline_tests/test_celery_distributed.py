@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import psycopg
 import pytest
 from dagster import DagsterRunStatus, RunsFilter
@@ -102,15 +101,7 @@ def cluster(
         started.start_daemon()
         started.wait_for_workers(WORKERS_READY_TIMEOUT)
         yield started
-        pids = started.pids()
-    assert not [pid for pid in pids if _alive(pid)], "a process of the cluster is still running"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    assert not started.survivors(), "a process of the cluster is still running"
 
 
 def _insert(url: str, tenants: list[Tenant], rows_per_tenant: int) -> None:
