@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--celery-rows-per-run", type=int, default=200, help="MEMORY_PIPELINE_MAX_ROWS_PER_RUN"
     )
     f.add_argument(
-        "--celery-overhead-runs", type=int, default=5, help="single-row runs per executor"
+        "--celery-overhead-runs",
+        type=int,
+        default=3,
+        help="single-row runs per block (blocks: Celery, in-process, in-process, Celery)",
     )
     return parser
 

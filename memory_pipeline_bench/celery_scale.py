@@ -6,8 +6,10 @@ On its own home (PostgreSQL, Chroma), a broker, step workers and a Dagster daemo
 COPY and times it until every row is embedded, with 1 or 2 workers, in the order 1, 2, 2, 1 so a
 drift of the machine's speed hits both alike. Then the per-run overhead: single-row runs, one at
 a time, under the Celery executor and under the in-process one (the daemon restarted with
-``MEMORY_PIPELINE_EXECUTOR=in_process``), each timed from its run's start to its end as Dagster
-records them.
+``MEMORY_PIPELINE_EXECUTOR`` set, blocks in the order Celery, in-process, in-process, Celery),
+each timed from its run's start to its end as Dagster records them. An in-process run loads the
+model in its own process (its log says how long); a Celery worker has it loaded already, so
+the run is also reported without that load.
 
 Every worker's model uses every core: on a 2-core machine two workers share the same cores, so
 the 2-worker / 1-worker ratio shows the overhead of spreading, not a speed-up.
@@ -16,6 +18,7 @@ the 2-worker / 1-worker ratio shows the overhead of spreading, not a speed-up.
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import time
 from pathlib import Path
@@ -46,6 +49,8 @@ PHASE_TIMEOUT = 1800.0
 READY_TIMEOUT = 600.0
 #: the order of the throughput phases (workers per phase): 1, 2, 2, 1 cancels a linear drift
 PHASE_WORKERS = (1, 2, 2, 1)
+#: the same for the blocks of single-row runs (the daemon restarts with the executor)
+OVERHEAD_ORDER = ("celery", "in_process", "in_process", "celery")
 
 
 def _statuses(url: str, keys: list[str]) -> dict[str, int]:
@@ -110,6 +115,18 @@ def _backlog_phase(
     }
 
 
+MODEL_READY = re.compile(r"embedding model \S+ ready in ([0-9.]+) s")
+
+
+def _model_load_seconds(instance: Any, run_id: str) -> float:
+    """What the run's log says loading the model took (0.0 in a warm Celery worker)."""
+    for entry in instance.all_logs(run_id):
+        found = MODEL_READY.search(entry.user_message or "")
+        if found:
+            return float(found.group(1))
+    return float("nan")
+
+
 def _run_durations(cluster: CeleryCluster, label: str, count: int) -> list[dict[str, float]]:
     """``count`` single-row runs one after another: Dagster's start-to-end of each."""
     url = cluster.endpoints.database_url
@@ -131,11 +148,16 @@ def _run_durations(cluster: CeleryCluster, label: str, count: int) -> list[dict[
         with cluster.instance() as instance:
             stats = instance.get_run_stats(run.run_id)
             record = instance.get_run_record_by_id(run.run_id)
+            model_load = _model_load_seconds(instance, run.run_id)
+        run_s = stats.end_time - stats.start_time
         out.append(
             {
-                "run_s": stats.end_time - stats.start_time,
+                "run_s": run_s,
+                "model_load_s": model_load,
+                "run_without_model_load_s": run_s - model_load,
                 "launch_s": stats.start_time - record.create_timestamp.timestamp(),
                 "insert_to_embedded_s": embedded,
+                "load_average": os.getloadavg()[0],
             }
         )
     return out
@@ -147,7 +169,7 @@ def run(
     tenants: int = 24,
     rows_per_tenant: int = 50,
     rows_per_run: int = 200,
-    overhead_runs: int = 5,
+    overhead_runs: int = 3,
     seed: int = 0,
 ) -> SectionResult:
     result = SectionResult("celery")
@@ -186,12 +208,13 @@ def run(
                 phases.append(phase)
             if "embed2" in cluster.workers:
                 cluster.stop_worker("embed2")
-            progress("celery: per-run overhead, Celery executor")
-            celery_runs = _run_durations(cluster, "oc", overhead_runs)
-            cluster.stop_daemon()
-            progress("celery: per-run overhead, in-process executor")
-            cluster.start_daemon({"MEMORY_PIPELINE_EXECUTOR": "in_process"})
-            inproc_runs = _run_durations(cluster, "oi", overhead_runs)
+            celery_runs, inproc_runs = [], []
+            for block, executor in enumerate(OVERHEAD_ORDER):
+                progress(f"celery: per-run overhead, {executor} executor, block {block}")
+                cluster.stop_daemon()
+                cluster.start_daemon({"MEMORY_PIPELINE_EXECUTOR": executor})
+                runs = _run_durations(cluster, f"o{block}{executor[0]}", overhead_runs)
+                (celery_runs if executor == "celery" else inproc_runs).extend(runs)
     finally:
         stop_section_services(home)
 
@@ -203,9 +226,12 @@ def run(
     result.add("2 workers / 1 worker", rate2 / rate1, "ratio")
     celery_run = statistics.median(r["run_s"] for r in celery_runs)
     inproc_run = statistics.median(r["run_s"] for r in inproc_runs)
+    inproc_bare = statistics.median(r["run_without_model_load_s"] for r in inproc_runs)
     result.add("single-row run, Celery executor (p50)", celery_run, "s")
     result.add("single-row run, in-process executor (p50)", inproc_run, "s")
+    result.add("... in-process without its model load (p50)", inproc_bare, "s")
     result.add("Celery - in-process per run", celery_run - inproc_run, "s")
+    result.add("Celery - in-process without model load", celery_run - inproc_bare, "s")
     result.details.update(
         {
             "phases": phases,
