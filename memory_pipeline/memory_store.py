@@ -152,9 +152,10 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         """
         writes: list[MemoryWrite | None] = []
         rows: list[q.NewMemoryRow] = []
+        tenants: dict[tuple[Any, Any], Tenant] = {}  # a batch is mostly one tenant: check it once
         for record in records:
             try:
-                rows.append(self._new_memory_row(record))
+                rows.append(self._new_memory_row(record, tenants))
                 writes.append(None)
             except ValueError as exc:
                 writes.append(MemoryWrite(error=str(exc)))
@@ -162,7 +163,9 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             stored = iter(q.insert_memory_logs(conn, rows))
         return [w or MemoryWrite(*next(stored)) for w in writes]
 
-    def _new_memory_row(self, record: Mapping[str, Any]) -> q.NewMemoryRow:
+    def _new_memory_row(
+        self, record: Mapping[str, Any], tenants: dict[tuple[Any, Any], Tenant]
+    ) -> q.NewMemoryRow:
         if not isinstance(record, Mapping):
             raise ValueError(f"a memory must be an object, got {type(record).__name__}")
         unknown = set(record) - {"user_id", "project_id", "raw_data", "external_id", "occurred_at"}
@@ -170,8 +173,12 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
         if "raw_data" not in record:
             raise ValueError("raw_data is required")
+        ids = (record.get("user_id"), record.get("project_id"))
+        tenant = tenants.get(ids) if all(isinstance(i, str) for i in ids) else None
+        if tenant is None:
+            tenant = tenants[ids] = Tenant(*ids)  # type: ignore[arg-type]
         return q.NewMemoryRow(
-            Tenant(record.get("user_id"), record.get("project_id")),  # type: ignore[arg-type]
+            tenant,
             validate_raw_data(record["raw_data"], self.settings.max_document_bytes),
             validate_external_id(record.get("external_id")),
             validate_occurred_at(record.get("occurred_at")),

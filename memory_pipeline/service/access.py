@@ -59,9 +59,13 @@ class TenantAccess:
         """
         results: list[MemoryWrite | ServiceError | None] = []
         allowed: list[dict[str, Any]] = []
+        tenants: dict[tuple[Any, Any], Tenant] = {}  # a batch is mostly one tenant: check it once
         for record in records:
+            ids = (record.get("user_id"), record.get("project_id"))
             try:
-                tenant = self.tenant(record.get("user_id"), record.get("project_id"))
+                tenant = tenants.get(ids) if all(isinstance(i, str | None) for i in ids) else None
+                if tenant is None:
+                    tenant = tenants[ids] = self.tenant(*ids)  # valid ids: strings or None
             except ServiceError as exc:
                 results.append(exc)
                 continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,17 @@ LOG_CONFIG: dict[str, Any] = {
 }
 
 
+#: OpenMP's threads sleep at once when idle instead of spinning (unless the environment says
+#: otherwise): a service shares its cores with its requests, Postgres and Chroma, and on a busy
+#: 2-core machine spinning made one query's embedding 10x slower (docs/decisions/0163).
+OPENMP_WAIT_POLICY = "PASSIVE"
+
+
+def _quiet_openmp() -> None:
+    """Set OpenMP's wait policy before torch is imported (it is read once, at load)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT_POLICY)
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is reachable only from this machine."""
     if host == "localhost":
@@ -83,6 +95,7 @@ def serve(
 
     if not auth and not is_loopback(host):
         raise ValueError(f"refusing to serve {host} without API keys; bind 127.0.0.1 or use keys")
+    _quiet_openmp()
     store = MemoryStore.from_env()
     app = create_app(
         store,
@@ -122,6 +135,7 @@ def serve_mcp_stdio(user_id: str, project_id: str) -> None:
     from memory_pipeline.service.mcp_tools import build_mcp_server, fixed_principal
 
     tenant = Tenant(user_id, project_id)
+    _quiet_openmp()
     store = MemoryStore.from_env()
     # load the model while the agent host starts up, not in its first recall
     threading.Thread(
