@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 from memory_pipeline.services import ensure_services, stop_services
 from memory_pipeline.services.endpoints import ServiceEndpoints
@@ -95,18 +96,20 @@ def _run_supervised(
         announce(f"created an admin API key for the memory service: {key_path} (mode 0600)")
     with stop, running_service(settings, host, service_port, announce):
         dev = DagsterDev(settings, endpoints, host, port)
-        dev.start(announce)
         services = ServiceSupervisor(settings, announce)
-        next_check = 0.0
-        while not stop.requested:
-            if dev.exited():
-                dev.restart_or_raise(announce)
-            if time.monotonic() >= next_check:
-                services.check()
-                next_check = time.monotonic() + SUPERVISE_INTERVAL_SECONDS
-            dev.announce_when_ready(announce)
-            time.sleep(0.5)
-        dev.terminate()
+        try:
+            dev.start(announce)
+            next_check = 0.0
+            while not stop.requested:
+                if dev.exited():
+                    dev.restart_or_raise(announce)
+                if time.monotonic() >= next_check:
+                    services.check()
+                    next_check = time.monotonic() + SUPERVISE_INTERVAL_SECONDS
+                dev.announce_when_ready(announce)
+                time.sleep(0.5)
+        finally:
+            dev.terminate()
     return 0
 
 
@@ -115,7 +118,7 @@ class _StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}
 
     def _request(self, signum: int, _frame: object) -> None:
         self.requested = True
@@ -127,7 +130,7 @@ class _StopRequest:
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)
 
 
 class ServiceSupervisor:
