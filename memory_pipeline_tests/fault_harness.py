@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -725,12 +726,8 @@ def measure(names: Sequence[str], timeout: float, fresh_up_per_case: bool) -> li
                 if holder:
                     holder[0].stop()
                     holder[0].kill()
-                    subprocess.run(
-                        [sys.executable, "-m", "memory_pipeline.cli", "db", "stop"],
-                        env=home.env,
-                        capture_output=True,
-                        timeout=120,
-                    )
+                    home.cli("db", "stop", timeout=120)
+                    shutil.rmtree(home.path, ignore_errors=True)
                     home = Home.create()
                 holder[:] = [Up.start(home)]
             try:
@@ -743,12 +740,8 @@ def measure(names: Sequence[str], timeout: float, fresh_up_per_case: bool) -> li
         for up in holder:
             up.stop()
             up.kill()
-        subprocess.run(
-            [sys.executable, "-m", "memory_pipeline.cli", "db", "stop"],
-            env=home.env,
-            capture_output=True,
-            timeout=120,
-        )
+        home.cli("db", "stop", timeout=120)
+        shutil.rmtree(home.path, ignore_errors=True)
     return outcomes
 
 

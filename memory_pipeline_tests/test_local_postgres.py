@@ -4,6 +4,7 @@ and starts again on the same socket after it was killed."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -44,11 +45,13 @@ def test_the_homes_server_runs_with_those_settings(database_url: str) -> None:
 
 
 def test_a_killed_server_starts_again_on_the_same_socket_and_old_pools_reconnect() -> None:
-    data_dir = Path(tempfile.mkdtemp(prefix="mpk-", dir="/tmp")) / "pg"  # short: socket path
+    home = Path(tempfile.mkdtemp(prefix="mpk-", dir="/tmp"))  # short: socket path limit
+    data_dir = home / "pg"
     uri = start_local_postgres(data_dir)
-    apply_migrations(uri)  # the pool registers pgvector's types on each connection
-    db = Database(uri, max_size=3)
+    db: Database | None = None
     try:
+        apply_migrations(uri)  # the pool registers pgvector's types on each connection
+        db = Database(uri, max_size=3)
         with db.connection() as a, db.connection() as b:  # two idle connections in the pool
             a.execute("SELECT 1")
             b.execute("SELECT 1")
@@ -63,5 +66,7 @@ def test_a_killed_server_starts_again_on_the_same_socket_and_old_pools_reconnect
         with db.connection() as conn:  # ... and takes the pool's other stale ones with it
             assert conn.execute("SELECT 1 AS one").fetchone()["one"] == 1
     finally:
-        db.close()
+        if db is not None:
+            db.close()
         stop_local_postgres(data_dir)
+        shutil.rmtree(home, ignore_errors=True)
