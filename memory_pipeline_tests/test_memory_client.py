@@ -40,6 +40,9 @@ def exercise(memories, user: str, project: str) -> dict:
     out["states"] = memories.wait_until_embedded([first, second, out["writes"][0].id], timeout=WAIT)
     out["got"] = memories.get_memory_log(second)
     out["search"] = memories.search_similar_memories("why did the import fail?", user, project)
+    out["explained"] = memories.search_similar_memories(
+        "why did the import fail?", user, project, explain=True
+    )
     out["many"] = memories.search_many(["import failure", "where does Ana live?"], user, project)
     out["filtered"] = memories.search_similar_memories(
         "Lisbon", user, project, limit=5, mode="keyword", memory_types=["conversation_turn"]
@@ -79,6 +82,8 @@ def test_memory_client_answers_like_memory_store(service, store, embedding_worke
         assert said["search"][0].log_id == first
         assert all(isinstance(r, SearchResult) for r in said["search"])
         assert isinstance(said["search"][0].occurred_at, datetime)
+        assert said["search"][0].explanation is None
+        assert isinstance(said["explained"][0].explanation, dict)
         assert [rs[0].log_id for rs in said["many"]] == [first, second]
         assert [r.log_id for r in said["filtered"]] == [second]
         assert said["updated"] is None

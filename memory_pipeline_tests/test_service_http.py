@@ -93,6 +93,12 @@ def test_round_trip_add_search_update_search_delete(service, embedding_worker, t
         assert results[0]["log_id"] == memory_id
         assert set(results[0]) >= SEARCH_RESULT_FIELDS
         assert "Redis TLS cert" in results[0]["text"]
+        assert "explanation" not in results[0]
+        explained = api.post(
+            "/v1/search", json={"query": "why did the deploy break?", "explain": True}
+        )
+        assert explained.json()["results"][0]["log_id"] == memory_id
+        assert isinstance(explained.json()["results"][0]["explanation"], dict)
 
         updated = api.patch(
             f"/v1/memories/{memory_id}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -29,8 +29,12 @@ class SearchResult:
     explanation: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: datetimes as ISO 8601; ``explanation`` only when explained."""
-        out = asdict(self)
+        """A JSON-ready dict: datetimes as ISO 8601; ``explanation`` only when explained.
+
+        Shallow: ``raw_data`` is this result's own dict, not a copy (``asdict`` deep-copied
+        it: ~5 ms for ten work logs, most of a service search's formatting).
+        """
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["occurred_at"] = self.occurred_at.isoformat()
         out["created_at"] = self.created_at.isoformat()
         if self.explanation is None:

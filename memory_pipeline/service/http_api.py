@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -229,15 +229,6 @@ def _principal_of_mcp_call(ctx: Any) -> Principal:
     return principal
 
 
-def _with_options(search: Callable[..., Any], query: Any, options: dict[str, Any]) -> Any:
-    try:
-        return search(query, **options)
-    except TypeError as exc:  # an option this version's search does not take
-        if "explain" in options and "explain" in str(exc):
-            raise Invalid("explain is not supported by this version of the search") from None
-        raise
-
-
 def _write_json(write: MemoryWrite | ServiceError) -> dict[str, Any]:
     if isinstance(write, ServiceError):
         return {"error": {"code": write.code, "message": write.message}}
@@ -436,13 +427,13 @@ def create_app(
     @app.post("/v1/search", tags=["search"], summary="Search one tenant's memories")
     def search(body: SearchIn, access: Access) -> dict[str, Any]:
         state.require_model()
-        results = _with_options(access.search, body.query, body.options())
+        results = access.search(body.query, **body.options())
         return {"results": [r.to_json() for r in results]}
 
     @app.post("/v1/search/batch", tags=["search"], summary="Many searches of one tenant")
     def search_batch(body: SearchBatchIn, access: Access) -> dict[str, Any]:
         state.require_model()
-        results = _with_options(access.search_many, body.queries, body.options())
+        results = access.search_many(body.queries, **body.options())
         return {"results": [[r.to_json() for r in rs] for rs in results]}
 
     # --------------------------------------------------------------------------- status

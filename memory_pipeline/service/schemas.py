@@ -104,14 +104,13 @@ class SearchOptions(Strict):
     memory_types: list[str] | None = None
     since: datetime | None = None
     until: datetime | None = None
-    explain: bool = Field(False, description="Each result explains its score.")
+    explain: bool = Field(
+        False, description="Each result carries `explanation`: why it ranked where it did."
+    )
 
     def options(self) -> dict[str, Any]:
-        """Keyword arguments for ``TenantAccess.search`` (``explain`` only when asked for)."""
-        out = self.model_dump(exclude={"query", "queries", "explain"})
-        if self.explain:
-            out["explain"] = True
-        return out
+        """Keyword arguments for ``TenantAccess.search``."""
+        return self.model_dump(exclude={"query", "queries"})
 
 
 class SearchIn(SearchOptions):
