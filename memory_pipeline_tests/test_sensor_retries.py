@@ -1,6 +1,8 @@
 """No run key is final while its work is not done: the sensor requests work that a finished run
 left pending again (failed, canceled, crashed, or claimed nothing), with backoff."""
 
+import json
+
 import pytest
 from dagster import DagsterRunStatus, SensorResult, build_sensor_context
 
@@ -15,6 +17,7 @@ from memory_pipeline.defs.sensors import (
     SENSOR_TAG,
     WORK_TAG,
     Attempts,
+    SensorCursor,
     TenantWork,
     pending_rows_sensor,
     plan_runs,
@@ -120,3 +123,56 @@ def test_the_sensor_requests_work_a_finished_run_left_pending_under_a_new_run_ke
         assert again.tags[ATTEMPT_TAG] == "1"
     else:  # other tests' pending tenants shared its run: now each tenant retries alone
         assert again.partition_key == partition
+
+
+def test_a_run_key_is_never_reused_even_after_its_attempts_are_forgotten(
+    store, new_tenant, instance, resources, monkeypatch
+):
+    # Finished runs count as attempts for ATTEMPT_MEMORY only; work still pending after that
+    # (say `up` was stopped for a night after a failed run) is planned as attempt 0 again, and
+    # must not get the key Dagster already launched once (it would skip it forever).
+    monkeypatch.setenv("MEMORY_PIPELINE_RUN_RETRY_BACKOFF_SECONDS", "0")
+    tenant = new_tenant()
+    partition = tenant_partition_key(tenant.user_id, tenant.project_id)
+    store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "pending overnight"})
+    sensor_resources = {"postgres": resources["postgres"], "embedder": resources["embedder"]}
+
+    def request_for_tenant(cursor: str | None):
+        context = build_sensor_context(instance=instance, resources=sensor_resources, cursor=cursor)
+        result = pending_rows_sensor(context)
+        assert isinstance(result, SensorResult)
+        order = list(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+        (mine,) = [r for r in result.run_requests if partition in _tenants_of(r, order)]
+        return mine, context.cursor
+
+    first, cursor = request_for_tenant(None)
+    again, _ = request_for_tenant(cursor)  # no finished run of its digest is remembered
+
+    assert again.tags[WORK_TAG] == first.tags[WORK_TAG]
+    assert again.tags[ATTEMPT_TAG] == first.tags[ATTEMPT_TAG] == "0"
+    assert again.run_key != first.run_key
+
+
+def test_a_tick_evaluated_again_with_the_same_cursor_asks_for_the_same_run_keys(
+    store, new_tenant, instance, resources
+):
+    # The daemon may evaluate a tick twice (it died before storing the cursor): the same keys
+    # let Dagster launch each run once.
+    tenant = new_tenant()
+    store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "asked twice"})
+    sensor_resources = {"postgres": resources["postgres"], "embedder": resources["embedder"]}
+
+    def run_keys(cursor: str | None) -> set[str]:
+        context = build_sensor_context(instance=instance, resources=sensor_resources, cursor=cursor)
+        result = pending_rows_sensor(context)
+        assert isinstance(result, SensorResult)
+        return {r.run_key for r in result.run_requests}
+
+    first = run_keys(None)
+    assert first and run_keys(None) == first
+
+
+def test_a_cursor_written_before_generations_still_reads_its_stray_keys():
+    cursor = SensorCursor.parse(json.dumps({"alice": 100.0}))
+    assert cursor == SensorCursor(strays={"alice": 100.0}, generation=0)
+    assert SensorCursor.parse(cursor.dumps()) == cursor

@@ -86,6 +86,26 @@ class PlannedRun:
     attempt: int
 
 
+@dataclass(frozen=True)
+class SensorCursor:
+    """What the sensor carries between ticks: when partition keys that are no tenant's were
+    first seen (``partitions.sync_tenant_partitions``), and how many ticks requested runs (each
+    such tick's run keys are new, decision 0100)."""
+
+    strays: dict[str, float]
+    generation: int = 0
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "SensorCursor":
+        data = json.loads(raw) if raw else {}
+        if "generation" not in data or "strays" not in data:  # older cursors held strays only
+            return cls(strays=data, generation=0)
+        return cls(strays=data["strays"], generation=int(data["generation"]))
+
+    def dumps(self) -> str:
+        return json.dumps({"strays": self.strays, "generation": self.generation})
+
+
 def group_into_runs(
     order: Sequence[str], work: Iterable[TenantWork], *, max_rows: int, max_tenants: int
 ) -> list[list[TenantWork]]:
@@ -175,8 +195,10 @@ def plan_runs(
     return planned, waiting
 
 
-def _run_request(run: PlannedRun) -> RunRequest:
-    suffix = f":{run.attempt}" if run.attempt else ""
+def _run_request(run: PlannedRun, generation: int) -> RunRequest:
+    # A run key names the work, its attempt and the tick that asked for it: Dagster never
+    # launches a key twice, so one may repeat only when a tick is evaluated again (decision 0100).
+    suffix = f":{run.attempt}:{generation}"
     tags = {
         SENSOR_TAG: "pending_rows_sensor",
         WORK_TAG: run.digest,
@@ -242,21 +264,21 @@ def _finished_attempts(context: SensorEvaluationContext) -> dict[str, Attempts]:
 def pending_rows_sensor(
     context: SensorEvaluationContext, postgres: PostgresResource, embedder: EmbedderResource
 ) -> SensorResult | SkipReason:
+    cursor = SensorCursor.parse(context.cursor)
     with postgres.database().connection() as conn:
-        # partitions follow the tenants: new ones added, others removed (see partitions); the
-        # cursor only remembers when keys that are no tenant's were first seen
+        # partitions follow the tenants: new ones added, others removed (see partitions)
         sync = sync_tenant_partitions(
             context.instance,
             conn,
             tenant_memory_vectors.key,
             embedder.model_id(),
-            strays_seen=json.loads(context.cursor) if context.cursor else {},
+            strays_seen=cursor.strays,
         )
         tenants = q.workable_tenants(conn)
-    context.update_cursor(json.dumps(sync.strays))
     if sync.added or sync.removed:
         context.log.info(f"tenant partitions: {len(sync.added)} added, {len(sync.removed)} removed")
     if not tenants:
+        context.update_cursor(SensorCursor(sync.strays, cursor.generation).dumps())
         return SkipReason("no pending memory rows")
     order = sync.partition_keys
     busy = tenants_in_active_runs(context.instance, order, tags={SENSOR_TAG: "pending_rows_sensor"})
@@ -281,4 +303,6 @@ def pending_rows_sensor(
     )
     if waiting:
         context.log.info(f"{waiting} run(s) of unfinished work wait out their retry delay")
-    return SensorResult(run_requests=[_run_request(p) for p in planned])
+    generation = cursor.generation + 1 if planned else cursor.generation
+    context.update_cursor(SensorCursor(sync.strays, generation).dumps())
+    return SensorResult(run_requests=[_run_request(p, generation) for p in planned])
