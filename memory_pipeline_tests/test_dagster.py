@@ -143,9 +143,11 @@ def test_sensor_finds_a_row_committed_after_a_higher_id(
     assert second[tenant.partition_key] != first_key  # new pending set, new run key
 
 
-def test_sensor_run_key_is_stable_while_the_pending_set_is_unchanged(
+def test_sensor_run_key_is_stable_when_a_tick_is_evaluated_again(
     store, new_tenant, instance, resources
 ):
+    # Same pending set, same cursor (the daemon died before storing it): the same keys, so
+    # Dagster launches each run once. Later ticks get new keys (decision 0100).
     tenant = new_tenant()
     store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "unchanged"})
     first, order = _evaluate_sensor(instance, resources)

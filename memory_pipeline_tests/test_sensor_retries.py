@@ -153,25 +153,6 @@ def test_a_run_key_is_never_reused_even_after_its_attempts_are_forgotten(
     assert again.run_key != first.run_key
 
 
-def test_a_tick_evaluated_again_with_the_same_cursor_asks_for_the_same_run_keys(
-    store, new_tenant, instance, resources
-):
-    # The daemon may evaluate a tick twice (it died before storing the cursor): the same keys
-    # let Dagster launch each run once.
-    tenant = new_tenant()
-    store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "asked twice"})
-    sensor_resources = {"postgres": resources["postgres"], "embedder": resources["embedder"]}
-
-    def run_keys(cursor: str | None) -> set[str]:
-        context = build_sensor_context(instance=instance, resources=sensor_resources, cursor=cursor)
-        result = pending_rows_sensor(context)
-        assert isinstance(result, SensorResult)
-        return {r.run_key for r in result.run_requests}
-
-    first = run_keys(None)
-    assert first and run_keys(None) == first
-
-
 def test_a_cursor_written_before_generations_still_reads_its_stray_keys():
     cursor = SensorCursor.parse(json.dumps({"alice": 100.0}))
     assert cursor == SensorCursor(strays={"alice": 100.0}, generation=0)
