@@ -56,6 +56,8 @@ def reproduced_score(explanation: dict) -> float:
     base = explanation["fusion"]["score"]
     if explanation["context"]:
         base += explanation["context"]["bonus"]
+    for factor in (explanation.get("cues") or {}).values():
+        base *= factor
     if explanation["decay"]:
         base *= explanation["decay"]["factor"]
     return base

@@ -18,13 +18,16 @@ import json
 import os
 import re
 import sys
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from memory_pipeline.evaluation.scoring import CategoryScores, recall_at_k
+
+__all__ = ["recall_at_k"]  # re-exported: the loader's tests and older callers use it here
 
 PROJECT_ID = "locomo"
 KS: tuple[int, ...] = (5, 10)
@@ -122,12 +125,6 @@ def load_conversations(data_dir: Path = DEFAULT_DATA_DIR) -> list[LocomoConversa
     return [parse_conversation(f.stem, json.loads(f.read_text(encoding="utf-8"))) for f in files]
 
 
-def recall_at_k(evidence: Sequence[str], ranked: Sequence[str | None], k: int) -> float:
-    """|evidence ∩ top-k| / |evidence|."""
-    top = set(ranked[:k])
-    return sum(1 for e in evidence if e in top) / len(evidence)
-
-
 # ------------------------------------------------------------------------------- the pipeline
 def import_conversation(store: Any, conversation: LocomoConversation) -> int:
     """Write the conversation's turns as memories of its tenant (idempotent by dia_id)."""
@@ -167,158 +164,69 @@ def exact_dense_rankings(
     return rankings
 
 
-@dataclass
-class ModeScores:
-    """Recall sums per k for one retrieval method."""
-
-    totals: dict[int, float]
-    questions: int = 0
-
-    def add(self, evidence: Sequence[str], ranked: Sequence[str | None]) -> None:
-        for k in self.totals:
-            self.totals[k] += recall_at_k(evidence, ranked, k)
-        self.questions += 1
-
-    def mean(self, k: int) -> float:
-        return self.totals[k] / self.questions if self.questions else 0.0
-
-
-def evaluate(
-    store: Any,
+def score_searches(
+    search: Any,
     conversations: Sequence[LocomoConversation],
-    modes: Sequence[str],
+    mode: str,
     *,
-    ks: Sequence[int] = KS,
     backend: str | None = None,
-    ablations: Mapping[str, Any] | None = None,
-) -> dict[str, ModeScores]:
-    """Recall@k per method over every question: ``exact-dense``, each search mode, and each
-    ablation (a name, and a ``MemorySearch`` variant with the mode to search it in)."""
-    depth = max(ks)
-    ablations = dict(ablations or {})
-    names = ("exact-dense", *modes, *ablations)
-    scores = {name: ModeScores({k: 0.0 for k in ks}) for name in names}
+    ks: Sequence[int] = KS,
+) -> CategoryScores:
+    """Recall@k per category of ``search.search_many`` (a store or a ``MemorySearch``)."""
+    scores = CategoryScores(tuple(ks))
+    for conversation in conversations:
+        questions = [q.question for q in conversation.questions]
+        if not questions:
+            continue
+        results = search.search_many(
+            questions, conversation.user_id, PROJECT_ID, max(ks), mode=mode, backend=backend
+        )
+        for q, hits in zip(conversation.questions, results, strict=True):
+            scores.add(q.category, q.evidence, [h.external_id for h in hits])
+    return scores
+
+
+def score_exact_dense(
+    store: Any, conversations: Sequence[LocomoConversation], ks: Sequence[int] = KS
+) -> CategoryScores:
+    """Recall@k per category of brute-force cosine over the tenant's stored vectors."""
+    scores = CategoryScores(tuple(ks))
     for conversation in conversations:
         questions = [q.question for q in conversation.questions]
         if not questions:
             continue
         vectors = store.embedder.embed_batch(questions)
-        for q, ranked in zip(
-            conversation.questions,
-            exact_dense_rankings(store, conversation, vectors, depth),
-            strict=True,
-        ):
-            scores["exact-dense"].add(q.evidence, ranked)
-        for mode in modes:
-            results = store.search_many(
-                questions, conversation.user_id, PROJECT_ID, depth, mode=mode, backend=backend
-            )
-            for q, hits in zip(conversation.questions, results, strict=True):
-                scores[mode].add(q.evidence, [h.external_id for h in hits])
-        for name, (search, mode) in ablations.items():
-            results = search.search_many(
-                questions, conversation.user_id, PROJECT_ID, depth, mode=mode, backend=backend
-            )
-            for q, hits in zip(conversation.questions, results, strict=True):
-                scores[name].add(q.evidence, [h.external_id for h in hits])
+        rankings = exact_dense_rankings(store, conversation, vectors, max(ks))
+        for q, ranked in zip(conversation.questions, rankings, strict=True):
+            scores.add(q.category, q.evidence, ranked)
     return scores
 
 
-def format_table(scores: dict[str, ModeScores], ks: Sequence[int], default_mode: str) -> str:
-    """A fixed-width table: one row per method, one column per k."""
-    header = f"{'method':<26}" + "".join(f"{f'recall@{k}':>12}" for k in ks) + f"{'questions':>12}"
-    lines = [header, "-" * len(header)]
-    for name, s in scores.items():
-        label = f"{name} (default)" if name == default_mode else name
-        if name == "exact-dense":
-            label = "exact dense baseline"
-        lines.append(
-            f"{label:<26}" + "".join(f"{s.mean(k):>12.3f}" for k in ks) + f"{s.questions:>12d}"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Import, process and evaluate; print the recall table. Returns the exit code."""
+    """Import, process and evaluate; print the recall tables. Returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m memory_pipeline.evaluation.locomo",
-        description="Recall@5/10 of each search mode on the LoCoMo dev conversations.",
+        description="Recall@5/10 per LoCoMo category on the dev conversations; hybrid's "
+        "parameters chosen by leave-one-conversation-out (the default's figure is held-out).",
     )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--backend", choices=("chroma", "pgvector"), default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
+    parser.add_argument(
+        "--no-results-file", action="store_true", help="do not write a results file"
+    )
     args = parser.parse_args(argv)
 
     # The evaluation keeps its own home (own database and Chroma) unless one is configured.
     os.environ.setdefault("MEMORY_PIPELINE_HOME", str(DEFAULT_EVAL_HOME))
-    from memory_pipeline.memory_store import MemoryStore
-    from memory_pipeline.search import DEFAULT_MODE, SEARCH_MODES, MemorySearch
+    from memory_pipeline.evaluation.runner import evaluate_and_report
 
-    started = time.perf_counter()
-    conversations = load_conversations(args.data_dir)
-    with MemoryStore.from_env() as store:
-        t0 = time.perf_counter()
-        turns = sum(import_conversation(store, c) for c in conversations)
-        counts: dict[str, int] = {}
-        for c in conversations:
-            for key, value in store.process_pending(c.user_id, PROJECT_ID).items():
-                counts[key] = counts.get(key, 0) + value
-        t1 = time.perf_counter()
-        plain_fusion = MemorySearch(
-            store.db, store.search.store, store.embedder, context_weight=0.0
-        )
-        # What champion lists (keyword search on large tenants) cost in recall: every query
-        # takes its common terms' candidates from them, though these tenants are small.
-        champions_only = MemorySearch(
-            store.db, store.search.store, store.embedder, keyword_exact_budget=0
-        )
-        scores = evaluate(
-            store,
-            conversations,
-            SEARCH_MODES,
-            backend=args.backend,
-            ablations={
-                "hybrid, no context": (plain_fusion, "hybrid"),
-                "keyword, champion lists": (champions_only, "keyword"),
-                "hybrid, champion lists": (champions_only, "hybrid"),
-            },
-        )
-        t2 = time.perf_counter()
-    questions = sum(len(c.questions) for c in conversations)
-    skipped = sum(c.skipped_questions for c in conversations)
-    timing = {"import_and_process_s": t1 - t0, "search_s": t2 - t1, "total_s": t2 - started}
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "conversations": len(conversations),
-                    "memories": turns,
-                    "questions": questions,
-                    "skipped_questions": skipped,
-                    "process_counts": counts,
-                    "default_mode": DEFAULT_MODE,
-                    "recall": {
-                        name: {f"recall@{k}": s.mean(k) for k in KS} for name, s in scores.items()
-                    },
-                    "timing": timing,
-                }
-            )
-        )
-        return 0
-    print(
-        f"LoCoMo dev: {len(conversations)} conversations, {turns} memories, "
-        f"{questions} questions ({skipped} without evidence skipped)"
+    return evaluate_and_report(
+        load_conversations(args.data_dir),
+        backend=args.backend,
+        as_json=args.json,
+        write_results=not args.no_results_file,
     )
-    print(f"processing: {counts}")
-    print()
-    print(format_table(scores, KS, DEFAULT_MODE))
-    print()
-    print(f"default mode: {DEFAULT_MODE} (recall@10 {scores[DEFAULT_MODE].mean(10):.3f})")
-    print(
-        f"time: import+process {timing['import_and_process_s']:.1f} s, "
-        f"searches {timing['search_s']:.1f} s, total {timing['total_s']:.1f} s"
-    )
-    return 0
 
 
 if __name__ == "__main__":

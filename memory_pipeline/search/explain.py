@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from memory_pipeline.search import ranking
-from memory_pipeline.search.ranking import ContextBonus, RankedMemory
+from memory_pipeline.search.ranking import QueryRanking, RankingParams
 from memory_pipeline.storage.search_reads import CandidateFacts, MatchedChunk
 
 
@@ -26,11 +26,8 @@ def explain_ranking(
     mode: str,
     vector: Mapping[int, float],
     keyword: Mapping[int, float],
-    fused: Mapping[int, float],
-    context: Mapping[int, ContextBonus],
-    context_weight: float,
-    vector_weight: float,
-    ranked: list[RankedMemory],
+    query: QueryRanking,
+    params: RankingParams,
     similarity: Mapping[int, float],
     facts: Mapping[int, CandidateFacts],
     chunks: Mapping[int, MatchedChunk],
@@ -38,32 +35,38 @@ def explain_ranking(
     half_life_days: float | None,
     now: datetime,
 ) -> dict[int, dict[str, Any]]:
-    """One explanation per ranked memory (by log id).
+    """One explanation per ranked memory of ``query`` (by log id).
 
-    Its ``score`` is ``(fusion.score + context.bonus) × decay.factor``: sorting the results by
-    it, ties by log id, gives their order.
+    Its ``score`` is ``(fusion.score + context.bonus) × each cue's factor × decay.factor``:
+    sorting the results by it, ties by log id, gives their order.
     """
     vector_place, keyword_place = _places(vector), _places(keyword)
     vector_norm: dict[int, float] = {}
     keyword_norm: dict[int, float] = {}
-    if mode == "hybrid":
+    if mode == "hybrid" and params.fusion == "minmax":
         union = set(vector) | set(keyword)
         vector_norm = ranking.min_max(dict(vector))
         keyword_norm = ranking.min_max({i: keyword.get(i, 0.0) for i in union})
     out: dict[int, dict[str, Any]] = {}
-    for r in ranked:
+    for r in query.ranked:
         i = r.log_id
-        bonus = context.get(i)
-        if mode == "hybrid":
-            fusion = {
+        bonus = query.context.get(i)
+        if mode == "hybrid" and params.fusion == "minmax":
+            fusion: dict[str, Any] = {
                 "method": "min-max",
-                "vector_weight": vector_weight,
+                "vector_weight": params.vector_weight,
                 "vector_normalised": vector_norm.get(i, 0.0),
                 "keyword_normalised": keyword_norm.get(i, 0.0),
             }
+        elif mode == "hybrid":
+            fusion = {
+                "method": "reciprocal rank",
+                "vector_weight": params.vector_weight,
+                "k": params.rrf_k,
+            }
         else:  # one retriever: its own score is the base
             fusion = {"method": f"{mode} only"}
-        fusion["score"] = fused.get(i, 0.0)  # 0: a neighbour that joined through context
+        fusion["score"] = query.fused.get(i, 0.0)  # 0: a neighbour that joined through context
         chunk = chunks.get(i)
         out[i] = {
             "mode": mode,
@@ -73,12 +76,13 @@ def explain_ranking(
             "context": (
                 {
                     "from_log_id": bonus.neighbour_id,
-                    "weight": context_weight,
+                    "weight": params.context_weight,
                     "bonus": bonus.amount,
                 }
                 if bonus
                 else None
             ),
+            "cues": query.cues.get(i) or None,
             "decay": (
                 {
                     "half_life_days": half_life_days,
@@ -113,6 +117,8 @@ def summarise(explanation: Mapping[str, Any]) -> str:
     if explanation.get("context"):
         c = explanation["context"]
         line += f" + context {c['bonus']:.3f} (from {c['from_log_id']})"
+    for cue, factor in (explanation.get("cues") or {}).items():
+        line += f" x {cue} {factor:.2f}"
     if explanation.get("decay"):
         line += f" x decay {explanation['decay']['factor']:.3f}"
     parts.append(f"{line} = {explanation['score']:.3f}")

@@ -1,17 +1,23 @@
 """Ranking: fusion of the two retrievers, conversation context, temporal decay, the final cut.
 
-Pure functions over ``{log_id: score}`` maps; the searcher fetches what they need.
+Pure functions over ``{log_id: score}`` maps; the searcher fetches what they need, and
+:func:`rank_query` runs them in order for one query. The evaluation calls the same function to
+choose :class:`RankingParams` by leave-one-conversation-out (docs/search.md).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Container, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
+from memory_pipeline.search.cues import asks_about_time, named_speakers
 from memory_pipeline.storage.search_reads import CandidateFacts
 
-#: Share of the vector retriever in hybrid fusion (the rest is keyword).
+#: Share of the vector retriever in hybrid fusion (the rest is keyword); chosen by
+#: leave-one-conversation-out on LoCoMo dev (docs/decisions/0150-ranking-chosen-leave-one-out.md).
 HYBRID_VECTOR_WEIGHT = 0.5
 #: Share of a neighbouring conversation turn's fused score a turn inherits (hybrid mode):
 #: a reply is often only understood with the turn it answers.
@@ -19,6 +25,57 @@ CONTEXT_WEIGHT = 0.5
 #: Two turns are neighbours only if written this close in time (one sitting).
 CONTEXT_MAX_GAP_SECONDS = 3600.0
 CONTEXT_MEMORY_TYPE = "conversation_turn"
+#: Candidates fetched per retriever: ``max(limit × CANDIDATE_FACTOR, MIN_CANDIDATES)``, and in
+#: hybrid mode at least ``RankingParams.min_candidates`` (fusion sees deeper lists).
+CANDIDATE_FACTOR = 5
+MIN_CANDIDATES = 50
+HYBRID_MIN_CANDIDATES = 50
+#: Query cues' weights (chosen with the rest, docs/decisions/0150-ranking-chosen-leave-one-out.md).
+TIME_WEIGHT = 0.5
+SPEAKER_WEIGHT = 0.2
+Fusion = Literal["minmax", "rrf"]
+
+
+@dataclass(frozen=True)
+class RankingParams:
+    """The tuned parameters of ranking (the defaults are the product's)."""
+
+    #: How hybrid mode fuses its retrievers: min-max normalised scores, or reciprocal ranks.
+    fusion: Fusion = "minmax"
+    vector_weight: float = HYBRID_VECTOR_WEIGHT
+    #: Reciprocal-rank fusion's k (``1 / (k + rank)``).
+    rrf_k: float = 60.0
+    context_weight: float = CONTEXT_WEIGHT
+    #: A question about time multiplies the scores of memories that mention a time by
+    #: ``1 + time_weight`` (:mod:`.cues`; docs/decisions/0151-query-cues.md).
+    time_weight: float = TIME_WEIGHT
+    #: A question naming a speaker multiplies the scores of that speaker's turns by
+    #: ``1 + speaker_weight``.
+    speaker_weight: float = SPEAKER_WEIGHT
+    #: Hybrid mode's candidate depth per retriever.
+    min_candidates: int = HYBRID_MIN_CANDIDATES
+
+    @property
+    def uses_cues(self) -> bool:
+        """Whether ranking reads the candidates' cues (speaker, a time mentioned)."""
+        return self.time_weight > 0 or self.speaker_weight > 0
+
+    def candidates(self, limit: int, mode: str = "hybrid") -> int:
+        """How many candidates each retriever brings for a search of ``limit`` results."""
+        floor = self.min_candidates if mode == "hybrid" else MIN_CANDIDATES
+        return max(limit * CANDIDATE_FACTOR, floor)
+
+
+@dataclass
+class QueryRanking:
+    """One query's ranking, and the intermediate scores an explanation shows."""
+
+    ranked: list[RankedMemory]
+    fused: dict[int, float] = field(default_factory=dict)
+    base: dict[int, float] = field(default_factory=dict)
+    context: dict[int, ContextBonus] = field(default_factory=dict)
+    #: The cues that multiplied a memory's score, by name (``time``, ``speaker``).
+    cues: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +123,21 @@ def fuse(
     }
 
 
+def reciprocal_rank_fuse(
+    vector_scores: Mapping[int, float],
+    keyword_scores: Mapping[int, float],
+    vector_weight: float = HYBRID_VECTOR_WEIGHT,
+    k: float = 60.0,
+) -> dict[int, float]:
+    """Reciprocal-rank fusion: ``w / (k + vector rank) + (1 − w) / (k + keyword rank)``."""
+    out: dict[int, float] = {}
+    for weight, scores in ((vector_weight, vector_scores), (1.0 - vector_weight, keyword_scores)):
+        order = sorted(scores, key=lambda i: (-scores[i], i))
+        for place, log_id in enumerate(order, start=1):
+            out[log_id] = out.get(log_id, 0.0) + weight / (k + place)
+    return out
+
+
 def inherit_context(
     scores: Mapping[int, float],
     neighbours: Mapping[int, list[int]],
@@ -108,14 +180,83 @@ def rank(
     A memory is dropped when it is not returnable (no ``facts``) or its raw similarity is below
     ``min_similarity``; with a half-life, scores decay with age before sorting.
     """
-    ranked: list[RankedMemory] = []
+    kept: list[tuple[float, int, float]] = []
     for log_id, score in base.items():
         sim = similarity.get(log_id)
-        if log_id not in facts or sim is None or sim < min_similarity:
+        if sim is None or sim < min_similarity or log_id not in facts:
             continue
         factor = 1.0
         if decay_half_life_days is not None:
             factor = decay_factor(facts[log_id].occurred_at, now, decay_half_life_days)
-        ranked.append(RankedMemory(log_id, float(score) * factor, factor))
-    ranked.sort(key=lambda r: (-r.score, r.log_id))
-    return ranked[:limit]
+        kept.append((float(score) * factor, log_id, factor))
+    best = heapq.nsmallest(limit, kept, key=lambda t: (-t[0], t[1]))
+    return [RankedMemory(log_id, final, factor) for final, log_id, factor in best]
+
+
+def apply_cues(
+    query: str,
+    scores: Mapping[int, float],
+    facts: Mapping[int, CandidateFacts],
+    params: RankingParams,
+) -> tuple[dict[int, float], dict[int, dict[str, float]]]:
+    """Scores multiplied by the query's cues (:mod:`.cues`), and each memory's multipliers."""
+    factors: dict[int, dict[str, float]] = {}
+    if params.time_weight > 0 and asks_about_time(query):
+        for i in scores:
+            if facts[i].mentions_time:
+                factors.setdefault(i, {})["time"] = 1.0 + params.time_weight
+    if params.speaker_weight > 0:
+        speakers = {s for i in scores if (s := facts[i].speaker)}
+        named = named_speakers(query, speakers)
+        if named and len(named) < len(speakers):  # naming everyone singles out no one
+            for i in scores:
+                if facts[i].speaker in named:
+                    factors.setdefault(i, {})["speaker"] = 1.0 + params.speaker_weight
+    if not factors:
+        return dict(scores), factors
+    out = dict(scores)
+    for i, by_cue in factors.items():
+        for factor in by_cue.values():
+            out[i] *= factor
+    return out, factors
+
+
+def rank_query(
+    *,
+    query: str,
+    mode: str,
+    vector: Mapping[int, float],
+    keyword: Mapping[int, float],
+    facts: Mapping[int, CandidateFacts],
+    neighbours: Mapping[int, list[int]],
+    similarity: Mapping[int, float],
+    params: RankingParams,
+    limit: int,
+    min_similarity: float,
+    decay_half_life_days: float | None,
+    now: datetime,
+) -> QueryRanking:
+    """One query's final ranking from its retrievers' scores.
+
+    Only candidates in ``facts`` (those the tenant may see) count. Hybrid mode fuses the two
+    retrievers, then each conversation turn inherits from its ``neighbours``; then the query's
+    cues multiply (any mode), then decay, then the cut to ``limit``.
+    """
+    if mode == "vector":
+        scores = dict(vector)
+    elif mode == "keyword":
+        scores = dict(keyword)
+    elif params.fusion == "rrf":
+        scores = reciprocal_rank_fuse(vector, keyword, params.vector_weight, params.rrf_k)
+    else:
+        scores = fuse(vector, keyword, params.vector_weight)
+    # fused over everything retrieved (as normalised), then cut to what the tenant may see
+    fused = {i: v for i, v in scores.items() if i in facts}
+    base, context = fused, {}
+    if mode == "hybrid" and params.context_weight > 0 and neighbours:
+        base, context = inherit_context(fused, neighbours, facts, params.context_weight)
+    cues: dict[int, dict[str, float]] = {}
+    if params.uses_cues:
+        base, cues = apply_cues(query, base, facts, params)
+    ranked = rank(base, similarity, facts, limit, min_similarity, decay_half_life_days, now)
+    return QueryRanking(ranked, fused, base, context, cues)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from memory_pipeline.embedding import Embedder, load_embedder
 from memory_pipeline.keyword_index import (
@@ -30,9 +31,10 @@ from memory_pipeline.keyword_index import (
     keyword_candidates,
 )
 from memory_pipeline.search import ranking
+from memory_pipeline.search.cues import MENTIONS_TIME_SQL
 from memory_pipeline.search.explain import explain_ranking
 from memory_pipeline.search.filters import where_to_sql
-from memory_pipeline.search.ranking import CONTEXT_WEIGHT, ContextBonus
+from memory_pipeline.search.ranking import QueryRanking, RankingParams
 from memory_pipeline.search.request import SearchRequest
 from memory_pipeline.search.result import SearchResult
 from memory_pipeline.search.vector import vector_candidates
@@ -42,34 +44,33 @@ from memory_pipeline.storage.memory_logs import model_source_of
 from memory_pipeline.storage.search_reads import CandidateFacts, KnownTenant, MemoryRow
 from memory_pipeline.vector_store import ChromaVectorStore
 
-#: Candidates fetched per retriever before fusion, decay and filters cut to ``limit``.
-CANDIDATE_FACTOR = 5
-MIN_CANDIDATES = 50
 #: Memories hybrid mode's keyword side scores past the exact budget beyond the first
 #: MIN_CHAMPION_DEPTH of each champion list: none (docs/decisions/0003-champion-list-length.md).
 HYBRID_CHAMPION_BUDGET = 0
+DEFAULT_PARAMS = RankingParams()
 
 
 @dataclass
-class QueryCandidates:
-    """One query's candidates as ranking goes: each retriever's scores, their fusion, the base
-    score (fused, plus context), the context bonuses, and each candidate's raw similarity."""
+class Retrieved:
+    """What retrieval found for a request, before ranking: per query each retriever's scores
+    and the raw similarity of every candidate; for all queries the visible candidates' facts
+    and, in hybrid mode with context, each conversation turn's neighbours."""
 
-    vector: dict[int, float] = field(default_factory=dict)
-    keyword: dict[int, float] = field(default_factory=dict)
-    fused: dict[int, float] = field(default_factory=dict)
-    base: dict[int, float] = field(default_factory=dict)
-    context: dict[int, ContextBonus] = field(default_factory=dict)
-    similarity: dict[int, float] = field(default_factory=dict)
+    model_id: str
+    vectors: np.ndarray
+    vector: list[dict[int, float]]
+    keyword: list[dict[int, float]]
+    facts: dict[int, CandidateFacts]
+    neighbours: dict[int, list[int]]
+    similarity: list[dict[int, float]] = field(default_factory=list)
 
 
 class MemorySearch:
     """Search over one database and Chroma server with one embedding model.
 
-    ``context_weight`` is the conversation-context share of hybrid mode (0 turns it off; the
-    evaluation uses that to show what it adds). ``keyword_exact_budget`` bounds exact keyword
-    retrieval (0 always uses champion lists, which the evaluation uses to measure what they
-    cost in recall).
+    ``params`` are ranking's tuned parameters (the evaluation searches with others).
+    ``keyword_exact_budget`` bounds exact keyword retrieval (0 always uses champion lists,
+    which the evaluation uses to measure what they cost in recall).
     """
 
     def __init__(
@@ -78,13 +79,13 @@ class MemorySearch:
         store: ChromaVectorStore | None,
         embedder: Embedder,
         *,
-        context_weight: float = CONTEXT_WEIGHT,
+        params: RankingParams = DEFAULT_PARAMS,
         keyword_exact_budget: int = EXACT_POSTINGS_BUDGET,
     ) -> None:
         self.db = db
         self.store = store
         self.embedder = embedder
-        self.context_weight = context_weight
+        self.params = params
         self.keyword_exact_budget = keyword_exact_budget
 
     # ----------------------------------------------------------------------------- public API
@@ -105,59 +106,71 @@ class MemorySearch:
         one call. An unknown tenant gives empty lists."""
         if not request.queries:
             return []
+        prepared = self._prepare(request)
+        if prepared is None:
+            return [[] for _ in request.queries]
+        model_id, vectors = prepared
+        context = request.mode == "hybrid" and self.params.context_weight > 0
+        with self.db.autocommit_connection() as conn:
+            found = self._retrieve(
+                conn, request, model_id, vectors, self.params, context, self.params.uses_cues
+            )
+            now = datetime.now(UTC)
+            rankings = [
+                self._rank(request, found, i, self.params, now) for i in range(len(vectors))
+            ]
+            rows = search_reads.memory_rows(
+                conn, request.tenant.key, {r.log_id for q in rankings for r in q.ranked}
+            )
+            explanations: list[dict[int, dict[str, Any]]] = [{} for _ in rankings]
+            if request.explain:
+                explanations = [
+                    self._explain(conn, request, found, i, q, now) for i, q in enumerate(rankings)
+                ]
+        return [
+            [
+                _result(rows[r.log_id], r.score, sims[r.log_id], why.get(r.log_id))
+                for r in q.ranked
+                if r.log_id in rows  # deleted or re-pended since its facts were read
+            ]
+            for q, sims, why in zip(rankings, found.similarity, explanations, strict=True)
+        ]
+
+    def retrieve(self, request: SearchRequest, params: RankingParams) -> Retrieved | None:
+        """Retrieval alone, as deep as ``params`` asks, with every turn's neighbours in hybrid
+        mode (``None``: unknown tenant). The evaluation ranks it under many parameters with
+        :meth:`rank`."""
+        prepared = self._prepare(request) if request.queries else None
+        if prepared is None:
+            return None
+        model_id, vectors = prepared
+        with self.db.autocommit_connection() as conn:
+            return self._retrieve(
+                conn, request, model_id, vectors, params, request.mode == "hybrid", True
+            )
+
+    @staticmethod
+    def rank(
+        request: SearchRequest, found: Retrieved, params: RankingParams, now: datetime
+    ) -> list[QueryRanking]:
+        """Each query's ranking of what :meth:`retrieve` found, under ``params``."""
+        return [
+            MemorySearch._rank(request, found, i, params, now) for i in range(len(found.vector))
+        ]
+
+    # --------------------------------------------------------------------------- the steps
+    def _prepare(self, request: SearchRequest) -> tuple[str, np.ndarray] | None:
+        """The model serving the tenant and the queries' vectors (``None``: unknown tenant)."""
         tenant = self._known_tenant(request)
         if tenant is None:
-            return [[] for _ in request.queries]
+            return None
         # The tenant's searches use its live model, which lags the configured one during a
         # model rollout: vectors of two models are never compared.
         embedder = self._embedder_for(tenant.live_model)
         # Every mode embeds the queries: results carry their raw cosine similarity, which
         # min_similarity filters on.
-        vectors = embedder.embed_queries(list(request.queries))
-        with self.db.autocommit_connection() as conn:
-            found = self._candidates(conn, request, embedder.model_id, vectors)
-            facts = self._visible(conn, request, found)
-            if request.mode == "hybrid" and self.context_weight > 0:
-                self._add_context(conn, request, found, facts)
-            for i, candidates in enumerate(found):
-                candidates.similarity = self._similarities(
-                    conn, request, embedder.model_id, vectors[i], candidates
-                )
-            now = datetime.now(UTC)
-            half_life = float(request.half_life_days) if request.enable_temporal_decay else None
-            ranked = [
-                ranking.rank(
-                    c.base,
-                    c.similarity,
-                    facts,
-                    request.limit,
-                    float(request.min_similarity),
-                    half_life,
-                    now,
-                )
-                for c in found
-            ]
-            rows = search_reads.memory_rows(
-                conn, request.tenant.key, {r.log_id for ranks in ranked for r in ranks}
-            )
-            explanations: list[dict[int, dict[str, Any]]] = [{} for _ in found]
-            if request.explain:
-                explanations = [
-                    self._explain(
-                        conn, request, embedder.model_id, vectors[i], c, ranks, facts, now
-                    )
-                    for i, (c, ranks) in enumerate(zip(found, ranked, strict=True))
-                ]
-        return [
-            [
-                _result(rows[r.log_id], r.score, c.similarity[r.log_id], why.get(r.log_id))
-                for r in ranks
-                if r.log_id in rows  # deleted or re-pended since its facts were read
-            ]
-            for ranks, c, why in zip(ranked, found, explanations, strict=True)
-        ]
+        return embedder.model_id, embedder.embed_queries(list(request.queries))
 
-    # --------------------------------------------------------------------------- the steps
     def _known_tenant(self, request: SearchRequest) -> KnownTenant | None:
         with self.db.autocommit_connection() as conn:
             return search_reads.known_tenant(conn, request.tenant.key)
@@ -177,76 +190,76 @@ class MemorySearch:
             self.embedder.trace_queries,
         )
 
-    def _candidates(
+    def _retrieve(
         self,
         conn: psycopg.Connection,
         request: SearchRequest,
         model_id: str,
         vectors: np.ndarray,
-    ) -> list[QueryCandidates]:
-        """Each query's candidates from the retrievers of its mode, and their base scores."""
+        params: RankingParams,
+        context: bool,
+        cues: bool,
+    ) -> Retrieved:
+        """Each query's candidates from the retrievers of its mode, the facts of those the
+        tenant may see (its own, embedded, matching the filter), each turn's neighbours if
+        ``context``, their cues if ``cues``, and the raw similarity (best chunk) of every
+        visible candidate."""
         mode = request.mode
-        n = max(request.limit * CANDIDATE_FACTOR, MIN_CANDIDATES)
-        found = [QueryCandidates() for _ in request.queries]
+        n = params.candidates(request.limit, mode)
+        where = where_to_sql(request.where) if request.where else None
+        vector: list[dict[int, float]] = [{} for _ in request.queries]
+        keyword: list[dict[int, float]] = [{} for _ in request.queries]
         if mode in ("vector", "hybrid"):
-            for c, scores in zip(
-                found,
-                vector_candidates(conn, self.store, request, model_id, vectors, n),
-                strict=True,
-            ):
-                c.vector = scores
+            vector = vector_candidates(conn, self.store, request, model_id, vectors, n)
         if mode in ("keyword", "hybrid"):
-            where = where_to_sql(request.where) if request.where else None
             budget = CHAMPION_POSTINGS_BUDGET if mode == "keyword" else HYBRID_CHAMPION_BUDGET
-            for c, query in zip(found, request.queries, strict=True):
-                c.keyword = keyword_candidates(
+            keyword = [
+                keyword_candidates(
                     conn,
                     request.tenant.key,
                     query,
                     n,
                     where,
-                    also=set(c.vector),
+                    also=set(vec),
                     exact_budget=self.keyword_exact_budget,
                     champion_budget=budget,
                 )
-        for c in found:
-            if mode == "vector":
-                c.fused = dict(c.vector)
-            elif mode == "keyword":
-                c.fused = dict(c.keyword)
-            else:
-                c.fused = ranking.fuse(c.vector, c.keyword)
-            c.base = c.fused
+                for query, vec in zip(request.queries, vector, strict=True)
+            ]
+        wanted = [set(v) | set(k) for v, k in zip(vector, keyword, strict=True)]
+        pattern = MENTIONS_TIME_SQL if cues else None
+        facts = search_reads.candidate_facts(
+            conn, request.tenant.key, set().union(*wanted), where, time_pattern=pattern
+        )
+        neighbours = self._neighbours(conn, request, facts, where, pattern) if context else {}
+        found = Retrieved(model_id, vectors, vector, keyword, facts, neighbours)
+        for i, ids in enumerate(wanted):
+            visible = {j for j in ids if j in facts}
+            visible |= {nb for j in visible for nb in neighbours.get(j, ()) if nb in facts}
+            known = {j: s for j, s in vector[i].items() if j in visible}
+            missing = visible - known.keys()
+            if missing:
+                known.update(
+                    search_reads.exact_similarities(
+                        conn, request.tenant.key, model_id, vectors[i], missing
+                    )
+                )
+            found.similarity.append(known)
         return found
 
-    def _visible(
-        self, conn: psycopg.Connection, request: SearchRequest, found: list[QueryCandidates]
-    ) -> dict[int, CandidateFacts]:
-        """The facts of the candidates the tenant may see (its own, embedded, matching the
-        filter); the others leave the base scores."""
-        where = where_to_sql(request.where) if request.where else None
-        facts = search_reads.candidate_facts(
-            conn, request.tenant.key, {i for c in found for i in c.base}, where
-        )
-        for c in found:
-            c.base = c.fused = {i: v for i, v in c.fused.items() if i in facts}
-        return facts
-
-    def _add_context(
-        self,
+    @staticmethod
+    def _neighbours(
         conn: psycopg.Connection,
         request: SearchRequest,
-        found: list[QueryCandidates],
         facts: dict[int, CandidateFacts],
-    ) -> None:
-        """Conversation context: each turn inherits from the turns written just before and
-        after it (:func:`ranking.inherit_context`); a neighbour that was no candidate joins the
-        candidates (and ``facts``) if the tenant may see it."""
+        where: sql.Composable | None,
+        time_pattern: str | None,
+    ) -> dict[int, list[int]]:
+        """Each visible conversation turn's neighbours (written just before and after it, in
+        one sitting); a neighbour that was no candidate joins ``facts`` if the tenant may see
+        it."""
         tenant_key = request.tenant.key
-        where = where_to_sql(request.where) if request.where else None
-        turns = {
-            i for c in found for i in c.base if facts[i].memory_type == ranking.CONTEXT_MEMORY_TYPE
-        }
+        turns = {i for i, f in facts.items() if f.memory_type == ranking.CONTEXT_MEMORY_TYPE}
         neighbours = search_reads.adjacent_memories(
             conn,
             tenant_key,
@@ -255,38 +268,60 @@ class MemorySearch:
             ranking.CONTEXT_MAX_GAP_SECONDS,
         )
         new_ids = {nb for nbs in neighbours.values() for nb in nbs} - facts.keys()
-        facts.update(search_reads.candidate_facts(conn, tenant_key, new_ids, where))
-        for c in found:
-            c.base, c.context = ranking.inherit_context(
-                c.base, neighbours, facts, self.context_weight
+        facts.update(
+            search_reads.candidate_facts(
+                conn, tenant_key, new_ids, where, time_pattern=time_pattern
             )
+        )
+        return neighbours
+
+    @staticmethod
+    def _rank(
+        request: SearchRequest, found: Retrieved, i: int, params: RankingParams, now: datetime
+    ) -> QueryRanking:
+        """Query ``i``'s ranking (:func:`ranking.rank_query`)."""
+        return ranking.rank_query(
+            query=request.queries[i],
+            mode=request.mode,
+            vector=found.vector[i],
+            keyword=found.keyword[i],
+            facts=found.facts,
+            neighbours=found.neighbours,
+            similarity=found.similarity[i],
+            params=params,
+            limit=request.limit,
+            min_similarity=float(request.min_similarity),
+            decay_half_life_days=(
+                float(request.half_life_days) if request.enable_temporal_decay else None
+            ),
+            now=now,
+        )
 
     def _explain(
         self,
         conn: psycopg.Connection,
         request: SearchRequest,
-        model_id: str,
-        vector: np.ndarray,
-        candidates: QueryCandidates,
-        ranked: list[ranking.RankedMemory],
-        facts: dict[int, CandidateFacts],
+        found: Retrieved,
+        i: int,
+        query: QueryRanking,
         now: datetime,
     ) -> dict[int, dict[str, Any]]:
-        """The explanation of each ranked memory (only with ``explain=True``)."""
+        """The explanation of each ranked memory of query ``i`` (only with ``explain=True``)."""
         chunks = search_reads.best_chunks(
-            conn, request.tenant.key, model_id, vector, [r.log_id for r in ranked]
+            conn,
+            request.tenant.key,
+            found.model_id,
+            found.vectors[i],
+            [r.log_id for r in query.ranked],
         )
         return explain_ranking(
             mode=request.mode,
-            vector=candidates.vector,
-            keyword=candidates.keyword,
-            fused=candidates.fused,
-            context=candidates.context,
-            context_weight=self.context_weight,
-            vector_weight=ranking.HYBRID_VECTOR_WEIGHT,
-            ranked=ranked,
-            similarity=candidates.similarity,
-            facts=facts,
+            vector=found.vector[i],
+            keyword=found.keyword[i],
+            query=query,
+            params=self.params,
+            similarity=found.similarity[i],
+            facts=found.facts,
             chunks=chunks,
             min_similarity=float(request.min_similarity),
             half_life_days=(
@@ -294,23 +329,6 @@ class MemorySearch:
             ),
             now=now,
         )
-
-    @staticmethod
-    def _similarities(
-        conn: psycopg.Connection,
-        request: SearchRequest,
-        model_id: str,
-        vector: np.ndarray,
-        candidates: QueryCandidates,
-    ) -> dict[int, float]:
-        """Raw cosine similarity (best chunk) of every memory that may be returned."""
-        known = {k: v for k, v in candidates.vector.items() if k in candidates.base}
-        missing = candidates.base.keys() - known.keys()
-        if missing:
-            known.update(
-                search_reads.exact_similarities(conn, request.tenant.key, model_id, vector, missing)
-            )
-        return known
 
 
 def _result(

@@ -39,10 +39,13 @@ class VectorHit:
 
 @dataclass(frozen=True, slots=True)
 class CandidateFacts:
-    """What ranking needs to know of a candidate memory."""
+    """What ranking needs to know of a candidate memory: its type and time, and, when asked
+    for, who speaks in it (a conversation turn) and whether its own words mention a time."""
 
     memory_type: str
     occurred_at: datetime
+    speaker: str | None = None
+    mentions_time: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,26 +177,59 @@ def best_chunks(
     }
 
 
+#: Characters of a memory's text read for its cues (its speaker, a time it mentions).
+CUE_TEXT_CHARS = 1000
+# A conversation turn's text is "[day] speaker: words" (memory_pipeline.extraction.conversation).
+_SPEAKER_SQL = r"substring(left(m.search_text, 200) from '^(?:\[[^]]*\] )?([^:\n]{1,80}): ')"
+_OWN_WORDS_SQL = r"regexp_replace(left(m.search_text, %(chars)s), '^\[[^]]*\]\s*', '')"
+
+
 def candidate_facts(
     conn: psycopg.Connection,
     tenant_key: str,
     log_ids: Collection[int],
     where: sql.Composable | None,
+    *,
+    time_pattern: str | None = None,
 ) -> dict[int, CandidateFacts]:
     """What ranking needs of the returnable memories among ``log_ids``.
 
     Returnable: the tenant's own (by ``tenant_key`` in Postgres, whatever a vector store
-    said), embedded, and matching ``where``.
+    said), embedded, and matching ``where``. With ``time_pattern`` (a case-insensitive
+    Postgres regular expression) the facts also say who speaks in each conversation turn and
+    whether a memory's own words (its first :data:`CUE_TEXT_CHARS`) match it.
     """
     if not log_ids:
         return {}
+    cues = sql.SQL("")
+    if time_pattern is not None:
+        cues = sql.SQL(
+            ", CASE WHEN m.memory_type = 'conversation_turn' THEN {speaker} END AS speaker, "
+            "{own_words} ~* %(time)s AS mentions_time"
+        ).format(speaker=sql.SQL(_SPEAKER_SQL), own_words=sql.SQL(_OWN_WORDS_SQL))
     statement = sql.SQL(
-        """SELECT m.id, m.memory_type, m.occurred_at FROM memory_log m
-           WHERE m.id = ANY(%s) AND m.tenant_key = %s AND m.status = 'embedded'
+        """SELECT m.id, m.memory_type, m.occurred_at{cues} FROM memory_log m
+           WHERE m.id = ANY(%(ids)s) AND m.tenant_key = %(tenant)s AND m.status = 'embedded'
              AND {condition}"""
-    ).format(condition=where if where is not None else sql.SQL("true"))
-    rows = conn.execute(statement, (list(log_ids), tenant_key)).fetchall()
-    return {int(r["id"]): CandidateFacts(r["memory_type"], r["occurred_at"]) for r in rows}
+    ).format(cues=cues, condition=where if where is not None else sql.SQL("true"))
+    rows = conn.execute(
+        statement,
+        {
+            "ids": list(log_ids),
+            "tenant": tenant_key,
+            "time": time_pattern,
+            "chars": CUE_TEXT_CHARS,
+        },
+    ).fetchall()
+    return {
+        int(r["id"]): CandidateFacts(
+            r["memory_type"],
+            r["occurred_at"],
+            (r.get("speaker") or "").strip() or None,
+            bool(r.get("mentions_time")),
+        )
+        for r in rows
+    }
 
 
 def adjacent_memories(

@@ -1,0 +1,273 @@
+"""``make eval``: LoCoMo dev recall per category, ranking's parameters chosen leave-one-out.
+
+The exact dense baseline is numpy over the stored vectors; the vector and keyword rows and the
+default's held-out row are searched through the product (``search_many``). The default is
+held-out: each conversation searched with the ranking parameters that did best on the other
+four (:mod:`.loo`), chosen in stages (base grid, then each technique's weight, :mod:`.tuning`).
+Each technique's held-out effect *alone* is the same procedure with only that stage, ranked
+with the product's ranking code on cached retrieval (:class:`~.tuning.GridScorer`). Settings
+that put an answer first for fewer than :data:`MIN_SEED_HITS` of the seed work-log questions
+are never chosen. The product's defaults are what the same choice makes on all five
+conversations; the run says whether they agree.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from memory_pipeline.evaluation.locomo import (
+    KS,
+    PROJECT_ID,
+    LocomoConversation,
+    import_conversation,
+    score_exact_dense,
+    score_searches,
+)
+from memory_pipeline.evaluation.loo import Split, choose_in_stages, leave_one_out_in_stages
+from memory_pipeline.evaluation.scoring import CategoryScores, format_category_table
+from memory_pipeline.evaluation.seed_questions import (
+    SEED_QUESTIONS,
+    SEED_TENANT,
+    find_work_logs,
+    import_work_logs,
+)
+from memory_pipeline.evaluation.tuning import (
+    TECHNIQUES,
+    CachedQuestions,
+    GridScorer,
+    describe,
+    ranking_grid,
+    retrieve_conversation,
+    retrieve_questions,
+    technique_stage,
+)
+from memory_pipeline.search.ranking import RankingParams
+from memory_pipeline.search.searcher import DEFAULT_PARAMS, MemorySearch
+
+HELD_OUT = "hybrid (default, held-out)"
+#: A setting is chosen only if the seed work-log questions keep at least this many hits@1.
+MIN_SEED_HITS = 14
+_STARTED = time.monotonic()
+
+Stage = Callable[[RankingParams], list[RankingParams]]
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (stdout keeps the tables or the JSON document)."""
+    print(f"[eval {time.monotonic() - _STARTED:6.0f}s] {message}", file=sys.stderr, flush=True)
+
+
+def held_out_scores(
+    store: Any,
+    conversations: Sequence[LocomoConversation],
+    chosen: dict[str, RankingParams],
+    *,
+    backend: str | None = None,
+) -> CategoryScores:
+    """Each conversation searched (hybrid) with the parameters chosen without it."""
+    scores = CategoryScores(KS)
+    for conversation in conversations:
+        search = MemorySearch(
+            store.db, store.search.store, store.embedder, params=chosen[conversation.name]
+        )
+        questions = [q.question for q in conversation.questions]
+        results = search.search_many(
+            questions, conversation.user_id, PROJECT_ID, max(KS), mode="hybrid", backend=backend
+        )
+        for q, hits in zip(conversation.questions, results, strict=True):
+            scores.add(q.category, q.evidence, [h.external_id for h in hits])
+    return scores
+
+
+def cached_held_out(
+    scorer: GridScorer, conversations: Sequence[LocomoConversation], folds: Sequence[Split]
+) -> CategoryScores:
+    """Recall@10 per category of each held-out conversation under its fold's choice."""
+    scores = CategoryScores((10,))
+    by_name = {c.name: c for c in conversations}
+    for fold in folds:
+        conversation = by_name[fold.held_out]
+        cached = next(c for c in scorer.cached if c.name == fold.held_out)
+        rankings = cached.rankings(
+            fold.chosen, cached.found[fold.chosen.candidates(10)], scorer.now
+        )
+        for q, ranked in zip(conversation.questions, rankings, strict=True):
+            scores.add(q.category, q.evidence, ranked)
+    return scores
+
+
+def retrieve_seed(store: Any, grid: Sequence[RankingParams]) -> CachedQuestions | None:
+    """The seed work-log questions retrieved once (``None`` when the seed memories are absent)."""
+    folder = find_work_logs()
+    if folder is None:
+        return None
+    import_work_logs(store, SEED_TENANT.user_id, SEED_TENANT.project_id, folder)
+    return retrieve_questions(
+        store.search,
+        store,
+        "seed",
+        SEED_TENANT,
+        [(q.question, q.answers) for q in SEED_QUESTIONS],
+        grid,
+    )
+
+
+def evaluate_and_report(
+    conversations: Sequence[LocomoConversation],
+    *,
+    backend: str | None = None,
+    as_json: bool = False,
+    write_results: bool = True,
+) -> int:
+    """Import and process the conversations, evaluate, print; returns the exit code."""
+    from memory_pipeline.memory_store import MemoryStore
+
+    started = time.perf_counter()
+    names = [c.name for c in conversations]
+    with MemoryStore.from_env() as store:
+        t0 = time.perf_counter()
+        turns = sum(import_conversation(store, c) for c in conversations)
+        counts: dict[str, int] = {}
+        for c in conversations:
+            for key, value in store.process_pending(c.user_id, PROJECT_ID).items():
+                counts[key] = counts.get(key, 0) + value
+        t1 = time.perf_counter()
+        progress(f"{turns} memories imported and processed")
+
+        rows: dict[str, CategoryScores] = {
+            "exact dense baseline": score_exact_dense(store, conversations),
+            "vector": score_searches(store, conversations, "vector", backend=backend),
+            "keyword": score_searches(store, conversations, "keyword", backend=backend),
+        }
+        progress("exact dense, vector and keyword rows measured")
+        full_grid = ranking_grid(DEFAULT_PARAMS)
+        cached = [retrieve_conversation(store.search, store, c, full_grid) for c in conversations]
+        scorer = GridScorer(cached, retrieve_seed(store, full_grid))
+        grid = [p for p in full_grid if scorer.admissible(p, MIN_SEED_HITS)]
+        progress(f"retrieved once; {len(grid)} of {len(full_grid)} settings keep the seed")
+
+        stages = {
+            name: technique_stage(scorer, field, MIN_SEED_HITS)
+            for name, field in TECHNIQUES.items()
+        }
+        variants: dict[str, tuple[Sequence[RankingParams], list[Stage]]] = {
+            "base grid": (grid, []),
+            "min-max fusion only": ([p for p in grid if p.fusion == "minmax"], []),
+            "reciprocal-rank fusion only": ([p for p in grid if p.fusion == "rrf"], []),
+            **{f"base + {name}": (grid, [stage]) for name, stage in stages.items()},
+            "base + every technique": (grid, list(stages.values())),
+        }
+        alone: dict[str, CategoryScores] = {}
+        choices: dict[str, list[Split]] = {}
+        for label, (first, then) in variants.items():
+            if not first:
+                continue
+            choices[label] = leave_one_out_in_stages(scorer.score, names, first, then)
+            alone[f"{label} (held-out)"] = cached_held_out(scorer, conversations, choices[label])
+            progress(f"leave-one-out: {label}")
+        folds = choices["base + every technique"]
+        on_all = choose_in_stages(scorer.score, names, grid, list(stages.values()))
+        rows["hybrid, shipped parameters (in-sample)"] = score_searches(
+            store, conversations, "hybrid", backend=backend
+        )
+        rows[HELD_OUT] = held_out_scores(
+            store, conversations, {f.held_out: f.chosen for f in folds}, backend=backend
+        )
+        t2 = time.perf_counter()
+        progress("held-out searches done")
+
+    timing = {"import_and_process_s": t1 - t0, "search_s": t2 - t1, "total_s": t2 - started}
+    shipped_hits = scorer.seed_hits(DEFAULT_PARAMS)
+    document = {
+        "conversations": names,
+        "memories": turns,
+        "questions": sum(len(c.questions) for c in conversations),
+        "skipped_questions": sum(c.skipped_questions for c in conversations),
+        "process_counts": counts,
+        "recall": {name: s.to_json() for name, s in rows.items()},
+        "techniques_held_out_recall@10": {name: s.to_json() for name, s in alone.items()},
+        "folds": [{"held_out": f.held_out, "chosen": describe(f.chosen)} for f in folds],
+        "chosen_on_all_five": describe(on_all),
+        "shipped": describe(DEFAULT_PARAMS),
+        "shipped_is_the_all_five_choice": on_all == DEFAULT_PARAMS,
+        "grid_size": len(full_grid),
+        "admissible_settings": len(grid),
+        "seed_hits_at_1": {
+            "shipped": shipped_hits,
+            "of": len(SEED_QUESTIONS),
+            "minimum": MIN_SEED_HITS,
+        },
+        "timing": timing,
+    }
+    if write_results:
+        document["results_file"] = _write_results_file(document, rows, alone)
+    if as_json:
+        print(json.dumps(document))
+        return 0
+    print(
+        f"LoCoMo dev: {len(conversations)} conversations, {turns} memories, "
+        f"{document['questions']} questions ({document['skipped_questions']} without evidence "
+        f"skipped); processing: {counts}"
+    )
+    for k in sorted(KS, reverse=True):
+        print()
+        print(format_category_table(rows, k))
+    print()
+    print("each technique alone, leave-one-out (ranked on cached retrieval):")
+    print(format_category_table(alone, 10))
+    print()
+    print(
+        f"leave-one-conversation-out over {len(grid)} base settings (of {len(full_grid)}; the "
+        f"others put an answer first for fewer than {MIN_SEED_HITS} of the "
+        f"{len(SEED_QUESTIONS)} seed work-log questions), then each technique; recall@10 chooses:"
+    )
+    for f in folds:
+        print(f"  without {f.held_out}: {describe(f.chosen)}")
+    print(f"chosen on all five: {describe(on_all)}")
+    agree = "the same" if on_all == DEFAULT_PARAMS else "DIFFERENT: update the defaults"
+    print(f"shipped defaults:   {describe(DEFAULT_PARAMS)} ({agree})")
+    print(f"seed work-log questions, hit@1 with the shipped defaults: {shipped_hits}/16")
+    held = rows[HELD_OUT]
+    print(f"default (held-out): recall@10 {held.mean(10):.3f}, recall@5 {held.mean(5):.3f}")
+    print(
+        f"time: import+process {timing['import_and_process_s']:.1f} s, "
+        f"searches {timing['search_s']:.1f} s, total {timing['total_s']:.1f} s"
+    )
+    if write_results and document.get("results_file"):
+        print(f"results: {document['results_file']}")
+    return 0
+
+
+def _write_results_file(
+    document: dict[str, Any], rows: dict[str, CategoryScores], alone: dict[str, CategoryScores]
+) -> str | None:
+    """The run as a results file beside the bench's (only in a source checkout)."""
+    try:
+        from memory_pipeline_bench.results import (
+            RESULTS_DIR,
+            SectionResult,
+            cpu_description,
+            results_file_name,
+            write_json,
+        )
+    except ImportError:  # an installed wheel has no benches
+        return None
+    section = SectionResult("eval")
+    held = rows[HELD_OUT]
+    section.add("LoCoMo dev hybrid recall@10 (held-out)", held.mean(10), "", at_least=0.80)
+    for group in held.groups():
+        for k in sorted(KS):
+            section.add(f"  {group} recall@{k} (held-out)", held.mean(k, group), "")
+    for name, scores in alone.items():
+        section.add(f"  {name} recall@10", scores.mean(10), "")
+    section.details = document
+    cpu = cpu_description()
+    started = datetime.now(UTC)
+    path = RESULTS_DIR / results_file_name(cpu, started).replace(".json", "_eval.json")
+    write_json(path, [section], {"started": started.isoformat(), "cpu": cpu, "eval": True})
+    return str(path)
