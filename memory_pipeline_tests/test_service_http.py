@@ -388,13 +388,32 @@ def test_readiness_is_503_with_the_reason_until_chroma_and_the_model_are_ready(
         assert_error(search, 503, "unavailable", "model")
 
 
+def test_a_key_that_cannot_be_checked_for_postgres_is_503_not_500(
+    settings, endpoints, embedder, monkeypatch
+):
+    from fastapi.testclient import TestClient
+
+    from memory_pipeline.memory_store import MemoryStore
+    from memory_pipeline.service.http_api import create_app
+
+    def postgres_down(*_args: object) -> None:
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(keys, "authenticate", postgres_down)
+    with MemoryStore(settings, endpoints, embedder=embedder, migrate=False) as store:
+        api = TestClient(create_app(store))
+        answer = api.get("/v1/status", headers={"Authorization": "Bearer mpk_x"})
+    assert_error(answer, 503, "unavailable", "connection refused")
+
+
 # ------------------------------------------------------------------------ probes and docs
 def test_probes_and_openapi_docs_need_no_key(service):
     with client(service, None) as api:
         assert api.get("/healthz").json() == {"status": "ok"}
         assert api.get("/readyz").json() == {"status": "ready"}
         assert api.get("/docs").status_code == 200
-        paths = api.get("/openapi.json").json()["paths"]
+        openapi = api.get("/openapi.json").json()
+    paths = openapi["paths"]
     assert {
         "/v1/memories",
         "/v1/memories/batch",
@@ -402,6 +421,15 @@ def test_probes_and_openapi_docs_need_no_key(service):
         "/v1/search",
         "/v1/status",
     } <= set(paths)
+    # /docs' Authorize button: every /v1 operation takes a bearer key, the probes none
+    assert openapi["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert all(
+        op["security"] == [{"bearer": []}]
+        for path, ops in paths.items()
+        if path.startswith("/v1/")
+        for op in ops.values()
+    )
+    assert "security" not in paths["/healthz"]["get"]
 
 
 def test_status_shows_a_tenant_key_only_its_tenant(service, store, tenant_key, new_tenant):

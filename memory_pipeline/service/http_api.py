@@ -9,20 +9,18 @@ its thread pool: the store is synchronous, and concurrent searches meet in the q
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
+import orjson
 import psycopg
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -68,17 +66,11 @@ INTERNAL_ERROR = ServiceError("internal error; see the service's log")
 WARM_UP_QUERIES = ("warm up the query encoder", "and trace it for the next queries")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 class JSON(JSONResponse):
-    """JSON with datetimes as ISO 8601, non-ASCII text as is."""
+    """JSON through orjson (a search's answer: 0.41 -> 0.05 ms), datetimes as ISO 8601."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, default=_json_default, ensure_ascii=False).encode()
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def error_response(error: ServiceError) -> JSON:
@@ -192,30 +184,51 @@ class ServiceState:
 
 #: JSON-RPC error code of a request refused at ``/mcp`` (the implementation-defined range).
 MCP_REFUSED_CODE = -32001
+#: Paths that need a key; everything else (probes, /docs) does not.
+API_PREFIX, MCP_PATH = "/v1/", "/mcp"
 
 
-class McpAuth:
-    """Lets a request reach the MCP endpoint only with a tenant key (which decides the tenant)."""
+class BearerAuth:
+    """Finds who a request to ``/v1/`` or ``/mcp`` acts for, before anything else reads it.
+
+    The principal goes to ``scope["state"]["principal"]``; a request without a valid key is
+    answered here (401), and ``/mcp`` takes tenant keys only (403: the key decides the tenant),
+    with a JSON-RPC error there so that MCP clients show the reason. A middleware rather than
+    FastAPI dependencies: their resolution cost ~1 ms per request, a third of the HTTP cost.
+    """
 
     def __init__(self, app: ASGIApp, state: ServiceState) -> None:
         self.app = app
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
-        authorization = headers.get(b"authorization", b"").decode("latin-1") or None
+        path = scope.get("path", "")
+        is_mcp = path == MCP_PATH
+        if scope["type"] != "http" or not (is_mcp or path.startswith(API_PREFIX)):
+            await self.app(scope, receive, send)
+            return
+        authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         try:
-            principal = await anyio.to_thread.run_sync(self.state.principal_of, authorization)
-            if principal.tenant is None:
+            principal = await anyio.to_thread.run_sync(
+                self.state.principal_of, authorization or None
+            )
+            if is_mcp and principal.tenant is None:
                 raise Forbidden("MCP needs a tenant key: the key decides whose memories it reaches")
-        except ServiceError as exc:  # a JSON-RPC error, so that MCP clients show the reason
-            body = {
-                "jsonrpc": "2.0",
-                "id": None,
-                "error": {"code": MCP_REFUSED_CODE, "message": f"{exc.code}: {exc.message}"},
-            }
-            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-            await JSON(body, status_code=exc.status, headers=headers)(scope, receive, send)
+        except Exception as raised:  # outside the app's handlers: map it here (Postgres down: 503)
+            exc = service_error_of(raised)
+            if exc is None:
+                logger.error("checking an API key failed: %s", type(raised).__name__)
+                exc = INTERNAL_ERROR
+            response = error_response(exc)
+            if is_mcp:
+                body = {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {"code": MCP_REFUSED_CODE, "message": f"{exc.code}: {exc.message}"},
+                }
+                challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+                response = JSON(body, status_code=exc.status, headers=challenge)
+            await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
@@ -224,7 +237,7 @@ class McpAuth:
 def _principal_of_mcp_call(ctx: Any) -> Principal:
     request = ctx.request_context.request
     principal = request.state.principal if request is not None else None
-    if not isinstance(principal, Principal):  # never: McpAuth guards the endpoint
+    if not isinstance(principal, Principal):  # never: BearerAuth guards the endpoint
         raise Unauthorized("no API key on this MCP request")
     return principal
 
@@ -248,28 +261,34 @@ def _validation_message(exc: RequestValidationError) -> tuple[bool, str]:
     return False, f"{where}: {first.get('msg', 'invalid')}"
 
 
-BEARER = HTTPBearer(auto_error=False, description="An API key: `memory-pipeline keys create`")
+def _access(request: Request) -> TenantAccess:
+    """What the request's key may do (:class:`BearerAuth` has found the key's principal)."""
+    state: ServiceState = request.app.state.service
+    return TenantAccess(state.store, request.state.principal)
 
 
-def _state(request: Request) -> ServiceState:
-    return request.app.state.service  # type: ignore[no-any-return]
+def _document_bearer_keys(app: FastAPI) -> None:
+    """Show the API's bearer keys in the OpenAPI document (``/docs``'s Authorize button)."""
+    build = app.openapi
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key: `memory-pipeline keys create`",
+                }
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith(API_PREFIX):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
 
-def current_principal(
-    request: Request,
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
-) -> Principal:
-    """Who the request acts for (the bearer dependency only documents the scheme)."""
-    return _state(request).principal_of(request.headers.get("authorization"))
-
-
-def tenant_access(
-    request: Request, who: Annotated[Principal, Depends(current_principal)]
-) -> TenantAccess:
-    return TenantAccess(_state(request).store, who)
-
-
-Access = Annotated[TenantAccess, Depends(tenant_access)]
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
@@ -348,8 +367,8 @@ def create_app(
 
     # --------------------------------------------------------------------------- probes
     @app.get("/healthz", tags=["probes"], summary="The process is alive")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> JSON:
+        return JSON({"status": "ok"})
 
     @app.get("/readyz", tags=["probes"], summary="Postgres, Chroma and the model are ready")
     def readyz() -> Response:
@@ -359,6 +378,9 @@ def create_app(
         return JSON({"status": "ready"})
 
     # ------------------------------------------------------------------------- memories
+    # Endpoints return their JSON response themselves: a returned dict would be walked by
+    # FastAPI's jsonable_encoder first (raw_data and all), the largest part of a search's
+    # HTTP cost.
     def _stored(access: TenantAccess, log_id: int, wait: float | None, *, new: bool) -> dict:
         """``{"id", "status"}`` of a memory just written, after waiting if asked to."""
         if wait:
@@ -366,17 +388,18 @@ def create_app(
         return {"id": log_id, "status": "pending" if new else access.get(log_id)["status"]}
 
     @app.post("/v1/memories", status_code=201, tags=["memories"], summary="Store a memory")
-    def create_memory(body: MemoryIn, access: Access, response: Response) -> dict[str, Any]:
+    def create_memory(body: MemoryIn, request: Request) -> JSON:
+        access = _access(request)
         (write,) = access.create([body.record()])
         if isinstance(write, ServiceError):
             raise write
         assert write.id is not None
-        if not write.created:
-            response.status_code = 200
-        return _stored(access, write.id, body.wait, new=write.created)
+        stored = _stored(access, write.id, body.wait, new=write.created)
+        return JSON(stored, status_code=201 if write.created else 200)
 
     @app.post("/v1/memories/batch", tags=["memories"], summary="Store up to 1,000 memories")
-    def create_memories(body: MemoryBatchIn, access: Access) -> dict[str, Any]:
+    def create_memories(body: MemoryBatchIn, request: Request) -> JSON:
+        access = _access(request)
         if len(body.memories) > MAX_BATCH:
             raise PayloadTooLarge(
                 f"{len(body.memories)} memories in one batch; the limit is {MAX_BATCH}"
@@ -402,48 +425,54 @@ def create_app(
             for r in results:
                 if "id" in r:
                     r["status"] = states[r["id"]]
-        return {"results": results}
+        return JSON({"results": results})
 
     @app.post("/v1/memories/wait", tags=["memories"], summary="Wait until memories are embedded")
-    def wait_for_memories(body: WaitIn, access: Access) -> dict[str, Any]:
+    def wait_for_memories(body: WaitIn, request: Request) -> JSON:
+        access = _access(request)
         states = access.wait(body.ids, body.timeout)
-        return {"states": {str(k): v for k, v in states.items()}}
+        return JSON({"states": {str(k): v for k, v in states.items()}})
 
     @app.get("/v1/memories/{memory_id}", tags=["memories"], summary="One memory")
-    def get_memory(memory_id: int, access: Access) -> dict[str, Any]:
-        return access.get(memory_id)
+    def get_memory(memory_id: int, request: Request) -> JSON:
+        access = _access(request)
+        return JSON(access.get(memory_id))
 
     @app.patch("/v1/memories/{memory_id}", tags=["memories"], summary="Replace raw_data")
-    def update_memory(memory_id: int, body: MemoryPatch, access: Access) -> dict[str, Any]:
+    def update_memory(memory_id: int, body: MemoryPatch, request: Request) -> JSON:
+        access = _access(request)
         access.update(memory_id, body.raw_data)
-        return _stored(access, memory_id, body.wait, new=False)
+        return JSON(_stored(access, memory_id, body.wait, new=False))
 
     @app.delete("/v1/memories/{memory_id}", tags=["memories"], summary="Delete a memory")
-    def delete_memory(memory_id: int, access: Access) -> dict[str, Any]:
+    def delete_memory(memory_id: int, request: Request) -> JSON:
+        access = _access(request)
         access.delete(memory_id)
-        return {"deleted": memory_id}
+        return JSON({"deleted": memory_id})
 
     # --------------------------------------------------------------------------- search
     @app.post("/v1/search", tags=["search"], summary="Search one tenant's memories")
-    def search(body: SearchIn, access: Access) -> dict[str, Any]:
+    def search(body: SearchIn, request: Request) -> JSON:
+        access = _access(request)
         state.require_model()
         results = access.search(body.query, **body.options())
-        return {"results": [r.to_json() for r in results]}
+        return JSON({"results": [r.to_json() for r in results]})
 
     @app.post("/v1/search/batch", tags=["search"], summary="Many searches of one tenant")
-    def search_batch(body: SearchBatchIn, access: Access) -> dict[str, Any]:
+    def search_batch(body: SearchBatchIn, request: Request) -> JSON:
+        access = _access(request)
         state.require_model()
         results = access.search_many(body.queries, **body.options())
-        return {"results": [[r.to_json() for r in rs] for rs in results]}
+        return JSON({"results": [[r.to_json() for r in rs] for rs in results]})
 
     # --------------------------------------------------------------------------- status
     @app.get("/v1/status", tags=["status"], summary="Counts by state of the key's tenants")
-    def status(access: Access) -> dict[str, Any]:
-        return access.status()
+    def status(request: Request) -> JSON:
+        access = _access(request)
+        return JSON(access.status())
 
-    for route in mcp_app.routes:  # POST/GET/DELETE /mcp, behind the key check
-        route.app = McpAuth(route.app, state)  # type: ignore[attr-defined]
-        app.router.routes.append(route)
-
-    app.add_middleware(RequestBodyLimit, max_bytes=max_request_bytes)
+    app.router.routes.extend(mcp_app.routes)  # POST/GET/DELETE /mcp
+    app.add_middleware(BearerAuth, state=state)
+    app.add_middleware(RequestBodyLimit, max_bytes=max_request_bytes)  # outermost: first
+    _document_bearer_keys(app)
     return app
