@@ -25,16 +25,12 @@ from memory_pipeline.services.ports import port_is_free
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 60.0
-#: Chroma's frontend keeps each collection's catalogue record (configuration, segments) in this
-#: cache; without it (the single-node default) every request re-reads it from SQLite: ~1.3 ms
-#: of a ~2 ms query or count, measured on one server with and without. One server owns a
-#: home's data and drops a collection's entry whenever it creates, changes or deletes one, so
-#: an entry is never stale here; the TTL only bounds what another writer could change.
+#: The server's collection cache, off by default: without it every request re-reads the
+#: collection's record from SQLite (docs/decisions/0005-chroma-collection-cache.md).
 COLLECTION_CACHE_ENTRIES = 10_000
 COLLECTION_CACHE_TTL_SECONDS = 3600
-#: The server's log level (``RUST_LOG``) unless the environment sets one: ``chroma run``'s
-#: default logs every request (~2.5 kB each: 5.3 MB over ~2,100 requests); warnings and errors
-#: are what an operator needs from ``<home>/chroma/server.log``.
+#: The server's log level (``RUST_LOG``) unless the environment sets one: the default logs
+#: every request; an operator needs warnings and errors (decision 0005, as the cache).
 DEFAULT_LOG_LEVEL = "warn"
 #: Runs the chromadb wheel's ``chroma`` command line where its script is not installed.
 CHROMA_CLI_SNIPPET = "import sys; sys.argv[0] = 'chroma'; from chromadb.cli.cli import app; app()"

@@ -69,9 +69,10 @@ class Database:
     def autocommit_connection(self) -> Iterator[psycopg.Connection]:
         """A pooled connection in autocommit mode, for reads: each statement commits itself.
 
-        A read then costs one round trip instead of three (BEGIN, the query, COMMIT);
-        ``conn.transaction()`` still groups statements that need one transaction. The
-        connection goes back to the pool in its usual mode.
+        One round trip per read instead of three
+        (docs/decisions/0007-autocommit-search-connection.md); ``conn.transaction()`` still
+        groups statements that need one transaction. The connection goes back to the pool in
+        its usual mode.
         """
         try:
             with self._pool.connection() as conn:
