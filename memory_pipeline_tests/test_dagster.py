@@ -18,6 +18,7 @@ from memory_pipeline.defs.sensors import (
     group_into_runs,
     pending_rows_sensor,
 )
+from memory_pipeline_tests.dagster_runs import record_run
 
 
 def _evaluate_sensor(instance, resources) -> tuple[list[RunRequest], list[str]]:
@@ -235,19 +236,17 @@ def test_a_ranged_run_materializes_each_tenant_partition(store, new_tenant, inst
 def test_tenants_of_an_active_run_wait_until_it_claims_no_more_rows(
     store, new_tenant, instance, resources
 ):
-    from dagster._core.test_utils import create_run_for_test
-
     single, ranged, free = (new_tenant() for _ in range(3))
     for t in (single, ranged, free):
         store.create_memory_log(t.user_id, t.project_id, {"content": f"waiting {t.user_id}"})
     _, order = _evaluate_sensor(instance, resources)  # adds the partitions
     runs = [
-        create_run_for_test(
+        record_run(
             instance,
             status=DagsterRunStatus.STARTED,
             tags={SENSOR_TAG: "pending_rows_sensor", PARTITION_TAG: single.partition_key},
         ),
-        create_run_for_test(
+        record_run(
             instance,
             status=DagsterRunStatus.STARTED,
             tags={

@@ -25,6 +25,7 @@ from memory_pipeline.defs.sensors import (
     work_digest,
 )
 from memory_pipeline.tenancy import tenant_partition_key
+from memory_pipeline_tests.dagster_runs import record_run
 
 ORDER = [f"k{i}" for i in range(6)]
 
@@ -86,8 +87,6 @@ def test_the_retry_delay_doubles_per_attempt_up_to_a_cap():
 def test_the_sensor_requests_work_a_finished_run_left_pending_under_a_new_run_key(
     store, new_tenant, instance, resources, monkeypatch, status
 ):
-    from dagster._core.test_utils import create_run_for_test
-
     monkeypatch.setenv("MEMORY_PIPELINE_RUN_RETRY_BACKOFF_SECONDS", "0")
     tenant = new_tenant()
     partition = tenant_partition_key(tenant.user_id, tenant.project_id)
@@ -109,7 +108,7 @@ def test_the_sensor_requests_work_a_finished_run_left_pending_under_a_new_run_ke
     assert first.tags[ATTEMPT_TAG] == "0"
     # the run was launched and ended without doing the work (killed, canceled, or it found
     # the rows locked by another worker): the pending set, and so the digest, is unchanged
-    create_run_for_test(
+    record_run(
         instance,
         status=status,
         tags={k: v for k, v in first.tags.items() if k in (SENSOR_TAG, WORK_TAG, ATTEMPT_TAG)},

@@ -5,6 +5,7 @@ from dagster import AssetSelection, DagsterRunStatus, materialize
 from memory_pipeline.defs.assets import tenant_memory_vectors
 from memory_pipeline.defs.checks import nothing_stuck_pending
 from memory_pipeline.defs.partitions import PARTITION_TAG, TENANT_PARTITIONS_NAME
+from memory_pipeline_tests.dagster_runs import record_run
 
 
 def _check(tenant, instance, resources):
@@ -26,8 +27,6 @@ def _check(tenant, instance, resources):
 def test_rows_pending_too_long_fail_the_check_with_their_ids_unless_a_run_serves_them(
     store, new_tenant, instance, resources
 ):
-    from dagster._core.test_utils import create_run_for_test
-
     tenant = new_tenant()
     log_id = store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "forgotten"})
     with store.db.connection() as conn:
@@ -41,7 +40,7 @@ def test_rows_pending_too_long_fail_the_check_with_their_ids_unless_a_run_serves
     assert not stalled.passed
     assert str(log_id) in stalled.metadata["stuck_row_ids"].value
 
-    create_run_for_test(  # a run that will claim the tenant's rows: served, not stuck
+    record_run(  # a run that will claim the tenant's rows: served, not stuck
         instance, status=DagsterRunStatus.STARTED, tags={PARTITION_TAG: tenant.partition_key}
     )
     served = _check(tenant, instance, resources)

@@ -11,6 +11,7 @@ from memory_pipeline.defs.partitions import (
     tenants_of_partitions,
 )
 from memory_pipeline.tenancy import Tenant
+from memory_pipeline_tests.dagster_runs import record_run
 
 
 def _sync(store, instance, **options):
@@ -124,12 +125,11 @@ def test_a_key_without_user_and_project_is_refused_with_the_expected_form(store)
 
 def test_a_key_that_a_queued_or_running_run_names_stays_until_the_run_ends(store, instance):
     from dagster import DagsterRunStatus
-    from dagster._core.test_utils import create_run_for_test
 
     from memory_pipeline.defs.partitions import PARTITION_TAG
 
     instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, ["typed/by hand"])
-    run = create_run_for_test(
+    run = record_run(
         instance, status=DagsterRunStatus.STARTED, tags={PARTITION_TAG: "typed/by hand"}
     )
 

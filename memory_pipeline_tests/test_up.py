@@ -7,11 +7,10 @@ from memory_pipeline.defs.instance import fail_orphaned_runs
 from memory_pipeline.services.home_lock import exclusive_home_lock
 from memory_pipeline.settings import Settings
 from memory_pipeline.up import run_up
+from memory_pipeline_tests.dagster_runs import record_run
 
 
 def test_runs_that_hold_a_worker_are_failed_and_the_others_left_alone(instance):
-    from dagster._core.test_utils import create_run_for_test
-
     statuses = [
         DagsterRunStatus.NOT_STARTED,
         DagsterRunStatus.STARTING,
@@ -19,7 +18,7 @@ def test_runs_that_hold_a_worker_are_failed_and_the_others_left_alone(instance):
         DagsterRunStatus.CANCELING,
         DagsterRunStatus.SUCCESS,
     ]
-    runs = {s: create_run_for_test(instance, status=s).run_id for s in statuses}
+    runs = {s: record_run(instance, status=s).run_id for s in statuses}
 
     freed = fail_orphaned_runs(instance, "its worker is gone")
 
