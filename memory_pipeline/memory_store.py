@@ -22,7 +22,7 @@ from memory_pipeline.processing import ProcessOptions, process
 from memory_pipeline.search import MemorySearch, SearchRequest, SearchResult
 from memory_pipeline.services import ServiceEndpoints, ensure_services
 from memory_pipeline.settings import Settings
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage import memory_reads, memory_writes, tenant_status
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.migrations import apply_migrations
 from memory_pipeline.storage.tenant_locks import tenant_lock
@@ -137,7 +137,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         external_id = validate_external_id(external_id)
         occurred_at = validate_occurred_at(occurred_at)
         with self.db.connection() as conn:
-            log_id, _ = q.insert_memory_log(
+            log_id, _ = memory_writes.insert_memory_log(
                 conn, tenant, raw, external_id=external_id, occurred_at=occurred_at
             )
         return log_id
@@ -151,7 +151,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         A repeated ``(tenant, external_id)`` gets the existing id with ``created`` false.
         """
         writes: list[MemoryWrite | None] = []
-        rows: list[q.NewMemoryRow] = []
+        rows: list[memory_writes.NewMemoryRow] = []
         tenants: dict[tuple[Any, Any], Tenant] = {}  # a batch is mostly one tenant: check it once
         for record in records:
             try:
@@ -160,12 +160,12 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             except ValueError as exc:
                 writes.append(MemoryWrite(error=str(exc)))
         with self.db.connection() as conn:
-            stored = iter(q.insert_memory_logs(conn, rows))
+            stored = iter(memory_writes.insert_memory_logs(conn, rows))
         return [w or MemoryWrite(*next(stored)) for w in writes]
 
     def _new_memory_row(
         self, record: Mapping[str, Any], tenants: dict[tuple[Any, Any], Tenant]
-    ) -> q.NewMemoryRow:
+    ) -> memory_writes.NewMemoryRow:
         if not isinstance(record, Mapping):
             raise ValueError(f"a memory must be an object, got {type(record).__name__}")
         unknown = set(record) - {"user_id", "project_id", "raw_data", "external_id", "occurred_at"}
@@ -177,7 +177,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         tenant = tenants.get(ids) if all(isinstance(i, str) for i in ids) else None
         if tenant is None:
             tenant = tenants[ids] = Tenant(*ids)  # type: ignore[arg-type]
-        return q.NewMemoryRow(
+        return memory_writes.NewMemoryRow(
             tenant,
             validate_raw_data(record["raw_data"], self.settings.max_document_bytes),
             validate_external_id(record.get("external_id")),
@@ -187,19 +187,19 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
     def get_memory_log(self, log_id: int) -> dict[str, Any] | None:
         """The memory's fields (those of the CLI's ``get``), or ``None``."""
         with self.db.connection() as conn:
-            return q.get_memory_log(conn, int(log_id))
+            return memory_reads.get_memory_log(conn, int(log_id))
 
     def update_memory_log(self, log_id: int, raw_data: dict[str, Any]) -> None:
         """Replace a memory's ``raw_data``; it is re-processed (re-embedded only if its text changed)."""
         raw = validate_raw_data(raw_data, self.settings.max_document_bytes)
         with self.db.connection() as conn:
-            if not q.update_raw_data(conn, int(log_id), raw):
+            if not memory_writes.update_raw_data(conn, int(log_id), raw):
                 raise ValueError(f"memory {log_id} does not exist")
 
     def delete_memory_log(self, log_id: int) -> bool:
         """Delete a memory; its vectors leave Chroma on the tenant's next run. Returns whether it existed."""
         with self.db.connection() as conn:
-            return q.delete_memory_log(conn, int(log_id))
+            return memory_writes.delete_memory_log(conn, int(log_id))
 
     def retry(self, user_id: str | None = None, project_id: str | None = None) -> int:
         """Put failed and dead rows back to pending; return how many."""
@@ -209,7 +209,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             else None
         )
         with self.db.connection() as conn:
-            return q.reset_for_retry(conn, key)
+            return memory_writes.reset_for_retry(conn, key)
 
     def purge_tenant(self, user_id: str, project_id: str) -> dict[str, Any]:
         """Remove a tenant everywhere: its collections, rows, vectors, tombstones and record.
@@ -222,7 +222,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             collections = self.vector_store.tenant_collection_names(tenant)
             for name in collections:
                 self.vector_store.drop_collection(tenant, name=name)
-            rows = q.purge_tenant_rows(conn, tenant.key)
+            rows = memory_writes.purge_tenant_rows(conn, tenant.key)
         return {"tenant_key": tenant.key, "rows_deleted": rows, "collections_dropped": collections}
 
     # --------------------------------------------------------------------------- processing
@@ -252,7 +252,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         delay = 0.05
         while True:
             with self.db.connection() as conn:
-                states = q.states_of(conn, wanted)
+                states = memory_reads.states_of(conn, wanted)
             missing = [i for i in wanted if i not in states]
             if missing:
                 raise ValueError(f"memories do not exist: {missing[:10]}")
@@ -268,24 +268,15 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
 
     # ------------------------------------------------------------------------------- search
     def search_similar_memories(
-        self,
-        query: str,
-        user_id: str,
-        project_id: str,
-        limit: int = 10,
-        where_filter: dict[str, Any] | None = None,
-        min_similarity: float = 0.0,
-        enable_temporal_decay: bool = False,
-        half_life_days: float = 30.0,
-        *,
-        mode: str | None = None,
-        backend: str | None = None,
-        memory_types: Sequence[str] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        explain: bool = False,
+        self, query: str, user_id: str, project_id: str, *args: Any, **options: Any
     ) -> list[SearchResult]:
         """The tenant's memories that best match ``query``, best first (DESIGN §5).
+
+        The arguments after the tenant are those of :meth:`SearchRequest.of
+        <memory_pipeline.search.request.SearchRequest.of>`, in the seed's order: ``limit=10,
+        where_filter=None, min_similarity=0.0, enable_temporal_decay=False,
+        half_life_days=30.0``, then keyword-only ``mode``, ``backend``, ``memory_types``,
+        ``since``, ``until`` and ``explain``.
 
         ``min_similarity`` drops results whose raw cosine similarity is lower; with
         ``enable_temporal_decay`` the score is multiplied by
@@ -296,22 +287,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         decay, the matched chunk). Bad arguments raise ``ValueError``; an unknown tenant gives
         ``[]``.
         """
-        request = SearchRequest.of(
-            [query],
-            user_id,
-            project_id,
-            limit,
-            where_filter,
-            min_similarity,
-            enable_temporal_decay,
-            half_life_days,
-            mode=mode,
-            backend=backend,
-            memory_types=memory_types,
-            since=since,
-            until=until,
-            explain=explain,
-        )
+        request = SearchRequest.of([query], user_id, project_id, *args, **options)
         return self.search.run(request)[0]
 
     def search_many(
@@ -325,6 +301,6 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
     def status(self) -> dict[str, Any]:
         """Counts by state per tenant and in total (the CLI's ``status``)."""
         with self.db.connection() as conn:
-            tenants = [dict(r) for r in q.status_counts(conn)]
+            tenants = [dict(r) for r in tenant_status.status_counts(conn)]
         totals = {s: sum(int(t[s]) for t in tenants) for s in MEMORY_STATES}
         return {"tenants": tenants, "totals": totals}

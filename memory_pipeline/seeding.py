@@ -2,8 +2,8 @@
 
 Rows go in by ``COPY`` as the application would write them (the table's triggers derive tenant
 keys and register tenants); ready-made memories then get their vectors and ``embedded`` state
-through the store step's own writes (:func:`~memory_pipeline.storage.memory_logs.write_vectors`,
-:func:`~memory_pipeline.storage.memory_logs.mark_embedded`) and Chroma gets the same ids and
+through the store step's own writes (:func:`~memory_pipeline.storage.row_outcomes.write_vectors`,
+:func:`~memory_pipeline.storage.row_outcomes.mark_embedded`) and Chroma gets the same ids and
 metadata, so a seeded memory is indistinguishable from one the pipeline embedded.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from memory_pipeline.extraction import ExtractedMemory
 from memory_pipeline.processing import content_hash
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage import memory_reads, memory_writes, row_outcomes
 from memory_pipeline.storage.database import Database
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, vector_id, vector_metadata
@@ -73,11 +73,13 @@ def load_embedded_memories(
     Returns their ids in the order of ``memories``. External ids must be new in the tenant.
     """
     with db.connection() as conn:
-        q.copy_pending_rows(conn, ((tenant, m.raw_data, m.external_id) for m in memories))
-        by_external = q.ids_by_external_id(conn, tenant.key)
+        memory_writes.copy_pending_rows(
+            conn, ((tenant, m.raw_data, m.external_id) for m in memories)
+        )
+        by_external = memory_reads.ids_by_external_id(conn, tenant.key)
         ids = [by_external[m.external_id] for m in memories]
         rows = [
-            q.EmbeddedRow(
+            row_outcomes.EmbeddedRow(
                 id=log_id,
                 search_text=m.search_text,
                 text_truncated=False,
@@ -89,8 +91,8 @@ def load_embedded_memories(
             )
             for k, (log_id, m) in enumerate(zip(ids, memories, strict=True))
         ]
-        q.write_vectors(conn, tenant.key, model_id, rows)
-        q.mark_embedded(conn, model_id, rows)
+        row_outcomes.write_vectors(conn, tenant.key, model_id, rows)
+        row_outcomes.mark_embedded(conn, model_id, rows)
     metadatas = [
         vector_metadata(tenant, model_id, log_id, 0, m.memory_type, m.occurred_at)
         for log_id, m in zip(ids, memories, strict=True)

@@ -29,8 +29,9 @@ from memory_pipeline import MemoryStore
 from memory_pipeline.extraction import extract_memory
 from memory_pipeline.processing import content_hash
 from memory_pipeline.services import ensure_services
-from memory_pipeline.storage import memory_logs as q
-from memory_pipeline.storage.memory_logs import copy_pending_rows, ids_by_external_id
+from memory_pipeline.storage import row_outcomes
+from memory_pipeline.storage.memory_reads import ids_by_external_id
+from memory_pipeline.storage.memory_writes import copy_pending_rows
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import vector_id
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services
@@ -141,7 +142,7 @@ def _per_row_seconds(
             vectors,
             metadatas,
         )
-        row = q.EmbeddedRow(
+        row = row_outcomes.EmbeddedRow(
             log_id,
             extracted.text,
             extracted.truncated,
@@ -153,8 +154,8 @@ def _per_row_seconds(
         )
         pg_start = time.perf_counter()
         with store.db.connection() as conn, conn.transaction():
-            q.write_vectors(conn, tenant.key, model_id, [row])
-            q.mark_embedded(conn, model_id, [row])
+            row_outcomes.write_vectors(conn, tenant.key, model_id, [row])
+            row_outcomes.mark_embedded(conn, model_id, [row])
         timer.seconds["pg_write"] += time.perf_counter() - pg_start
     return time.perf_counter() - start
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 
 from memory_pipeline import MemoryStore
-from memory_pipeline.storage import memory_logs
+from memory_pipeline.storage import claims, row_outcomes
 from memory_pipeline_bench.stage_timer import StageTimer
 
 
@@ -42,12 +42,12 @@ def instrument(store: MemoryStore, timer: StageTimer) -> None:
         ("refresh_keyword_index", "pg_keyword_champions"),
     ):
         setattr(process_module, name, timer.wrap(stage, getattr(process_module, name)))
-    for name, stage in (
-        ("claim_workable_rows", "pg_claim"),
-        ("write_vectors", "pg_write_vectors"),
-        ("mark_embedded", "pg_mark_embedded"),
+    for module, name, stage in (
+        (claims, "claim_workable_rows", "pg_claim"),
+        (row_outcomes, "write_vectors", "pg_write_vectors"),
+        (row_outcomes, "mark_embedded", "pg_mark_embedded"),
     ):
-        setattr(memory_logs, name, timer.wrap(stage, getattr(memory_logs, name)))
+        setattr(module, name, timer.wrap(stage, getattr(module, name)))
 
 
 def peak_rss_bytes() -> int:

@@ -32,7 +32,7 @@ from memory_pipeline.services import ensure_services
 from memory_pipeline.services.local_chroma import running_local_chroma
 from memory_pipeline.services.local_postgres import local_postgres_uri
 from memory_pipeline.settings import Settings
-from memory_pipeline.storage.memory_logs import copy_pending_rows
+from memory_pipeline.storage.memory_writes import copy_pending_rows
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services
 from memory_pipeline_bench.results import SectionResult, latency_summary, progress

@@ -5,18 +5,18 @@ Only one model can be had offline, so the same weights are registered under a se
 
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from memory_pipeline.defs.assets import tenant_memory_vectors
-from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
+from memory_pipeline.defs.partitions import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    TENANT_PARTITIONS_NAME,
+)
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 from memory_pipeline.embedding import Embedder
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.processing import process_tenant
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage import live_models
 
 NEW_MODEL = "test/all-MiniLM-L6-v2-copy"
 
@@ -30,7 +30,7 @@ def new_embedder(embedder) -> Embedder:
 
 def _live_model(store, tenant):
     with store.db.connection() as conn:
-        return q.live_model_of(conn, tenant.key)
+        return live_models.live_model_of(conn, tenant.key)
 
 
 def _models_in_postgres(store, tenant):
@@ -103,8 +103,8 @@ def test_a_backfill_after_a_model_change_re_embeds_and_search_switches_only_when
                 ),
             },
             tags={
-                ASSET_PARTITION_RANGE_START_TAG: tenants[0].partition_key,
-                ASSET_PARTITION_RANGE_END_TAG: tenants[1].partition_key,
+                PARTITION_RANGE_START_TAG: tenants[0].partition_key,
+                PARTITION_RANGE_END_TAG: tenants[1].partition_key,
             },
         )
     assert result.success

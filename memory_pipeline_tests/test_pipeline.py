@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from memory_pipeline.processing import process_tenant
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage import claims
 from memory_pipeline.tenancy import Tenant
 
 
@@ -278,9 +278,9 @@ def test_workable_tenants_lists_pending_rows_and_tombstones(store, new_tenant):
     store.process_pending(deleted_tenant.user_id, deleted_tenant.project_id)
     store.delete_memory_log(gone)
     with store.db.connection() as conn:
-        work = {t["tenant_key"]: t for t in q.workable_tenants(conn)}
-    assert work[pending_tenant.key]["rows"] == 1
-    assert work[deleted_tenant.key]["tombstones"] == 1
+        work = {t.tenant.key: t for t in claims.workable_tenants(conn)}
+    assert work[pending_tenant.key].rows == 1
+    assert work[deleted_tenant.key].tombstones == 1
 
 
 def test_a_foreign_vector_planted_in_a_tenants_collection_is_never_returned(store, new_tenant):
@@ -355,10 +355,10 @@ def test_claiming_across_tenants_takes_whole_tenants_in_order_and_every_row_once
     tenants = [new_tenant("claim") for _ in range(4)]
     ids = _interleaved_rows(store, tenants, 3)
     keys = [t.key for t in tenants]
-    claimed: list[q.ClaimedRow] = []
+    claimed: list[claims.ClaimedRow] = []
     after = ("", 0)
     with store.db.connection() as conn, conn.transaction():
-        while rows := q.claim_workable_rows_of_tenants(conn, keys, 5, after):
+        while rows := claims.claim_workable_rows_of_tenants(conn, keys, 5, after):
             claimed.extend(rows)
             after = (rows[-1].tenant_key, rows[-1].id)
     assert sorted(r.id for r in claimed) == sorted(i for v in ids.values() for i in v)

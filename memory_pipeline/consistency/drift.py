@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage import memory_reads
 from memory_pipeline.storage.database import Database
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore
@@ -44,7 +44,7 @@ def compare_vectors(
 ) -> VectorDrift:
     """Compare the tenant's vector id sets, and a sample of vector values, across the stores."""
     with db.connection() as conn:
-        pg_ids = q.vector_ids_of_tenant(conn, tenant.key, model_id)
+        pg_ids = memory_reads.vector_ids_of_tenant(conn, tenant.key, model_id)
     chroma_ids = store.vector_ids(tenant)
     common = sorted(pg_ids & chroma_ids)
     sample = random.Random(seed).sample(common, min(sample_size, len(common)))

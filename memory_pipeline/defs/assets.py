@@ -19,7 +19,6 @@ from dagster import (
     AutomationConditionSensorDefinition,
     Backoff,
     DefaultSensorStatus,
-    Failure,
     MaterializeResult,
     RetryPolicy,
     asset,
@@ -34,15 +33,13 @@ from memory_pipeline.defs.metadata import (
     tenant_materialization_metadata,
 )
 from memory_pipeline.defs.partitions import (
-    NotATenantError,
     tenant_partitions,
-    tenants_of_partitions,
+    tenants_of_run,
 )
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 from memory_pipeline.processing import ProcessCounts, ProcessOptions, process
 from memory_pipeline.settings import Settings
-from memory_pipeline.storage import memory_logs as q
-from memory_pipeline.storage import tenant_status
+from memory_pipeline.storage import live_models, tenant_status, tombstones
 from memory_pipeline.storage.database import Database
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore
@@ -51,9 +48,8 @@ TENANT_VECTORS_ASSET = "tenant_memory_vectors"
 MEMORY_LOG_ASSET = "memory_log"
 GROUP = "memory"
 OWNERS = ["team:memory-pipeline"]
-#: Tag a run puts on itself once it claims no more rows: the sensor may then hand its tenants'
-#: newer rows to another run while this one is still writing its events (a 1,000-tenant run
-#: writes ~2,000 of them, ~25 s). Safe because correctness rests on row claiming (DESIGN §3).
+#: Tag a run puts on itself once it claims no more rows, so the sensor hands its tenants' newer
+#: rows to another run while this one writes its events (docs/decisions/0011-claims-done-tag.md).
 CLAIMS_DONE_TAG = "memory_pipeline/claims_done"
 #: Tags a run gets when it starts, so the runs list says whom it serves.
 USER_TAG = "memory_pipeline/user_id"
@@ -159,17 +155,14 @@ def tenant_memory_vectors(
     db = postgres.database()
     model_id = embedder.model_id()
     with db.connection() as conn:
-        try:
-            tenants = tenants_of_partitions(conn, context.partition_keys)
-        except NotATenantError as exc:
-            raise Failure(description=str(exc), allow_retries=False) from None
+        tenants = tenants_of_run(conn, context.partition_keys)
         keys = [t.key for t in tenants]
         total_rows = tenant_status.workable_rows(conn, keys)
         # no rows, no deletes, no model rollout: the run only records the tenants' totals
         idle = (
             total_rows == 0
-            and not q.tenants_with_tombstones(conn, keys)
-            and all(m in (None, model_id) for m in q.live_models_of(conn, keys).values())
+            and not tombstones.tenants_with_tombstones(conn, keys)
+            and all(m in (None, model_id) for m in live_models.live_models_of(conn, keys).values())
         )
     store = chroma.vector_store()  # an unreachable Chroma fails the run here, clearly
     _tag_run(context, tenants)
@@ -252,7 +245,7 @@ def memory_tenants(
     context: AssetExecutionContext, postgres: PostgresResource
 ) -> Iterator[MaterializeResult | AssetObservation]:
     with postgres.database().connection() as conn:
-        tenants = q.status_counts(conn)
+        tenants = tenant_status.status_counts(conn)
     states = ("pending", "embedded", "skipped", "failed", "dead")
     totals = {state: sum(int(t[state]) for t in tenants) for state in states}
     newest = tenants[::-1][:TENANT_TABLE_SIZE]  # status_counts lists the oldest first

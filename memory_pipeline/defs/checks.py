@@ -23,7 +23,6 @@ from dagster import (
     Config,
     ConfigMapping,
     DefaultScheduleStatus,
-    Failure,
     Field,
     RunRequest,
     ScheduleEvaluationContext,
@@ -38,8 +37,7 @@ from memory_pipeline.defs.assets import tenant_memory_vectors
 from memory_pipeline.defs.metadata import ROW_SAMPLE_SIZE, TENANT_TABLE_SIZE, row_table, table
 from memory_pipeline.defs.partitions import (
     TENANT_PARTITIONS_NAME,
-    NotATenantError,
-    tenants_of_partitions,
+    tenants_of_run,
 )
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 from memory_pipeline.defs.runs import tenants_in_active_runs
@@ -71,10 +69,7 @@ def _scope(
             keys = context.partition_keys
         else:
             return tenant_status.all_tenants(conn)
-        try:
-            return tenants_of_partitions(conn, keys)
-        except NotATenantError as exc:
-            raise Failure(description=str(exc), allow_retries=False) from None
+        return tenants_of_run(conn, keys)
 
 
 def _per_tenant(

@@ -21,11 +21,12 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     DynamicPartitionsDefinition,
+    Failure,
     RunsFilter,
 )
 
 from memory_pipeline.defs.metadata import tenant_identity, totals_metadata
-from memory_pipeline.storage import memory_logs, tenant_status
+from memory_pipeline.storage import tenant_status
 from memory_pipeline.tenancy import Tenant, tenant_from_partition_key
 
 TENANT_PARTITIONS_NAME = "tenants"
@@ -78,7 +79,7 @@ def tenants_of_partitions(conn: psycopg.Connection, partition_keys: Sequence[str
             tenants.append(tenant_from_partition_key(key))
         except ValueError as exc:
             problems.append(str(exc))
-    recorded = memory_logs.tenants_of(conn, [t.key for t in tenants])
+    recorded = tenant_status.tenants_of(conn, [t.key for t in tenants])
     for tenant in tenants:
         if tenant.key not in recorded:
             problems.append(
@@ -91,6 +92,15 @@ def tenants_of_partitions(conn: psycopg.Connection, partition_keys: Sequence[str
             + "; ".join(problems[:10])
         )
     return tenants
+
+
+def tenants_of_run(conn: psycopg.Connection, partition_keys: Sequence[str]) -> list[Tenant]:
+    """:func:`tenants_of_partitions` for a run or check: a key naming no tenant fails it with
+    Dagster's :class:`~dagster.Failure`, not retried (retrying cannot make the key a tenant)."""
+    try:
+        return tenants_of_partitions(conn, partition_keys)
+    except NotATenantError as exc:
+        raise Failure(description=str(exc), allow_retries=False) from None
 
 
 def partitions_of_active_runs(instance: DagsterInstance) -> set[str]:

@@ -1,12 +1,11 @@
 """The repair job: rebuild a tenant's Chroma collection from pgvector (no re-embedding)."""
 
-from dagster import Failure, OpExecutionContext, job, op
+from dagster import OpExecutionContext, job, op
 
 from memory_pipeline.consistency import compare_vectors, rebuild_collection_from_pgvector
 from memory_pipeline.defs.partitions import (
-    NotATenantError,
     tenant_partitions,
-    tenants_of_partitions,
+    tenants_of_run,
 )
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 
@@ -21,10 +20,7 @@ def rebuild_tenant_collection(
     db, store = postgres.database(), chroma.vector_store()
     model_id = embedder.model_id()
     with db.connection() as conn:
-        try:
-            tenants = tenants_of_partitions(conn, context.partition_keys)
-        except NotATenantError as exc:
-            raise Failure(description=str(exc), allow_retries=False) from None
+        tenants = tenants_of_run(conn, context.partition_keys)
     for tenant in tenants:
         written = rebuild_collection_from_pgvector(db, store, tenant, model_id)
         drift = compare_vectors(db, store, tenant, model_id)

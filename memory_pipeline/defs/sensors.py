@@ -38,7 +38,7 @@ from memory_pipeline.defs.partitions import (
 from memory_pipeline.defs.resources import EmbedderResource, PostgresResource
 from memory_pipeline.defs.runs import tenants_in_active_runs
 from memory_pipeline.settings import Settings
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage import claims
 from memory_pipeline.tenancy import tenant_partition_key
 
 SENSOR_TAG = "memory_pipeline/trigger"
@@ -274,7 +274,7 @@ def pending_rows_sensor(
             embedder.model_id(),
             strays_seen=cursor.strays,
         )
-        tenants = q.workable_tenants(conn)
+        tenants = claims.workable_tenants(conn)
     if sync.added or sync.removed:
         context.log.info(f"tenant partitions: {len(sync.added)} added, {len(sync.removed)} removed")
     if not tenants:
@@ -284,12 +284,12 @@ def pending_rows_sensor(
     busy = tenants_in_active_runs(context.instance, order, tags={SENSOR_TAG: "pending_rows_sensor"})
     work = [
         TenantWork(
-            tenant_partition_key(t["user_id"], t["project_id"]),
-            int(t["rows"]) + int(t["tombstones"]),
-            t["fingerprint"],
+            tenant_partition_key(t.tenant.user_id, t.tenant.project_id),
+            t.rows + t.tombstones,
+            t.fingerprint,
         )
         for t in tenants
-        if tenant_partition_key(t["user_id"], t["project_id"]) not in busy
+        if tenant_partition_key(t.tenant.user_id, t.tenant.project_id) not in busy
     ]
     settings = Settings.from_env()
     planned, waiting = plan_runs(

@@ -12,8 +12,8 @@ from memory_pipeline.embedding import Embedder
 from memory_pipeline.processing.embed import embed_rows
 from memory_pipeline.processing.options import ProcessCounts, ProcessOptions
 from memory_pipeline.processing.prepare import prepare_rows
-from memory_pipeline.processing.write import BatchOutcome, write_chroma, write_postgres
-from memory_pipeline.storage.memory_logs import ClaimedRow
+from memory_pipeline.processing.write import write_chroma, write_postgres
+from memory_pipeline.storage.claims import ClaimedRow
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore
 
@@ -45,9 +45,9 @@ def process_batch(
     model_id = embedder.model_id
     prepared = prepare_rows(rows, model_id, embedder.chunk_text, options.max_document_bytes)
     embedded, embed_failures = embed_rows(embedder, prepared.to_embed)
-    outcome = BatchOutcome(
-        embedded, prepared.unchanged, prepared.skipped, [*prepared.failed, *embed_failures]
-    )
+    outcome = prepared.settled
+    outcome.embedded.extend(embedded)
+    outcome.failed.extend(embed_failures)
     write_chroma(store, tenants, model_id, rows, outcome, collection_name)
     if options.after_vector_upsert is not None:
         options.after_vector_upsert([e.id for e in outcome.embedded])

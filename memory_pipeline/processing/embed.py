@@ -13,7 +13,7 @@ import numpy as np
 
 from memory_pipeline.embedding import Embedder
 from memory_pipeline.processing.prepare import PreparedRow
-from memory_pipeline.storage.memory_logs import EmbeddedRow, FailedRow
+from memory_pipeline.storage.row_outcomes import EmbeddedRow, FailedRow
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from memory_pipeline.extraction import extract_memory
-from memory_pipeline.storage.memory_logs import ClaimedRow, FailedRow, SkippedRow, UnchangedRow
+from memory_pipeline.storage.claims import ClaimedRow
+from memory_pipeline.storage.row_outcomes import BatchOutcome, FailedRow, SkippedRow, UnchangedRow
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +63,10 @@ class PreparedRow:
 
 @dataclass
 class Preparation:
-    """Each claimed row sorted by what happens to it next."""
+    """Each claimed row sorted: to embed now, or settled already (unchanged, skipped, failed)."""
 
     to_embed: list[PreparedRow] = field(default_factory=list)
-    unchanged: list[UnchangedRow] = field(default_factory=list)
-    skipped: list[SkippedRow] = field(default_factory=list)
-    failed: list[FailedRow] = field(default_factory=list)
+    settled: BatchOutcome = field(default_factory=BatchOutcome)
 
 
 def _occurred_at(row: ClaimedRow, extracted: datetime | None) -> datetime:
@@ -88,9 +87,13 @@ def prepare_rows(
         try:
             _prepare_row(row, model_id, chunk_text, max_document_bytes, out)
         except UndecodableRawData as exc:
-            out.skipped.append(SkippedRow(row.id, str(exc), "other", _occurred_at(row, None)))
+            out.settled.skipped.append(
+                SkippedRow(row.id, str(exc), "other", _occurred_at(row, None))
+            )
         except Exception as exc:  # extraction promises not to raise; stay safe if it does
-            out.failed.append(FailedRow(row.id, f"extraction failed: {type(exc).__name__}: {exc}"))
+            out.settled.failed.append(
+                FailedRow(row.id, f"extraction failed: {type(exc).__name__}: {exc}")
+            )
     return out
 
 
@@ -103,17 +106,17 @@ def _prepare_row(
 ) -> None:
     if row.raw_bytes > max_document_bytes:
         reason = f"raw_data is {row.raw_bytes} bytes; the limit is {max_document_bytes}"
-        out.skipped.append(SkippedRow(row.id, reason, "other", _occurred_at(row, None)))
+        out.settled.skipped.append(SkippedRow(row.id, reason, "other", _occurred_at(row, None)))
         return
     extracted = extract_memory(decode_raw_data(row.raw_text))
     occurred = _occurred_at(row, extracted.occurred_at)
     if not extracted.text:
         reason = extracted.skip_reason or "no text to embed"
-        out.skipped.append(SkippedRow(row.id, reason, extracted.memory_type, occurred))
+        out.settled.skipped.append(SkippedRow(row.id, reason, extracted.memory_type, occurred))
         return
     digest = content_hash(extracted.text, model_id)
     if digest == row.content_hash and row.embedding_model == model_id and row.chunk_count > 0:
-        out.unchanged.append(
+        out.settled.unchanged.append(
             UnchangedRow(
                 row.id,
                 extracted.text,

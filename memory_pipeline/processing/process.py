@@ -19,10 +19,10 @@ from memory_pipeline.processing.batch import process_batch
 from memory_pipeline.processing.options import ProcessCounts, ProcessOptions
 from memory_pipeline.processing.rollout import switch_when_complete
 from memory_pipeline.processing.tombstones import apply_tombstones
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage import claims, live_models, tombstones
+from memory_pipeline.storage.claims import ClaimedRow
 from memory_pipeline.storage.database import Database
-from memory_pipeline.storage.memory_logs import ClaimedRow
-from memory_pipeline.storage.tenant_locks import shared_tenant_lock
+from memory_pipeline.storage.tenant_locks import shared_tenant_lock, shared_tenant_locks
 from memory_pipeline.storage.vector_indexes import ensure_model_index
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore
@@ -57,8 +57,8 @@ def process(
     """
     if tenants is None:
         with db.connection() as conn:
-            work = q.workable_tenants(conn)
-        tenants = [Tenant(r["user_id"], r["project_id"]) for r in work]
+            work = claims.workable_tenants(conn)
+        tenants = [w.tenant for w in work]
     if not tenants:
         return ProcessResult({})
     ensure_model_index(db.url, embedder.model_id, embedder.dimension, embedder.model_source)
@@ -84,7 +84,7 @@ def process_tenant(
     options = options or ProcessOptions()
     model_id = embedder.model_id
     with db.connection() as conn:
-        live_model = q.live_model_of(conn, tenant.key)
+        live_model = live_models.live_model_of(conn, tenant.key)
     rolling_out = live_model is not None and live_model != model_id
     target = store.building_collection_name(tenant, model_id) if rolling_out else None
 
@@ -95,11 +95,11 @@ def process_tenant(
     def run(claim: Claim) -> None:
         _run_batches(db, store, embedder, tenant, options, claim, target, counts, fresh)
 
-    run(lambda conn, after: q.claim_workable_rows(conn, tenant.key, options.batch_rows, after))
+    run(lambda conn, after: claims.claim_workable_rows(conn, tenant.key, options.batch_rows, after))
     if rolling_out:
         before = counts.embedded
         run(
-            lambda conn, after: q.claim_rows_missing_model(
+            lambda conn, after: claims.claim_rows_missing_model(
                 conn, tenant.key, model_id, options.batch_rows, after
             )
         )
@@ -136,7 +136,7 @@ def _run_batches(
             )
             batch = result.counts.get(tenant.key, ProcessCounts())
             if batch.embedded and collection_name is None:
-                q.adopt_live_model(conn, [tenant.key], embedder.model_id)
+                live_models.adopt_live_model(conn, [tenant.key], embedder.model_id)
             counts.add(batch)
         if options.on_batch is not None:
             options.on_batch(batch)
@@ -163,8 +163,8 @@ def process_tenants(
     together: dict[str, Tenant] = {}
     keys = [t.key for t in tenants]
     with db.connection() as conn:
-        live = q.live_models_of(conn, keys)
-        with_tombstones = q.tenants_with_tombstones(conn, keys)
+        live = live_models.live_models_of(conn, keys)
+        with_tombstones = tombstones.tenants_with_tombstones(conn, keys)
     for tenant in tenants:
         if live[tenant.key] not in (None, embedder.model_id):
             results[tenant.key] = process_tenant(db, store, embedder, tenant, options)
@@ -176,19 +176,17 @@ def process_tenants(
     after: tuple[str, int] = ("", 0)
     while together:
         with db.connection() as conn, conn.transaction():
-            conn.execute(  # shared: repair, purge and model switches take them exclusively
-                "SELECT pg_advisory_xact_lock_shared(hashtextextended('tenant:' || k, 0)) "
-                "FROM unnest(%s::text[]) AS k",
-                (sorted(together),),
+            shared_tenant_locks(conn, list(together))
+            rows = claims.claim_workable_rows_of_tenants(
+                conn, list(together), options.batch_rows, after
             )
-            rows = q.claim_workable_rows_of_tenants(conn, list(together), options.batch_rows, after)
             if not rows:
                 break
             after = (rows[-1].tenant_key, rows[-1].id)
             result = process_batch(conn, rows, together, embedder, store, options)
             done = [key for key, c in result.counts.items() if c.embedded]
             if done:
-                q.adopt_live_model(conn, done, embedder.model_id)
+                live_models.adopt_live_model(conn, done, embedder.model_id)
             for key, c in result.counts.items():
                 results[key].add(c)
         if options.on_batch is not None:

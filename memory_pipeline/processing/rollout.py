@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage import live_models
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.tenant_locks import tenant_lock
 from memory_pipeline.tenancy import Tenant
@@ -19,15 +19,15 @@ def switch_when_complete(
 ) -> bool:
     """Switch the tenant's searches to ``model_id`` if every embedded row has its vectors."""
     with db.connection() as conn, tenant_lock(conn, tenant):
-        if q.live_model_of(conn, tenant.key) != old_model:
+        if live_models.live_model_of(conn, tenant.key) != old_model:
             return False  # another run switched meanwhile
-        if q.rows_missing_model(conn, tenant.key, model_id) > 0:
+        if live_models.rows_missing_model(conn, tenant.key, model_id) > 0:
             return False
         store.collection(tenant, model_id, name=store.building_collection_name(tenant, model_id))
         store.swap_in(tenant, model_id, old_model)
         if old_model is not None:
-            q.drop_model_vectors(conn, tenant.key, old_model)
-        q.set_live_model(conn, tenant.key, model_id)
+            live_models.drop_model_vectors(conn, tenant.key, old_model)
+        live_models.set_live_model(conn, tenant.key, model_id)
     if old_model is not None:  # the retired collection goes once Postgres points at the new one
         store.drop_collection(tenant, name=store.building_collection_name(tenant, old_model))
     logger.info("tenant %s now searches with model %s", tenant, model_id)

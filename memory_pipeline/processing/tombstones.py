@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage import tombstones
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.tenant_locks import shared_tenant_lock
 from memory_pipeline.tenancy import Tenant
@@ -17,9 +17,9 @@ def apply_tombstones(
     """Remove deleted memories' vectors from Chroma, then forget their tombstones."""
     with db.connection() as conn, conn.transaction():
         shared_tenant_lock(conn, tenant)
-        log_ids = q.take_tombstones(conn, tenant.key)
+        log_ids = tombstones.take_tombstones(conn, tenant.key)
         if log_ids:
             for name in (None, *extra_collections):
                 store.delete_memories(tenant, log_ids, collection_name=name)
-            q.clear_tombstones(conn, log_ids)
+            tombstones.clear_tombstones(conn, log_ids)
     return len(log_ids)

@@ -15,14 +15,9 @@ import numpy as np
 import psycopg
 
 from memory_pipeline.processing.options import ProcessCounts, ProcessOptions
-from memory_pipeline.storage import memory_logs as q
-from memory_pipeline.storage.memory_logs import (
-    ClaimedRow,
-    EmbeddedRow,
-    FailedRow,
-    SkippedRow,
-    UnchangedRow,
-)
+from memory_pipeline.storage import row_outcomes
+from memory_pipeline.storage.claims import ClaimedRow
+from memory_pipeline.storage.row_outcomes import BatchOutcome, FailedRow
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import (
     ChromaVectorStore,
@@ -32,16 +27,6 @@ from memory_pipeline.vector_store import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class BatchOutcome:
-    """How each claimed row of a batch ends."""
-
-    embedded: list[EmbeddedRow] = field(default_factory=list)
-    unchanged: list[UnchangedRow] = field(default_factory=list)
-    skipped: list[SkippedRow] = field(default_factory=list)
-    failed: list[FailedRow] = field(default_factory=list)
 
 
 @dataclass
@@ -143,10 +128,10 @@ def write_postgres(
 ) -> dict[str, ProcessCounts]:
     """Record every row's outcome in the claiming transaction; return counts per tenant key."""
     tenant_of_row = {row.id: row.tenant_key for row in rows}
-    q.write_vectors(conn, tenant_of_row, model_id, outcome.embedded)
-    q.mark_embedded(conn, model_id, [*outcome.embedded, *outcome.unchanged])
-    q.mark_skipped(conn, outcome.skipped)
-    failed_states = q.mark_failed(
+    row_outcomes.write_vectors(conn, tenant_of_row, model_id, outcome.embedded)
+    row_outcomes.mark_embedded(conn, model_id, [*outcome.embedded, *outcome.unchanged])
+    row_outcomes.mark_skipped(conn, outcome.skipped)
+    failed_states = row_outcomes.mark_failed(
         conn,
         outcome.failed,
         max_attempts=options.max_attempts,

@@ -40,7 +40,7 @@ from memory_pipeline.search.result import SearchResult
 from memory_pipeline.search.vector import vector_candidates
 from memory_pipeline.storage import search_reads
 from memory_pipeline.storage.database import Database
-from memory_pipeline.storage.memory_logs import model_source_of
+from memory_pipeline.storage.live_models import model_source_of
 from memory_pipeline.storage.search_reads import CandidateFacts, KnownTenant, MemoryRow
 from memory_pipeline.vector_store import ChromaVectorStore
 

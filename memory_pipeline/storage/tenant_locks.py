@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -28,4 +28,13 @@ def shared_tenant_lock(conn: psycopg.Connection, tenant: Tenant) -> None:
     """
     conn.execute(
         "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", (f"tenant:{tenant.key}",)
+    )
+
+
+def shared_tenant_locks(conn: psycopg.Connection, tenant_keys: Sequence[str]) -> None:
+    """:func:`shared_tenant_lock` for many tenants in one statement, taken in key order."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended('tenant:' || k, 0)) "
+        "FROM unnest(%s::text[]) AS k",
+        (sorted(tenant_keys),),
     )

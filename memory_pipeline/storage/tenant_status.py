@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 
-from memory_pipeline.storage.memory_logs import WORKABLE
+from memory_pipeline.storage.claims import WORKABLE
 from memory_pipeline.tenancy import Tenant
 
 #: The row states of DESIGN §2, in the order an operator reads them.
@@ -165,3 +166,27 @@ def pending_ages(
         for r in rows
     }
     return {key: found.get(key, PendingAge()) for key in keys}
+
+
+def tenants_of(conn: psycopg.Connection, tenant_keys: Sequence[str]) -> dict[str, Tenant]:
+    """The tenants recorded under ``tenant_keys``, by key (unknown keys are left out)."""
+    rows = conn.execute(
+        "SELECT tenant_key, user_id, project_id FROM memory_tenant WHERE tenant_key = ANY(%s)",
+        (list(tenant_keys),),
+    ).fetchall()
+    return {r["tenant_key"]: Tenant(r["user_id"], r["project_id"]) for r in rows}
+
+
+def status_counts(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Per tenant: how many rows are in each state."""
+    return conn.execute(
+        """SELECT t.user_id, t.project_id, t.tenant_key,
+                  count(*) FILTER (WHERE m.status = 'pending')  AS pending,
+                  count(*) FILTER (WHERE m.status = 'embedded') AS embedded,
+                  count(*) FILTER (WHERE m.status = 'skipped')  AS skipped,
+                  count(*) FILTER (WHERE m.status = 'failed')   AS failed,
+                  count(*) FILTER (WHERE m.status = 'dead')     AS dead
+           FROM memory_tenant t JOIN memory_log m USING (tenant_key)
+           GROUP BY t.user_id, t.project_id, t.tenant_key, t.created_at
+           ORDER BY t.created_at, t.tenant_key"""
+    ).fetchall()

@@ -1,0 +1,69 @@
+"""Which embedding model serves each tenant, and what a model rollout still lacks
+(docs/architecture.md, "Changing the embedding model").
+
+Every function takes an open psycopg connection; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+
+def rows_missing_model(conn: psycopg.Connection, tenant_key: str, model_id: str) -> int:
+    """How many embedded rows of the tenant still lack vectors of ``model_id``."""
+    return int(
+        conn.execute(
+            """SELECT count(*) AS n FROM memory_log m
+               WHERE tenant_key = %s AND status = 'embedded'
+                 AND NOT EXISTS (SELECT 1 FROM memory_vector v
+                                 WHERE v.log_id = m.id AND v.embedding_model = %s)""",
+            (tenant_key, model_id),
+        ).fetchone()["n"]
+    )
+
+
+def live_model_of(conn: psycopg.Connection, tenant_key: str) -> str | None:
+    """The model whose vectors serve the tenant's searches (``None`` before its first vectors)."""
+    return live_models_of(conn, [tenant_key])[tenant_key]
+
+
+def live_models_of(conn: psycopg.Connection, tenant_keys: Sequence[str]) -> dict[str, str | None]:
+    """:func:`live_model_of` for many tenants in one query."""
+    rows = conn.execute(
+        "SELECT tenant_key, live_model FROM memory_tenant WHERE tenant_key = ANY(%s)",
+        (list(tenant_keys),),
+    ).fetchall()
+    found = {r["tenant_key"]: r["live_model"] for r in rows}
+    return {key: found.get(key) for key in tenant_keys}
+
+
+def set_live_model(conn: psycopg.Connection, tenant_key: str, model_id: str) -> None:
+    conn.execute(
+        "UPDATE memory_tenant SET live_model = %s WHERE tenant_key = %s", (model_id, tenant_key)
+    )
+
+
+def adopt_live_model(conn: psycopg.Connection, tenant_keys: Sequence[str], model_id: str) -> None:
+    """Make ``model_id`` the live model of the tenants that have none yet (their first vectors)."""
+    conn.execute(
+        "UPDATE memory_tenant SET live_model = %s WHERE tenant_key = ANY(%s) AND live_model IS NULL",
+        (model_id, list(tenant_keys)),
+    )
+
+
+def drop_model_vectors(conn: psycopg.Connection, tenant_key: str, model_id: str) -> int:
+    """Delete the tenant's vectors of a retired model from memory_vector."""
+    return conn.execute(
+        "DELETE FROM memory_vector WHERE tenant_key = %s AND embedding_model = %s",
+        (tenant_key, model_id),
+    ).rowcount
+
+
+def model_source_of(conn: psycopg.Connection, model_id: str) -> str | None:
+    """Where a recorded model's weights were loaded from."""
+    row = conn.execute(
+        "SELECT model_source FROM embedding_model WHERE model_id = %s", (model_id,)
+    ).fetchone()
+    return row["model_source"] if row else None
