@@ -4,22 +4,19 @@
 ``up`` owns what it runs. At start it marks failed the runs of its Dagster instance that no
 worker executes any more (their workers died with an earlier ``up``), so their tenants are
 free again. While it runs it starts the home's PostgreSQL and Chroma again when they die (same
-socket, same port where free, so clients that cached the address reconnect) and restarts
-``dagster dev`` if it exits on its own. On the way out it stops everything it started
-(decision 0101). ``dagster dev`` runs in its own process group: started in the background it
-ignores signals, so the group is signalled on shutdown.
+socket, same port where free, so clients that cached the address reconnect), restarts
+``dagster dev`` and the memory service (``serve``) if they exit on their own, and restarts the
+service when Chroma had to move to another port. On the way out it stops everything it started
+(decision 0101).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +27,7 @@ from memory_pipeline.services.local_chroma import running_local_chroma
 from memory_pipeline.services.local_postgres import local_postgres_uri
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage.migrations import apply_migrations
+from memory_pipeline.supervised import SupervisedProcess, answers_ok
 
 logger = logging.getLogger(__name__)
 
@@ -88,16 +86,18 @@ def _run_supervised(
     service_port: int,
     announce: Announce,
 ) -> int:
-    from memory_pipeline.service.launcher import ensure_admin_key, running_service
+    from memory_pipeline.service.launcher import MemoryService, ensure_admin_key
 
     stop = _StopRequest()
     key_path, created = ensure_admin_key(settings, endpoints.database_url)
     if created:
         announce(f"created an admin API key for the memory service: {key_path} (mode 0600)")
-    with stop, running_service(settings, host, service_port, announce):
-        dev = DagsterDev(settings, endpoints, host, port)
-        services = ServiceSupervisor(settings, announce)
+    service = MemoryService(settings, host, service_port)
+    dev = DagsterDev(settings, endpoints, host, port)
+    services = ServiceSupervisor(settings, announce)
+    with stop:
         try:
+            service.start()
             dev.start(announce)
             next_check = 0.0
             while not stop.requested:
@@ -105,11 +105,14 @@ def _run_supervised(
                     dev.restart_or_raise(announce)
                 if time.monotonic() >= next_check:
                     services.check()
+                    service.supervise(announce)
                     next_check = time.monotonic() + SUPERVISE_INTERVAL_SECONDS
+                service.announce_when_ready(announce)
                 dev.announce_when_ready(announce)
                 time.sleep(0.5)
         finally:
             dev.terminate()
+            service.terminate()
     return 0
 
 
@@ -166,19 +169,17 @@ class ServiceSupervisor:
         )
 
 
-class DagsterDev:
+class DagsterDev(SupervisedProcess):
     """``dagster dev`` (webserver + daemon + code server) of the home, in its own process group."""
 
     def __init__(
         self, settings: Settings, endpoints: ServiceEndpoints, host: str, port: int
     ) -> None:
+        super().__init__("dagster dev", settings.home / "dagster-dev.log")
         self.settings = settings
         self.endpoints = endpoints
         self.host = host
         self.port = port
-        self.log_path = settings.home / "dagster-dev.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
         self.ready_deadline = 0.0
         self.announced = False
 
@@ -213,26 +214,13 @@ class DagsterDev:
             *("-m", "memory_pipeline.definitions", "-a", "defs"),
             *("--host", self.host, "--port", str(self.port)),
         ]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=str(self.settings.home),
-            )
-        self.started_at = time.monotonic()
+        self.launch(command, env, cwd=self.settings.home)
         self.ready_deadline = self.started_at + READY_TIMEOUT_SECONDS
-
-    def exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
 
     def restart_or_raise(self, announce: Announce) -> None:
         assert self.process is not None
         code = self.process.returncode
-        if time.monotonic() - self.started_at < MIN_DAGSTER_DEV_LIFETIME_SECONDS:
+        if self.lifetime() < MIN_DAGSTER_DEV_LIFETIME_SECONDS:
             raise RuntimeError(f"dagster dev exited with code {code}; see {self.log_path}")
         announce(f"dagster dev exited with code {code}; starting it again (see {self.log_path})")
         self.terminate()  # what is left of its group (code server, run workers)
@@ -242,7 +230,7 @@ class DagsterDev:
     def announce_when_ready(self, announce: Announce) -> None:
         if self.announced:
             return
-        if _webserver_ready(self.host, self.port):
+        if answers_ok(f"http://{self.host}:{self.port}/server_info"):
             announce(
                 f"Dagster UI: http://{self.host}:{self.port}  (logs: {self.log_path}; Ctrl-C stops)"
             )
@@ -252,29 +240,6 @@ class DagsterDev:
                 f"dagster dev did not answer within {READY_TIMEOUT_SECONDS:.0f} s; "
                 f"see {self.log_path}"
             )
-
-    def terminate(self, timeout: float = 30.0) -> None:
-        """SIGTERM to the group, SIGKILL to whatever is left of it (daemon, runs)."""
-        process = self.process
-        if process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("dagster dev did not stop in %.0f s; killing it", timeout)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _webserver_ready(host: str, port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/server_info", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 __all__ = ["DagsterDev", "ServiceSupervisor", "run_up"]

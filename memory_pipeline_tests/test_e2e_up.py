@@ -22,17 +22,20 @@ READY_SECONDS = 240
 EMBED_SECONDS = 240
 
 
-def _wait_for_line(proc: subprocess.Popen, needle: str, deadline: float) -> str:
-    seen = []
-    while time.monotonic() < deadline:
+def _wait_for_lines(proc: subprocess.Popen, needles: list[str], deadline: float) -> list[str]:
+    """The first line `up` prints with each needle, in the needles' order."""
+    seen: list[str] = []
+    found: dict[str, str] = {}
+    while time.monotonic() < deadline and len(found) < len(needles):
         line = proc.stdout.readline()
         if line:
             seen.append(line)
-            if needle in line:
-                return line
+            found.update({n: line for n in needles if n in line and n not in found})
         elif proc.poll() is not None:
             break
-    raise AssertionError(f"`up` never printed {needle!r}; output: {''.join(seen)}")
+    missing = [n for n in needles if n not in found]
+    assert not missing, f"`up` never printed {missing!r}; output: {''.join(seen)}"
+    return [found[n] for n in needles]
 
 
 def _check_the_service_answers_the_admin_key(home: Path, port: int) -> None:
@@ -86,8 +89,14 @@ def test_up_embeds_new_rows_through_the_sensor_then_stops_everything(embedder):
     )
     descendants: list[psutil.Process] = []
     try:
-        line = _wait_for_line(proc, "Dagster UI", time.monotonic() + READY_SECONDS)
-        assert f"http://127.0.0.1:{port}" in line
+        key_line, service_line, ui_line = _wait_for_lines(
+            proc,
+            ["admin API key", "Memory service", "Dagster UI"],
+            time.monotonic() + READY_SECONDS,
+        )
+        assert str(home / "service" / "admin.key") in key_line and "0600" in key_line
+        assert f"http://127.0.0.1:{service_port}" in service_line
+        assert f"http://127.0.0.1:{port}" in ui_line
         descendants = psutil.Process(proc.pid).children(recursive=True)
         _check_the_service_answers_the_admin_key(home, service_port)
 

@@ -1,5 +1,5 @@
 """The service under ``memory-pipeline up``: an admin key on first start, and ``serve`` beside
-``dagster dev``, stopped with it.
+``dagster dev``, restarted when it dies or when Chroma moves, stopped with it.
 
 The admin key is written once to ``<home>/service/admin.key`` (mode 0600, its folder 0700);
 later starts leave it as it is (revoking it is the user's choice, not something to undo).
@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from memory_pipeline.service.keys import create_key
+from memory_pipeline.services.local_chroma import running_local_chroma
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage.database import Database
+from memory_pipeline.supervised import SupervisedProcess, answers_ok
 
 READY_TIMEOUT_SECONDS = 300.0
+#: A service that exits sooner than this after its start is not restarted (it would only fail
+#: again, e.g. on a bad option): `up` stops with its log's address instead.
+MIN_SERVICE_LIFETIME_SECONDS = 60.0
+
+Announce = Callable[[str], None]
 
 
 def admin_key_path(settings: Settings) -> Path:
@@ -46,12 +51,77 @@ def ensure_admin_key(settings: Settings, database_url: str) -> tuple[Path, bool]
     return path, True
 
 
-def _ready(host: str, port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+class MemoryService(SupervisedProcess):
+    """``memory-pipeline serve`` of the home in its own process group, logging to
+    ``<home>/service.log``; :meth:`supervise` restarts it when it dies or when the home's
+    Chroma now listens on another port than the one the service connected to."""
+
+    def __init__(
+        self, settings: Settings, host: str, port: int, extra_args: Sequence[str] = ()
+    ) -> None:
+        super().__init__("the memory service", settings.home / "service.log")
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.extra_args = tuple(extra_args)
+        self.chroma_address: tuple[str, int] | None = None
+        self.announced = False
+        self.ready_deadline = 0.0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _local_chroma(self) -> tuple[str, int] | None:
+        """Where the home's own Chroma listens now (``None``: external, or not running)."""
+        if self.settings.chroma_host is not None:
+            return None
+        info = running_local_chroma(self.settings.chroma_data_dir)
+        return None if info is None else (info.host, info.port)
+
+    def start(self) -> None:
+        self.chroma_address = self._local_chroma()
+        env = {**os.environ, "MEMORY_PIPELINE_HOME": str(self.settings.home)}
+        command = [sys.executable, "-m", "memory_pipeline.cli", "serve"]
+        command += ["--host", self.host, "--port", str(self.port), *self.extra_args]
+        self.launch(command, env)
+        self.announced = False
+        self.ready_deadline = self.started_at + READY_TIMEOUT_SECONDS
+
+    def ready(self) -> bool:
+        return answers_ok(f"{self.base_url}/readyz")
+
+    def announce_when_ready(self, announce: Announce) -> None:
+        """Say the service's address once it is ready (once per start)."""
+        if self.announced or self.exited():
+            return
+        if self.ready():
+            announce(f"Memory service: {self.base_url}  (API docs /docs, MCP /mcp)")
+            self.announced = True
+        elif time.monotonic() > self.ready_deadline:
+            announce(
+                f"the memory service is not ready after {READY_TIMEOUT_SECONDS:.0f} s; "
+                f"see {self.log_path}"
+            )
+            self.announced = True
+
+    def supervise(self, announce: Announce) -> None:
+        """Restart the service if it exited, or if Chroma moved to another port."""
+        assert self.process is not None
+        if self.exited():
+            code = self.process.returncode
+            if self.lifetime() < MIN_SERVICE_LIFETIME_SECONDS:
+                raise RuntimeError(
+                    f"the memory service exited with code {code}; see {self.log_path}"
+                )
+            announce(f"the memory service exited with code {code}; starting it again")
+        else:
+            now = self._local_chroma()
+            if now is None or self.chroma_address is None or now == self.chroma_address:
+                return
+            announce(f"Chroma now listens on port {now[1]}; restarting the memory service")
+        self.terminate()
+        self.start()
 
 
 def wait_until_ready(
@@ -59,7 +129,7 @@ def wait_until_ready(
 ) -> None:
     """Block until the service answers ``/readyz``; ``RuntimeError`` if it exits or never does."""
     deadline = time.monotonic() + timeout
-    while not _ready(host, port):
+    while not answers_ok(f"http://{host}:{port}/readyz"):
         if process.poll() is not None:
             raise RuntimeError(f"the memory service exited with code {process.returncode}")
         if time.monotonic() > deadline:
@@ -72,52 +142,32 @@ def running_service(
     settings: Settings,
     host: str,
     port: int,
-    announce: Callable[[str], None],
+    announce: Announce,
     extra_args: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``memory-pipeline serve`` in its own process group while the block runs.
+    """``memory-pipeline serve`` while the block runs (not supervised: for benches and tools).
 
     Announces its address once it answers ``/readyz``; stops it (SIGTERM, then SIGKILL) on
-    the way out. Its log is ``<home>/service.log``.
+    the way out.
     """
-    log_path = settings.home / "service.log"
-    env = {**os.environ, "MEMORY_PIPELINE_HOME": str(settings.home)}
-    command = [sys.executable, "-m", "memory_pipeline.cli", "serve"]
-    command += ["--host", host, "--port", str(port), *extra_args]
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    service = MemoryService(settings, host, port, extra_args)
+    service.start()
     stopping = threading.Event()
 
     def watch() -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not stopping.is_set() and time.monotonic() < deadline:
-            if process.poll() is not None:
-                announce(f"memory service exited with code {process.returncode}; see {log_path}")
+        while not (stopping.is_set() or service.announced):
+            if service.exited():
+                announce(f"the memory service exited; see {service.log_path}")
                 return
-            if _ready(host, port):
-                announce(f"Memory service: http://{host}:{port}  (API docs /docs, MCP /mcp)")
-                return
+            service.announce_when_ready(announce)
             stopping.wait(0.5)
 
     watcher = threading.Thread(target=watch, name="service-ready", daemon=True)
     watcher.start()
     try:
-        yield process
+        assert service.process is not None
+        yield service.process
     finally:
         stopping.set()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        service.terminate(timeout=20)
         watcher.join(timeout=5)
