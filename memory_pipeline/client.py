@@ -13,14 +13,13 @@ With a tenant key, ``user_id`` and ``project_id`` may be ``None`` (the key impli
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import httpx
 
-from memory_pipeline.memory_store import MemoryWrite
+from memory_pipeline.memory_store import MemoryWrite, wait_for_terminal_states
 from memory_pipeline.search.result import SearchResult
 
 #: Seconds a single request may take (a ``wait`` adds its own time).
@@ -159,26 +158,18 @@ class MemoryClient:
         Raises ``TimeoutError`` naming the ids still pending after ``timeout`` seconds, and
         ``ValueError`` for an id that does not exist (or is another tenant's).
         """
-        wanted = sorted({int(i) for i in ids})
-        final = ("embedded", "skipped", "dead")
-        deadline = time.monotonic() + timeout
-        while True:
-            left = max(0.0, deadline - time.monotonic())
-            slice_ = min(left, WAIT_SLICE_SECONDS)
+
+        def read_states(wanted: list[int], seconds_left: float) -> dict[int, str]:
+            slice_ = min(seconds_left, WAIT_SLICE_SECONDS)  # the service blocks this long
             data = self._call(
                 "POST",
                 "/v1/memories/wait",
                 {"ids": wanted, "timeout": slice_},
                 timeout=slice_ + DEFAULT_TIMEOUT,
             )
-            states = {int(k): v for k, v in data["states"].items()}
-            waiting = [i for i, s in states.items() if s not in final]
-            if not waiting:
-                return states
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"{len(waiting)} memories not embedded after {timeout:.0f} s: {waiting[:10]}"
-                )
+            return {int(k): v for k, v in data["states"].items()}
+
+        return wait_for_terminal_states(read_states, ids, timeout)
 
     # ----------------------------------------------------------------------------- search
     def search_similar_memories(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +44,31 @@ class MemoryWrite:
     id: int | None = None
     created: bool = False
     error: str | None = None
+
+
+def wait_for_terminal_states(
+    read_states: Callable[[list[int], float], dict[int, str]], ids: Iterable[int], timeout: float
+) -> dict[int, str]:
+    """Read the memories' states (``read_states(ids, seconds_left)``) until all are terminal.
+
+    Returns their states; raises ``TimeoutError`` naming those still waiting after ``timeout``
+    seconds. Reads back off from 50 ms to 1 s (a reader that blocks itself is read again soon).
+    """
+    wanted = sorted({int(i) for i in ids})
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        states = read_states(wanted, max(0.0, deadline - time.monotonic()))
+        waiting = [i for i, s in states.items() if s not in TERMINAL_STATES]
+        if not waiting:
+            return states
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(
+                f"{len(waiting)} memories not embedded after {timeout:.0f} s: {waiting[:10]}"
+            )
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 1.0)
 
 
 class MemoryStore(AbstractContextManager["MemoryStore"]):
@@ -247,24 +272,16 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         Raises ``TimeoutError`` naming the ids still pending after ``timeout`` seconds, and
         ``ValueError`` for an id that does not exist.
         """
-        wanted = sorted({int(i) for i in ids})
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while True:
+
+        def read_states(wanted: list[int], _seconds_left: float) -> dict[int, str]:
             with self.db.connection() as conn:
                 states = memory_reads.states_of(conn, wanted)
             missing = [i for i in wanted if i not in states]
             if missing:
                 raise ValueError(f"memories do not exist: {missing[:10]}")
-            waiting = [i for i, s in states.items() if s not in TERMINAL_STATES]
-            if not waiting:
-                return states
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"{len(waiting)} memories not embedded after {timeout:.0f} s: {waiting[:10]}"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            return states
+
+        return wait_for_terminal_states(read_states, ids, timeout)
 
     # ------------------------------------------------------------------------------- search
     def search_similar_memories(

@@ -41,14 +41,10 @@ class QueryBatcher:
     """An embedder whose :meth:`embed_queries` batches the queries of concurrent callers."""
 
     def __init__(
-        self,
-        embedder: Embedder,
-        *,
-        max_batch: int | None = None,
-        max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+        self, embedder: Embedder, *, max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS
     ) -> None:
         self.embedder = embedder
-        self.max_batch = max_batch or embedder.batch_size
+        self.max_batch = embedder.batch_size  # one model batch per encode call
         self.max_wait_seconds = max_wait_seconds
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)

@@ -6,12 +6,18 @@ message. Messages never carry a key, a token or a password.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 
 class ServiceError(Exception):
-    """A request the service refuses; ``status`` and ``code`` say how."""
+    """A request the service refuses; ``status`` and ``code`` say how (500: a bug)."""
 
-    status = 500
-    code = "internal"
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init_subclass__(cls, *, status: int, code: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status, cls.code = status, code
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))  # one line, whatever the cause said
@@ -21,36 +27,29 @@ class ServiceError(Exception):
         return str(self)
 
 
-class BadRequest(ServiceError):
-    status, code = 400, "bad_request"
+# One class per answer the API gives, so that each layer raises what it means.
+class BadRequest(ServiceError, status=400, code="bad_request"): ...
 
 
-class Unauthorized(ServiceError):
-    status, code = 401, "unauthorized"
+class Unauthorized(ServiceError, status=401, code="unauthorized"): ...
 
 
-class Forbidden(ServiceError):
-    status, code = 403, "forbidden"
+class Forbidden(ServiceError, status=403, code="forbidden"): ...
 
 
-class NotFound(ServiceError):
-    status, code = 404, "not_found"
+class NotFound(ServiceError, status=404, code="not_found"): ...
 
 
-class Conflict(ServiceError):
-    status, code = 409, "conflict"
+class Conflict(ServiceError, status=409, code="conflict"): ...
 
 
-class PayloadTooLarge(ServiceError):
-    status, code = 413, "payload_too_large"
+class PayloadTooLarge(ServiceError, status=413, code="payload_too_large"): ...
 
 
-class Invalid(ServiceError):
-    status, code = 422, "invalid"
+class Invalid(ServiceError, status=422, code="invalid"): ...
 
 
-class Unavailable(ServiceError):
-    status, code = 503, "unavailable"
+class Unavailable(ServiceError, status=503, code="unavailable"): ...
 
 
 def service_error_of(exc: BaseException) -> ServiceError | None:
