@@ -182,7 +182,13 @@ class MemoryClient:
         min_similarity: float = 0.0,
         enable_temporal_decay: bool = False,
         half_life_days: float = 30.0,
-        **options: Any,
+        *,
+        mode: str | None = None,
+        backend: str | None = None,
+        memory_types: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        explain: bool = False,
     ) -> list[SearchResult]:
         """The tenant's memories that best match ``query``, best first (DESIGN §5)."""
         body = {
@@ -194,7 +200,12 @@ class MemoryClient:
             "min_similarity": min_similarity,
             "enable_temporal_decay": enable_temporal_decay,
             "half_life_days": half_life_days,
-            **options,
+            "mode": mode,
+            "backend": backend,
+            "memory_types": None if memory_types is None else list(memory_types),
+            "since": since,
+            "until": until,
+            "explain": explain,
         }
         data = self._call("POST", "/v1/search", _without_none(body))
         return [_search_result(r) for r in data["results"]]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import datetime
 
 import pytest
 
-from memory_pipeline import MemoryClient, SearchResult
+from memory_pipeline import MemoryClient, MemoryStore, SearchResult
 from memory_pipeline.memory_store import MemoryWrite
 from memory_pipeline.service import keys
 from memory_pipeline_tests.service_support import free_port
@@ -118,3 +119,28 @@ def test_memory_client_raises_permission_and_connection_errors(service, store, n
     with nowhere, pytest.raises(ConnectionError, match="cannot reach"):
         nowhere.status()
     assert key not in repr(MemoryClient(service.base_url, key))
+
+
+STORE_METHODS = [
+    "create_memory_log",
+    "create_memory_logs",
+    "get_memory_log",
+    "update_memory_log",
+    "delete_memory_log",
+    "search_similar_memories",
+    "search_many",
+    "wait_until_embedded",
+    "status",
+]
+
+
+@pytest.mark.parametrize("name", STORE_METHODS)
+def test_memory_client_methods_have_memory_stores_parameters_and_return_type(name):
+    store, client = (inspect.signature(getattr(cls, name)) for cls in (MemoryStore, MemoryClient))
+    assert client.return_annotation == store.return_annotation
+    shape = [(p.name, p.kind, p.default) for p in store.parameters.values()]
+    assert [(p.name, p.kind, p.default) for p in client.parameters.values()] == [
+        # a tenant key implies the tenant: the client may leave it out
+        (n, k, None if n in ("user_id", "project_id") and name.startswith("search") else d)
+        for n, k, d in shape
+    ]

@@ -134,3 +134,22 @@ def _messages(exc: BaseException) -> str:
     if exc.__cause__ is not None:
         parts.append(_messages(exc.__cause__))
     return " | ".join(parts)
+
+
+def test_the_readme_agent_host_snippet_names_a_real_command_and_endpoint():
+    """The ``mcpServers`` entry the README tells people to paste parses and points at real doors."""
+    import json
+    from pathlib import Path
+
+    from memory_pipeline.cli import build_parser
+    from memory_pipeline.service.server import DEFAULT_HOST, DEFAULT_PORT
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("### Agents (MCP)")[1].split("```json")[1].split("```")[0]
+    servers = json.loads(block)["mcpServers"]
+    stdio, http = servers["memory"], servers["memory-http"]
+    assert stdio["command"] == "memory-pipeline"
+    args = build_parser().parse_args(stdio["args"])
+    assert (args.verb, args.user, args.project) == ("mcp", "alice", "demo")
+    assert http["url"] == f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/mcp"
+    assert http["headers"]["Authorization"].startswith("Bearer mpk_")
