@@ -285,15 +285,24 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
 
     # ------------------------------------------------------------------------------- search
     def search_similar_memories(
-        self, query: str, user_id: str, project_id: str, *args: Any, **options: Any
+        self,
+        query: str,
+        user_id: str,
+        project_id: str,
+        limit: int = 10,
+        where_filter: dict[str, Any] | None = None,
+        min_similarity: float = 0.0,
+        enable_temporal_decay: bool = False,
+        half_life_days: float = 30.0,
+        *,
+        mode: str | None = None,
+        backend: str | None = None,
+        memory_types: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        explain: bool = False,
     ) -> list[SearchResult]:
         """The tenant's memories that best match ``query``, best first (DESIGN §5).
-
-        The arguments after the tenant are those of :meth:`SearchRequest.of
-        <memory_pipeline.search.request.SearchRequest.of>`, in the seed's order: ``limit=10,
-        where_filter=None, min_similarity=0.0, enable_temporal_decay=False,
-        half_life_days=30.0``, then keyword-only ``mode``, ``backend``, ``memory_types``,
-        ``since``, ``until`` and ``explain``.
 
         ``min_similarity`` drops results whose raw cosine similarity is lower; with
         ``enable_temporal_decay`` the score is multiplied by
@@ -304,7 +313,22 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         decay, the matched chunk). Bad arguments raise ``ValueError``; an unknown tenant gives
         ``[]``.
         """
-        request = SearchRequest.of([query], user_id, project_id, *args, **options)
+        request = SearchRequest.of(
+            [query],
+            user_id,
+            project_id,
+            limit,
+            where_filter,
+            min_similarity,
+            enable_temporal_decay,
+            half_life_days,
+            mode=mode,
+            backend=backend,
+            memory_types=memory_types,
+            since=since,
+            until=until,
+            explain=explain,
+        )
         return self.search.run(request)[0]
 
     def search_many(
