@@ -9,6 +9,7 @@ import pytest
 
 from memory_pipeline import MemoryClient, MemoryStore, SearchResult
 from memory_pipeline.memory_store import MemoryWrite
+from memory_pipeline.search.request import SearchRequest
 from memory_pipeline.service import keys
 from memory_pipeline_tests.service_support import free_port
 
@@ -134,12 +135,25 @@ STORE_METHODS = [
 ]
 
 
+def _parameters(method) -> list[inspect.Parameter]:
+    """A method's parameters, with ``*args, **options`` forwarded to SearchRequest.of spelt out."""
+    params = list(inspect.signature(method).parameters.values())
+    if [p.kind for p in params[-2:]] == [
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.VAR_KEYWORD,
+    ]:
+        after_tenant = list(inspect.signature(SearchRequest.of).parameters.values())[3:]
+        params = params[:-2] + after_tenant
+    return params
+
+
 @pytest.mark.parametrize("name", STORE_METHODS)
 def test_memory_client_methods_have_memory_stores_parameters_and_return_type(name):
-    store, client = (inspect.signature(getattr(cls, name)) for cls in (MemoryStore, MemoryClient))
-    assert client.return_annotation == store.return_annotation
-    shape = [(p.name, p.kind, p.default) for p in store.parameters.values()]
-    assert [(p.name, p.kind, p.default) for p in client.parameters.values()] == [
+    store, client = (getattr(cls, name) for cls in (MemoryStore, MemoryClient))
+    returns = inspect.signature(client).return_annotation
+    assert returns == inspect.signature(store).return_annotation
+    shape = [(p.name, p.kind, p.default) for p in _parameters(store)]
+    assert [(p.name, p.kind, p.default) for p in _parameters(client)] == [
         # a tenant key implies the tenant: the client may leave it out
         (n, k, None if n in ("user_id", "project_id") and name.startswith("search") else d)
         for n, k, d in shape
