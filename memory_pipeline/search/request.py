@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -80,45 +80,39 @@ class SearchRequest:
 
     @classmethod
     def of(
-        cls,
-        queries: Sequence[str],
-        user_id: str,
-        project_id: str,
-        limit: int = 10,
-        where_filter: dict[str, Any] | None = None,
-        min_similarity: float = 0.0,
-        enable_temporal_decay: bool = False,
-        half_life_days: float = 30.0,
-        *,
-        mode: str | None = None,
-        backend: str | None = None,
-        memory_types: Sequence[str] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        explain: bool = False,
+        cls, queries: Sequence[str], user_id: str, project_id: str, *args: Any, **options: Any
     ) -> SearchRequest:
-        """A request from ``search_many``'s arguments (``None`` mode or backend: the default).
+        """A request from ``search_many``'s arguments: after the tenant, the fields of this class
+        (the arguments of ``MemoryStore.search_similar_memories``, which spells them out), the
+        first five (:data:`POSITIONAL_FIELDS`) also by position; ``None`` mode or backend: the
+        default.
 
-        Bad arguments raise ``ValueError`` with a one-line message.
+        Bad arguments raise ``ValueError`` with a one-line message; arguments this class does
+        not have, or one given twice, raise ``TypeError`` as a call would.
         """
         if isinstance(queries, str):
             raise ValueError("queries must be a list of strings, not one string")
+        if len(args) > len(POSITIONAL_FIELDS):
+            raise TypeError(
+                f"at most {len(POSITIONAL_FIELDS)} search arguments by position, got {len(args)}"
+            )
+        for name, value in zip(POSITIONAL_FIELDS, args, strict=False):
+            if name in options:
+                raise TypeError(f"search argument {name!r} given twice")
+            options[name] = value
+        unknown = set(options) - _OPTION_FIELDS
+        if unknown:
+            raise TypeError(f"unknown search argument(s): {', '.join(sorted(unknown))}")
+        memory_types = options.pop("memory_types", None)
         if memory_types is not None and (isinstance(memory_types, str) or not memory_types):
             raise ValueError("memory_types must be a non-empty list of memory types")
         return cls(
             queries=tuple(queries),
             tenant=Tenant(user_id, project_id),
-            limit=limit,
-            where_filter=where_filter,
-            min_similarity=min_similarity,
-            enable_temporal_decay=enable_temporal_decay,
-            half_life_days=half_life_days,
-            mode=cast(SearchMode, mode or DEFAULT_MODE),
-            backend=cast(SearchBackend, backend or DEFAULT_BACKEND),
+            mode=cast(SearchMode, options.pop("mode", None) or DEFAULT_MODE),
+            backend=cast(SearchBackend, options.pop("backend", None) or DEFAULT_BACKEND),
             memory_types=None if memory_types is None else tuple(memory_types),
-            since=since,
-            until=until,
-            explain=explain,
+            **options,
         )
 
     def __post_init__(self) -> None:
@@ -161,3 +155,14 @@ class SearchRequest:
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+#: The search arguments after the tenant that may come by position, in the seed's order.
+POSITIONAL_FIELDS = (
+    "limit",
+    "where_filter",
+    "min_similarity",
+    "enable_temporal_decay",
+    "half_life_days",
+)
+_OPTION_FIELDS = {f.name for f in fields(SearchRequest) if f.init} - {"queries", "tenant"}
