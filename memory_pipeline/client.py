@@ -182,15 +182,13 @@ class MemoryClient:
         min_similarity: float = 0.0,
         enable_temporal_decay: bool = False,
         half_life_days: float = 30.0,
-        *,
-        mode: str | None = None,
-        backend: str | None = None,
-        memory_types: Sequence[str] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        explain: bool = False,
+        **options: Any,
     ) -> list[SearchResult]:
-        """The tenant's memories that best match ``query``, best first (DESIGN §5)."""
+        """The tenant's memories that best match ``query``, best first (DESIGN §5).
+
+        ``options`` are :meth:`MemoryStore.search_similar_memories`' keyword-only ones (``mode``,
+        ``backend``, ``memory_types``, ``since``, ``until``, ``explain``); the service checks them.
+        """
         body = {
             "query": query,
             "user_id": user_id,
@@ -200,12 +198,7 @@ class MemoryClient:
             "min_similarity": min_similarity,
             "enable_temporal_decay": enable_temporal_decay,
             "half_life_days": half_life_days,
-            "mode": mode,
-            "backend": backend,
-            "memory_types": None if memory_types is None else list(memory_types),
-            "since": since,
-            "until": until,
-            "explain": explain,
+            **options,
         }
         data = self._call("POST", "/v1/search", _without_none(body))
         return [_search_result(r) for r in data["results"]]

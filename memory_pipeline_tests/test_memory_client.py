@@ -9,7 +9,6 @@ import pytest
 
 from memory_pipeline import MemoryClient, MemoryStore, SearchResult
 from memory_pipeline.memory_store import MemoryWrite
-from memory_pipeline.search.request import SearchRequest
 from memory_pipeline.service import keys
 from memory_pipeline_tests.service_support import free_port
 
@@ -135,16 +134,14 @@ STORE_METHODS = [
 ]
 
 
-def _parameters(method) -> list[inspect.Parameter]:
-    """A method's parameters, with ``*args, **options`` forwarded to SearchRequest.of spelt out."""
+def _shape(method) -> list[tuple[str, object, object]]:
+    """(name, kind, default) of a method's parameters, keyword-only ones read as ``**options``."""
+    kinds = inspect.Parameter
     params = list(inspect.signature(method).parameters.values())
-    if [p.kind for p in params[-2:]] == [
-        inspect.Parameter.VAR_POSITIONAL,
-        inspect.Parameter.VAR_KEYWORD,
-    ]:
-        after_tenant = list(inspect.signature(SearchRequest.of).parameters.values())[3:]
-        params = params[:-2] + after_tenant
-    return params
+    shape = [(p.name, p.kind, p.default) for p in params if p.kind is not kinds.KEYWORD_ONLY]
+    if params[-1].kind is kinds.KEYWORD_ONLY:
+        shape.append(("options", kinds.VAR_KEYWORD, kinds.empty))
+    return shape
 
 
 @pytest.mark.parametrize("name", STORE_METHODS)
@@ -152,9 +149,8 @@ def test_memory_client_methods_have_memory_stores_parameters_and_return_type(nam
     store, client = (getattr(cls, name) for cls in (MemoryStore, MemoryClient))
     returns = inspect.signature(client).return_annotation
     assert returns == inspect.signature(store).return_annotation
-    shape = [(p.name, p.kind, p.default) for p in _parameters(store)]
-    assert [(p.name, p.kind, p.default) for p in _parameters(client)] == [
+    assert _shape(client) == [
         # a tenant key implies the tenant: the client may leave it out
         (n, k, None if n in ("user_id", "project_id") and name.startswith("search") else d)
-        for n, k, d in shape
+        for n, k, d in _shape(store)
     ]
