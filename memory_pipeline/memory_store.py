@@ -97,6 +97,8 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             settings.embedding_batch_size,
             precision=settings.embedding_precision,
             trace_queries=settings.query_trace,
+            backend=settings.embedding_backend,
+            exports_dir=settings.models_dir,
         )
         self._model_index_ready = False
 

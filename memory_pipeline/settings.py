@@ -21,6 +21,9 @@ DEFAULT_EMBEDDING_MODEL: Final = "sentence-transformers/all-MiniLM-L6-v2"
 #: How the embedding model computes: ``auto`` picks bfloat16 where the CPU multiplies it natively.
 EmbeddingPrecision = Literal["auto", "float32", "bfloat16"]
 EMBEDDING_PRECISIONS: Final[tuple[str, ...]] = get_args(EmbeddingPrecision)
+#: What runs the embedding model (memory_pipeline.embedding.backends); part of the model id.
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+EMBEDDING_BACKENDS: Final[tuple[str, ...]] = get_args(EmbeddingBackend)
 #: The Dagster executor of the code location's jobs (memory_pipeline.defs.executors).
 Executor = Literal["in_process", "multiprocess", "celery"]
 EXECUTORS: Final[tuple[str, ...]] = get_args(Executor)
@@ -64,6 +67,7 @@ class Settings(BaseSettings):
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_batch_size: int = Field(default=32, ge=1)
     embedding_precision: EmbeddingPrecision = "auto"
+    embedding_backend: EmbeddingBackend = "torch"
     query_trace: bool = True
     import_dir: Path | None = None
     import_cron: str = "0 * * * *"
@@ -150,6 +154,11 @@ class Settings(BaseSettings):
     @property
     def rejects_dir(self) -> Path:
         return self.home / "rejects"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where non-torch embedding backends keep their exports of a model."""
+        return self.home / "models"
 
     @property
     def postgres_data_dir(self) -> Path:

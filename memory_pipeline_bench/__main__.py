@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="override ProcessOptions.batch_rows for the pipeline run",
     )
+    a.add_argument(
+        "--backend-rows",
+        type=int,
+        default=300,
+        help="work logs each encoder backend encodes side by side (0: skip)",
+    )
     b = parser.add_argument_group("search (B)")
     b.add_argument("--search-rows", type=int, default=100_000, help="memories in the big tenant")
     b.add_argument(
@@ -131,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             rounds=args.rounds,
             batch_rows=args.batch_rows,
+            backend_rows=args.backend_rows,
         )
     if "search" in wanted:
         from memory_pipeline_bench import search_latency

@@ -34,6 +34,12 @@ from memory_pipeline.storage.memory_reads import ids_by_external_id
 from memory_pipeline.storage.memory_writes import copy_pending_rows
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import vector_id
+from memory_pipeline_bench.encoder_backends import (
+    as_details,
+    backend_embedders,
+    format_table,
+    measure,
+)
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services
 from memory_pipeline_bench.results import SectionResult, progress
 from memory_pipeline_bench.stage_timer import StageTimer
@@ -168,6 +174,7 @@ def run(
     seed: int,
     rounds: int = 5,
     batch_rows: int | None = None,
+    backend_rows: int = 300,
 ) -> SectionResult:
     """Run benchmark A in ``base/pipeline`` and return its figures.
 
@@ -245,6 +252,12 @@ def run(
                     round_log.append(times)
             finally:
                 summary = worker.finish()
+            if backend_rows > 0:
+                progress(f"pipeline: encoder backends on {backend_rows} rows")
+                embedders = backend_embedders(settings.embedding_model, settings.models_dir)
+                backend_figures = measure(embedders, chunks_per_doc[:backend_rows], rounds=3)
+                result.details["encoder_backends"] = as_details(backend_figures)
+                progress("pipeline: encoder backends\n" + format_table(backend_figures))
     finally:
         stop_section_services(home)
 
@@ -275,4 +288,8 @@ def run(
         result.add(f"  pipeline time in {stage}", 100.0 * seconds / pipe_seconds, "% of run")
     for stage, seconds in sorted(per_row_timer.seconds.items(), key=lambda kv: -kv[1]):
         result.add(f"  per-row time in {stage}", 1000.0 * seconds / len(sample), "ms/row")
+    for name, f in result.details.get("encoder_backends", {}).get("backends", {}).items():
+        result.add(f"encoder {name}: raw encode", f["rows_per_s"], "rows/s")
+        result.add(f"  encoder {name} / torch fp32", f["vs_torch_fp32"], "ratio")
+        result.add(f"  encoder {name}: least cosine to torch fp32", f["cosine_min"], "cosine")
     return result

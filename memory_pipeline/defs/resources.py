@@ -12,6 +12,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from memory_pipeline.embedding import Embedder, load_embedder
+from memory_pipeline.embedding.backends import model_id_for
 from memory_pipeline.search import MemorySearch, SearchRequest, SearchResult
 from memory_pipeline.services import ensure_services
 from memory_pipeline.settings import Settings
@@ -90,8 +91,9 @@ class EmbedderResource(ConfigurableResource):
     )
 
     def model_id(self) -> str:
-        """The configured model id, without loading the model."""
-        return self.model_name or Settings.from_env().embedding_model
+        """The configured model id (name and backend), without loading the model."""
+        settings = Settings.from_env()
+        return model_id_for(self.model_name or settings.embedding_model, settings.embedding_backend)
 
     def embedder(self) -> Embedder:
         settings = Settings.from_env()
@@ -102,6 +104,8 @@ class EmbedderResource(ConfigurableResource):
             self.device,
             self.precision or settings.embedding_precision,
             settings.query_trace,
+            settings.embedding_backend,
+            settings.models_dir,
         )
 
 

@@ -1,15 +1,9 @@
-"""The embedder: a sentence-transformers model, loaded once per process.
+"""The embedder: one sentence-transformers model per process, run by the configured backend.
 
-torch and sentence-transformers are imported only when a model is first loaded, so the Dagster
-code server and sensor evaluation stay light (docs/decisions/0008-torch-out-of-the-definitions-import.md).
-
-- Precision: bfloat16 weights where the CPU multiplies bf16 natively, float32 elsewhere; not
-  part of the model id (docs/decisions/0013-bfloat16-where-native.md).
-- Memory: oneDNN's kernel cache is capped and queries padded to a multiple of
-  :data:`QUERY_PAD_TOKENS` (docs/decisions/0006-bounded-embedder-memory.md); a multi-batch
-  encode hands malloc's free heap back (docs/decisions/0004-malloc-trim-kept.md).
-- Queries: :meth:`Embedder.embed_queries` is the one entry point for a search's few texts
-  (docs/decisions/0012-torchscript-query-trace.md).
+Why each choice (docs/decisions/): torch is imported only when a model is first loaded (0008);
+bfloat16 where the CPU multiplies it natively (0013); bounded kernel cache and padded queries
+(0006); malloc's free heap handed back after a multi-batch encode (0004); queries through a
+checked trace (0012); ONNX Runtime / OpenVINO backends are a model change (0152).
 """
 
 from __future__ import annotations
@@ -20,10 +14,18 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from memory_pipeline.embedding.backends import (
+    ExportedEncoder,
+    check_backend,
+    ensure_export,
+    model_id_for,
+    tokenize,
+)
 from memory_pipeline.embedding.model_source import resolve_model_source
 from memory_pipeline.settings import EMBEDDING_PRECISIONS as PRECISIONS
 
@@ -38,7 +40,7 @@ logger = logging.getLogger(__name__)
 #: Tokens shared by consecutive chunks of a long text, so a sentence cut at a chunk edge
 #: is still whole in one of them.
 CHUNK_OVERLAP_TOKENS = 32
-#: Compiled oneDNN kernels kept per process (see the module's docstring).
+#: Compiled oneDNN kernels kept per process (0006).
 ONEDNN_PRIMITIVE_CACHE_CAPACITY = 16
 #: Query token counts are rounded up to a multiple of this (padding is masked out).
 QUERY_PAD_TOKENS = 8
@@ -65,31 +67,41 @@ def resolve_precision(precision: str, device: str | None) -> str:
 class Embedder:
     """Turns texts into unit-length vectors with one sentence-transformers model.
 
-    ``model_id`` is what is recorded on rows and in Chroma; ``model_source`` is what gets loaded
-    (a hub name or a local folder; by default resolved from ``model_id``); ``precision`` is one
-    of :data:`PRECISIONS` (see the module's docstring).
+    ``model_name`` is the configured model; ``model_id`` (recorded on rows and in Chroma) is it
+    plus the ``backend`` unless torch; ``model_source`` is what gets loaded (a hub name or a
+    local folder; by default resolved from ``model_name``); ``precision`` is one of
+    :data:`PRECISIONS` (torch only; other backends export float32). Non-torch exports live
+    under ``exports_dir`` (the home's ``models`` folder by default).
     """
 
     def __init__(
         self,
-        model_id: str,
+        model_name: str,
         *,
         batch_size: int = 32,
         model_source: str | None = None,
         device: str | None = None,
         precision: str = "auto",
         trace_queries: bool = True,
+        backend: str = "torch",
+        exports_dir: Path | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown embedding precision {precision!r}; use one of {PRECISIONS}")
-        self.model_id = model_id
+        check_backend(backend)
+        self.model_name = model_name
+        self.backend = backend
+        self.model_id = model_id_for(model_name, backend)
+        self.exports_dir = exports_dir
         self.batch_size = batch_size
-        self.model_source = model_source or resolve_model_source(model_id)
+        self.model_source = model_source or resolve_model_source(model_name)
         self.device = device
         self.precision = precision
         #: Whether queries may run through a checked TorchScript trace (:meth:`embed_queries`).
         self.trace_queries = trace_queries
         self._model: SentenceTransformer | None = None
+        self._exported: ExportedEncoder | None = None
+        self._exported_lock = threading.Lock()
         self._query_encoder: SentenceEncoder | None = None
         self._queried_once = False
         self._query_encoder_lock = threading.Lock()  # one trace, however many threads search
@@ -109,7 +121,11 @@ class Embedder:
 
             transformers_logging.disable_progress_bar()  # keep stderr for our own messages
 
-            precision = resolve_precision(self.precision, self.device)
+            precision = (
+                resolve_precision(self.precision, self.device)
+                if self.backend == "torch"
+                else "float32"  # the exported graph's source; the model only tokenizes
+            )
             logger.info(
                 "loading embedding model %s from %s (%s)",
                 self.model_id,
@@ -128,6 +144,17 @@ class Embedder:
                 model = model.to(torch.bfloat16)
             self._model = model
         return self._model
+
+    @property
+    def exported(self) -> ExportedEncoder:
+        """The backend's exported model (exported into the home on first use)."""
+        if self._exported is None:
+            with self._exported_lock:
+                if self._exported is None:
+                    root = self.exports_dir or _default_exports_dir()
+                    path = ensure_export(root, self.model_source, self.backend, lambda: self.model)
+                    self._exported = ExportedEncoder(path, self.backend)
+        return self._exported
 
     @property
     def dimension(self) -> int:
@@ -150,6 +177,8 @@ class Embedder:
         """Unit-length float32 vectors for ``texts``, one row each, encoded in batches."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        if self.backend != "torch":
+            return self._embed_exported(list(texts))
         vectors = self.model.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -167,11 +196,10 @@ class Embedder:
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 vectors for a search's queries, one row each.
 
-        The stable entry point for query encoding. Up to one batch runs in one forward pass
-        (through the checked trace of :mod:`.query_encoder` where one was made), padded to a
-        multiple of :data:`QUERY_PAD_TOKENS`; longer lists go through :meth:`embed_batch`.
+        The stable entry point for query encoding: one forward pass per batch, through the
+        checked trace on torch (0012); other backends run their exported model.
         """
-        if not texts or len(texts) > self.batch_size:
+        if not texts or len(texts) > self.batch_size or self.backend != "torch":
             return self.embed_batch(texts)
         import torch
 
@@ -181,13 +209,25 @@ class Embedder:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
 
+    def _embed_exported(self, texts: list[str]) -> np.ndarray:
+        """Unit-length vectors from the exported model, texts of like length batched together."""
+        encode, model = self.exported, self.model
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        vectors = np.zeros((len(texts), 0), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            part = order[start : start + self.batch_size]
+            out = encode(tokenize(model, [texts[i] for i in part]))
+            if vectors.shape[1] == 0:
+                vectors = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+            vectors[part] = out
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1.0)
+
     def _next_query_encoder(self) -> SentenceEncoder:
         """What :meth:`embed_queries` runs next: the traced model, or the model itself.
 
-        Tracing costs ~0.3 s once, so a process's first query runs on the model itself (a
-        one-shot CLI search never pays it) and the trace is made for the second. With
-        ``trace_queries`` off, queries always run on the model. Threads that query while the
-        trace is being made wait for it.
+        A process's first query runs on the model (a one-shot CLI search never pays for
+        tracing), later ones on the trace; threads wait for a trace being made.
         """
         if self._query_encoder is not None:
             return self._query_encoder
@@ -273,21 +313,31 @@ def _pad_tokens(tensor: torch.Tensor, value: int) -> torch.Tensor:
     return F.pad(tensor, (0, missing), value=value) if missing else tensor
 
 
+def _default_exports_dir() -> Path:
+    from memory_pipeline.settings import Settings
+
+    return Settings.from_env().models_dir
+
+
 @functools.cache
 def load_embedder(
-    model_id: str,
+    model_name: str,
     batch_size: int = 32,
     model_source: str | None = None,
     device: str | None = None,
     precision: str = "auto",
     trace_queries: bool = True,
+    backend: str = "torch",
+    exports_dir: Path | None = None,
 ) -> Embedder:
     """The process's one :class:`Embedder` for these arguments (loaded lazily on first use)."""
     return Embedder(
-        model_id,
+        model_name,
         batch_size=batch_size,
         model_source=model_source,
         device=device,
         precision=precision,
         trace_queries=trace_queries,
+        backend=backend,
+        exports_dir=exports_dir,
     )

@@ -46,7 +46,7 @@ CHECK_BATCHES = (
 MIN_AGREEMENT = 0.9999
 
 
-class _SentenceEmbedding(torch.nn.Module):
+class SentenceEmbedding(torch.nn.Module):
     """The model's forward with positional tensors (what tracing takes)."""
 
     def __init__(self, model: torch.nn.Module, names: tuple[str, ...]) -> None:
@@ -59,7 +59,7 @@ class _SentenceEmbedding(torch.nn.Module):
 
 
 @contextlib.contextmanager
-def _quiet_tracing() -> Iterator[None]:
+def quiet_tracing() -> Iterator[None]:
     """Tracing reads every attribute of the modules, deprecated ones included: keep it quiet."""
     loggers = [logging.getLogger(n) for n in ("sentence_transformers", "transformers")]
     levels = [lg.level for lg in loggers]
@@ -93,9 +93,9 @@ def traced_encoder(
     sample = features_of(list(TRACE_TEXTS))
     names = tuple(sample)
     try:
-        with torch.inference_mode(), _quiet_tracing():
+        with torch.inference_mode(), quiet_tracing():
             traced = torch.jit.trace(
-                _SentenceEmbedding(model, names).eval(),
+                SentenceEmbedding(model, names).eval(),
                 tuple(sample[n] for n in names),
                 check_trace=False,
             )

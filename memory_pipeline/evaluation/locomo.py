@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from memory_pipeline.evaluation.scoring import CategoryScores, recall_at_k
+from memory_pipeline.settings import EMBEDDING_BACKENDS
 
 __all__ = ["recall_at_k"]  # re-exported: the loader's tests and older callers use it here
 
@@ -211,6 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--backend", choices=("chroma", "pgvector"), default=None)
+    parser.add_argument(
+        "--encoder-backends",
+        default=",".join(EMBEDDING_BACKENDS),
+        help="comma-separated encoder backends rolled out and compared (empty: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
     parser.add_argument(
         "--no-results-file", action="store_true", help="do not write a results file"
@@ -224,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return evaluate_and_report(
         load_conversations(args.data_dir),
         backend=args.backend,
+        encoder_backends=[b for b in args.encoder_backends.split(",") if b],
         as_json=args.json,
         write_results=not args.no_results_file,
     )

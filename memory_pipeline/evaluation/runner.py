@@ -117,10 +117,76 @@ def retrieve_seed(store: Any, grid: Sequence[RankingParams]) -> CachedQuestions 
     )
 
 
+def encoder_backend_rows(
+    store: Any,
+    conversations: Sequence[LocomoConversation],
+    chosen: dict[str, RankingParams],
+    backends: Sequence[str],
+    configured: CategoryScores,
+    *,
+    backend: str | None = None,
+) -> dict[str, dict[str, float]]:
+    """Each encoder backend rolled out on the conversations' tenants (re-embedded aside and
+    switched, as a configuration change does), then the default's held-out recall@10 with the
+    same ranking choices; the configured backend is rolled back at the end.
+
+    Per backend: recall, re-embedding rows/s through the pipeline, and the cosine of its
+    question vectors to torch float32's.
+    """
+    from memory_pipeline.embedding import Embedder, load_embedder
+    from memory_pipeline.memory_store import MemoryStore
+
+    settings = store.settings
+    questions = [q.question for c in conversations for q in c.questions]
+    reference = Embedder(
+        settings.embedding_model, model_source=store.embedder.model_source, precision="float32"
+    ).embed_batch(questions)
+    cosines = (store.embedder.embed_batch(questions) * reference).sum(axis=1)
+    out: dict[str, dict[str, float]] = {
+        store.embedder.backend: {
+            "held_out_recall@10": configured.mean(10),
+            "reembed_rows_per_s": float("nan"),
+            "question_cosine_mean": float(cosines.mean()),
+            "question_cosine_min": float(cosines.min()),
+        }
+    }
+    for name in backends:
+        embedder = load_embedder(
+            settings.embedding_model,
+            settings.embedding_batch_size,
+            precision=settings.embedding_precision,
+            trace_queries=settings.query_trace,
+            backend=name,
+            exports_dir=settings.models_dir,
+        )
+        with MemoryStore(
+            settings, store.endpoints, embedder=embedder, migrate=False
+        ) as backend_store:
+            backend_store.ensure_model_index()
+            started, rows = time.perf_counter(), 0
+            for c in conversations:
+                counts = backend_store.process_pending(c.user_id, PROJECT_ID)
+                rows += counts.get("reembedded", 0) + counts.get("embedded", 0)
+            seconds = time.perf_counter() - started
+            held = held_out_scores(backend_store, conversations, chosen, backend=backend)
+            cosines = (embedder.embed_batch(questions) * reference).sum(axis=1)
+        out[name] = {
+            "held_out_recall@10": held.mean(10),
+            "reembed_rows_per_s": rows / seconds if rows else float("nan"),
+            "question_cosine_mean": float(cosines.mean()),
+            "question_cosine_min": float(cosines.min()),
+        }
+        progress(f"encoder backend {name}: {out[name]}")
+    for c in conversations:  # back to the configured backend
+        store.process_pending(c.user_id, PROJECT_ID)
+    return out
+
+
 def evaluate_and_report(
     conversations: Sequence[LocomoConversation],
     *,
     backend: str | None = None,
+    encoder_backends: Sequence[str] = (),
     as_json: bool = False,
     write_results: bool = True,
 ) -> int:
@@ -180,6 +246,19 @@ def evaluate_and_report(
         )
         t2 = time.perf_counter()
         progress("held-out searches done")
+        store_backend = store.embedder.backend
+        backend_rows = (
+            encoder_backend_rows(
+                store,
+                conversations,
+                {f.held_out: f.chosen for f in folds},
+                [b for b in encoder_backends if b != store.embedder.backend],
+                rows[HELD_OUT],
+                backend=backend,
+            )
+            if encoder_backends
+            else {}
+        )
 
     timing = {"import_and_process_s": t1 - t0, "search_s": t2 - t1, "total_s": t2 - started}
     shipped_hits = scorer.seed_hits(DEFAULT_PARAMS)
@@ -203,6 +282,7 @@ def evaluate_and_report(
             "minimum": MIN_SEED_HITS,
         },
         "timing": timing,
+        "encoder_backends": backend_rows,
     }
     if write_results:
         document["results_file"] = _write_results_file(document, rows, alone)
@@ -234,6 +314,19 @@ def evaluate_and_report(
     print(f"seed work-log questions, hit@1 with the shipped defaults: {shipped_hits}/16")
     held = rows[HELD_OUT]
     print(f"default (held-out): recall@10 {held.mean(10):.3f}, recall@5 {held.mean(5):.3f}")
+    if backend_rows:
+        print()
+        configured = store_backend
+        print(f"encoder backends, each rolled out on the five tenants ({configured} configured):")
+        print(
+            "| backend | held-out recall@10 | re-embed rows/s | question cosine to fp32 (mean / min) |"
+        )
+        print("|---|---|---|---|")
+        for name, f in backend_rows.items():
+            print(
+                f"| {name} | {f['held_out_recall@10']:.3f} | {f['reembed_rows_per_s']:.1f} | "
+                f"{f['question_cosine_mean']:.4f} / {f['question_cosine_min']:.4f} |"
+            )
     print(
         f"time: import+process {timing['import_and_process_s']:.1f} s, "
         f"searches {timing['search_s']:.1f} s, total {timing['total_s']:.1f} s"

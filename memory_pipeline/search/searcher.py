@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from memory_pipeline.embedding import Embedder, load_embedder
+from memory_pipeline.embedding.backends import split_model_id
 from memory_pipeline.keyword_index import (
     CHAMPION_POSTINGS_BUDGET,
     EXACT_POSTINGS_BUDGET,
@@ -181,13 +182,16 @@ class MemorySearch:
             return self.embedder
         with self.db.connection() as conn:
             source = model_source_of(conn, model_id)
+        name, backend = split_model_id(model_id)
         return load_embedder(
-            model_id,
+            name,
             self.embedder.batch_size,
             source,
             self.embedder.device,
             self.embedder.precision,
             self.embedder.trace_queries,
+            backend,
+            self.embedder.exports_dir,
         )
 
     def _retrieve(
