@@ -94,7 +94,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         self._store: ChromaVectorStore | None = None
         self.embedder = embedder or load_embedder(
             settings.embedding_model,
-            settings.embedding_batch_size,
+            batch_size=settings.embedding_batch_size,
             precision=settings.embedding_precision,
             trace_queries=settings.query_trace,
             backend=settings.embedding_backend,

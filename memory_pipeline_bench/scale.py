@@ -245,7 +245,7 @@ def run(base: Path, *, rows: int, tenants: int, latency_rows: int, seed: int) ->
 
     embedder = load_embedder(
         settings.embedding_model,
-        settings.embedding_batch_size,
+        batch_size=settings.embedding_batch_size,
         precision=settings.embedding_precision,
         trace_queries=settings.query_trace,
         backend=settings.embedding_backend,

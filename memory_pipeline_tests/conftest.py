@@ -60,7 +60,7 @@ def database_url(endpoints: ServiceEndpoints) -> str:
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    return load_embedder(DEFAULT_EMBEDDING_MODEL, 32)
+    return load_embedder(DEFAULT_EMBEDDING_MODEL, batch_size=32)
 
 
 @pytest.fixture(scope="session")

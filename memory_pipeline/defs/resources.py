@@ -99,13 +99,13 @@ class EmbedderResource(ConfigurableResource):
         settings = Settings.from_env()
         return load_embedder(
             self.model_name or settings.embedding_model,
-            self.batch_size or settings.embedding_batch_size,
-            self.model_source,
-            self.device,
-            self.precision or settings.embedding_precision,
-            settings.query_trace,
-            settings.embedding_backend,
-            settings.models_dir,
+            batch_size=self.batch_size or settings.embedding_batch_size,
+            model_source=self.model_source,
+            device=self.device,
+            precision=self.precision or settings.embedding_precision,
+            trace_queries=settings.query_trace,
+            backend=settings.embedding_backend,
+            exports_dir=settings.models_dir,
         )
 
 

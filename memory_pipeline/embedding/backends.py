@@ -200,6 +200,8 @@ class ExportedEncoder:
 
             options = ort.SessionOptions()
             options.log_severity_level = 3
+            # idle threads sleep rather than spin: the cores are shared with Postgres and Chroma
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )

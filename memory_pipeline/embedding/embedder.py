@@ -77,7 +77,6 @@ class Embedder:
     def __init__(
         self,
         model_name: str,
-        *,
         batch_size: int = 32,
         model_source: str | None = None,
         device: str | None = None,
@@ -319,25 +318,5 @@ def _default_exports_dir() -> Path:
     return Settings.from_env().models_dir
 
 
-@functools.cache
-def load_embedder(
-    model_name: str,
-    batch_size: int = 32,
-    model_source: str | None = None,
-    device: str | None = None,
-    precision: str = "auto",
-    trace_queries: bool = True,
-    backend: str = "torch",
-    exports_dir: Path | None = None,
-) -> Embedder:
-    """The process's one :class:`Embedder` for these arguments (loaded lazily on first use)."""
-    return Embedder(
-        model_name,
-        batch_size=batch_size,
-        model_source=model_source,
-        device=device,
-        precision=precision,
-        trace_queries=trace_queries,
-        backend=backend,
-        exports_dir=exports_dir,
-    )
+#: The process's one :class:`Embedder` for a set of arguments (its model loads on first use).
+load_embedder = functools.cache(Embedder)

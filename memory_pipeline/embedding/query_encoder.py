@@ -1,14 +1,9 @@
 """A checked TorchScript trace of the model, for the few short texts of a search.
 
-Why: a short query spends much of its time in Python around small kernels; the trace runs the
-same kernels from TorchScript's interpreter (docs/decisions/0012-torchscript-query-trace.md;
-ONNX Runtime was not adopted for queries: docs/decisions/0001-onnx-not-adopted-for-queries.md).
+Why: less Python around the small kernels of a short query (docs/decisions/0012, 0001).
 
-A trace records one run: whatever the model decided in Python on the sample inputs is fixed.
-The sample is a padded batch (so masking is traced), and the trace is checked against the
-eager model on texts of other lengths and batch sizes before it is used. ``torch.jit`` is
-deprecated upstream: if tracing fails, or the check does not agree, queries stay on the eager
-model and nothing else changes.
+The trace is made on a padded batch and checked against the eager model on other lengths and
+batch sizes; if tracing fails or disagrees, queries stay on the eager model.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,22 @@ def exact_dense_rankings(
     return rankings
 
 
+def score_rankings(
+    conversations: Sequence[LocomoConversation],
+    rank: Callable[[LocomoConversation, list[str]], Sequence[Sequence[str]]],
+    ks: Sequence[int] = KS,
+) -> CategoryScores:
+    """Recall@k per category of ``rank(conversation, questions)`` (dia_ids per question)."""
+    scores = CategoryScores(tuple(ks))
+    for conversation in conversations:
+        questions = [q.question for q in conversation.questions]
+        if not questions:
+            continue
+        for q, ranked in zip(conversation.questions, rank(conversation, questions), strict=True):
+            scores.add(q.category, q.evidence, list(ranked))
+    return scores
+
+
 def score_searches(
     search: Any,
     conversations: Sequence[LocomoConversation],
@@ -174,33 +190,26 @@ def score_searches(
     ks: Sequence[int] = KS,
 ) -> CategoryScores:
     """Recall@k per category of ``search.search_many`` (a store or a ``MemorySearch``)."""
-    scores = CategoryScores(tuple(ks))
-    for conversation in conversations:
-        questions = [q.question for q in conversation.questions]
-        if not questions:
-            continue
+
+    def rank(conversation: LocomoConversation, questions: list[str]) -> list[list[str]]:
         results = search.search_many(
             questions, conversation.user_id, PROJECT_ID, max(ks), mode=mode, backend=backend
         )
-        for q, hits in zip(conversation.questions, results, strict=True):
-            scores.add(q.category, q.evidence, [h.external_id for h in hits])
-    return scores
+        return [[h.external_id for h in hits] for hits in results]
+
+    return score_rankings(conversations, rank, ks)
 
 
 def score_exact_dense(
     store: Any, conversations: Sequence[LocomoConversation], ks: Sequence[int] = KS
 ) -> CategoryScores:
     """Recall@k per category of brute-force cosine over the tenant's stored vectors."""
-    scores = CategoryScores(tuple(ks))
-    for conversation in conversations:
-        questions = [q.question for q in conversation.questions]
-        if not questions:
-            continue
+
+    def rank(conversation: LocomoConversation, questions: list[str]) -> list[list[str]]:
         vectors = store.embedder.embed_batch(questions)
-        rankings = exact_dense_rankings(store, conversation, vectors, max(ks))
-        for q, ranked in zip(conversation.questions, rankings, strict=True):
-            scores.add(q.category, q.evidence, ranked)
-    return scores
+        return exact_dense_rankings(store, conversation, vectors, max(ks))
+
+    return score_rankings(conversations, rank, ks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

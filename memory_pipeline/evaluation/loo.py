@@ -53,13 +53,7 @@ def leave_one_out(
     scores: Mapping[P, Mapping[str, FoldScore]], conversations: Sequence[str], grid: Sequence[P]
 ) -> list[Split[P]]:
     """For each conversation, the setting that does best on all the others."""
-    if len(conversations) < 2:
-        raise ValueError("leave-one-out needs at least two conversations")
-    folds = []
-    for held_out in conversations:
-        others = tuple(c for c in conversations if c != held_out)
-        folds.append(Split(held_out, others, best(scores, others, grid)))
-    return folds
+    return leave_one_out_in_stages(scores.__getitem__, conversations, grid)
 
 
 def choose_in_stages(

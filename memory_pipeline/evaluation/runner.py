@@ -26,6 +26,7 @@ from memory_pipeline.evaluation.locomo import (
     LocomoConversation,
     import_conversation,
     score_exact_dense,
+    score_rankings,
     score_searches,
 )
 from memory_pipeline.evaluation.loo import Split, choose_in_stages, leave_one_out_in_stages
@@ -70,18 +71,17 @@ def held_out_scores(
     backend: str | None = None,
 ) -> CategoryScores:
     """Each conversation searched (hybrid) with the parameters chosen without it."""
-    scores = CategoryScores(KS)
-    for conversation in conversations:
+
+    def rank(conversation: LocomoConversation, questions: list[str]) -> list[list[str]]:
         search = MemorySearch(
             store.db, store.search.store, store.embedder, params=chosen[conversation.name]
         )
-        questions = [q.question for q in conversation.questions]
         results = search.search_many(
             questions, conversation.user_id, PROJECT_ID, max(KS), mode="hybrid", backend=backend
         )
-        for q, hits in zip(conversation.questions, results, strict=True):
-            scores.add(q.category, q.evidence, [h.external_id for h in hits])
-    return scores
+        return [[h.external_id for h in hits] for hits in results]
+
+    return score_rankings(conversations, rank)
 
 
 def cached_held_out(
@@ -153,7 +153,7 @@ def encoder_backend_rows(
     for name in backends:
         embedder = load_embedder(
             settings.embedding_model,
-            settings.embedding_batch_size,
+            batch_size=settings.embedding_batch_size,
             precision=settings.embedding_precision,
             trace_queries=settings.query_trace,
             backend=name,

@@ -45,8 +45,7 @@ from memory_pipeline.storage.live_models import model_source_of
 from memory_pipeline.storage.search_reads import CandidateFacts, KnownTenant, MemoryRow
 from memory_pipeline.vector_store import ChromaVectorStore
 
-#: Memories hybrid mode's keyword side scores past the exact budget beyond the first
-#: MIN_CHAMPION_DEPTH of each champion list: none (docs/decisions/0003-champion-list-length.md).
+#: Hybrid's keyword side reads no deeper than MIN_CHAMPION_DEPTH per champion list (0003).
 HYBRID_CHAMPION_BUDGET = 0
 DEFAULT_PARAMS = RankingParams()
 
@@ -185,13 +184,13 @@ class MemorySearch:
         name, backend = split_model_id(model_id)
         return load_embedder(
             name,
-            self.embedder.batch_size,
-            source,
-            self.embedder.device,
-            self.embedder.precision,
-            self.embedder.trace_queries,
-            backend,
-            self.embedder.exports_dir,
+            batch_size=self.embedder.batch_size,
+            model_source=source,
+            device=self.embedder.device,
+            precision=self.embedder.precision,
+            trace_queries=self.embedder.trace_queries,
+            backend=backend,
+            exports_dir=self.embedder.exports_dir,
         )
 
     def _retrieve(

@@ -135,17 +135,7 @@ def exact_similarities(
     log_ids: Collection[int],
 ) -> dict[int, float]:
     """Cosine similarity of each memory's best chunk to ``vector``."""
-    cast = _vector_cast(vector)
-    statement = sql.SQL(
-        """SELECT log_id, max(1 - (embedding::{cast} <=> %(q)s::{cast})) AS similarity
-           FROM memory_vector
-           WHERE log_id = ANY(%(ids)s) AND tenant_key = %(tenant)s
-             AND embedding_model = %(model)s
-           GROUP BY log_id"""
-    ).format(cast=cast)
-    rows = conn.execute(
-        statement, {"q": vector, "ids": list(log_ids), "tenant": tenant_key, "model": model_id}
-    ).fetchall()
+    rows = _best_chunk_rows(conn, tenant_key, model_id, vector, log_ids, with_text=False)
     return {int(r["log_id"]): float(r["similarity"]) for r in rows}
 
 
@@ -157,24 +147,36 @@ def best_chunks(
     log_ids: Collection[int],
 ) -> dict[int, MatchedChunk]:
     """Each memory's chunk most similar to ``vector``, with its text."""
-    cast = _vector_cast(vector)
-    statement = sql.SQL(
-        """SELECT DISTINCT ON (log_id) log_id, chunk_index, chunk_text,
-                  1 - (embedding::{cast} <=> %(q)s::{cast}) AS similarity
-           FROM memory_vector
-           WHERE log_id = ANY(%(ids)s) AND tenant_key = %(tenant)s
-             AND embedding_model = %(model)s
-           ORDER BY log_id, similarity DESC, chunk_index"""
-    ).format(cast=cast)
-    rows = conn.execute(
-        statement, {"q": vector, "ids": list(log_ids), "tenant": tenant_key, "model": model_id}
-    ).fetchall()
+    rows = _best_chunk_rows(conn, tenant_key, model_id, vector, log_ids, with_text=True)
     return {
         int(r["log_id"]): MatchedChunk(
             int(r["chunk_index"]), float(r["similarity"]), r["chunk_text"] or ""
         )
         for r in rows
     }
+
+
+def _best_chunk_rows(
+    conn: psycopg.Connection,
+    tenant_key: str,
+    model_id: str,
+    vector: np.ndarray,
+    log_ids: Collection[int],
+    *,
+    with_text: bool,
+) -> list[dict[str, Any]]:
+    cast = _vector_cast(vector)
+    statement = sql.SQL(
+        """SELECT DISTINCT ON (log_id) log_id, chunk_index{text},
+                  1 - (embedding::{cast} <=> %(q)s::{cast}) AS similarity
+           FROM memory_vector
+           WHERE log_id = ANY(%(ids)s) AND tenant_key = %(tenant)s
+             AND embedding_model = %(model)s
+           ORDER BY log_id, similarity DESC, chunk_index"""
+    ).format(cast=cast, text=sql.SQL(", chunk_text" if with_text else ""))
+    return conn.execute(
+        statement, {"q": vector, "ids": list(log_ids), "tenant": tenant_key, "model": model_id}
+    ).fetchall()
 
 
 #: Characters of a memory's text read for its cues (its speaker, a time it mentions).
