@@ -26,12 +26,19 @@ REFERENCE = "torch-fp32"
 
 def backend_embedders(model_name: str, exports_dir: Path) -> dict[str, Embedder]:
     """One embedder per backend, plus torch in float32 (the reference), sharing nothing."""
-    embedders = {REFERENCE: Embedder(model_name, precision="float32", trace_queries=False)}
+    embedders = {REFERENCE: Embedder(model_name, precision="float32")}
     for backend in EMBEDDING_BACKENDS:
-        embedders[backend] = Embedder(
-            model_name, backend=backend, exports_dir=exports_dir, trace_queries=False
-        )
+        embedders[backend] = Embedder(model_name, backend=backend, exports_dir=exports_dir)
     return embedders
+
+
+#: Short questions whose one-at-a-time encoding (a search's query) is timed.
+QUERIES = (
+    "what broke the nightly import",
+    "who fixed the flaky deploy last week",
+    "when did we move settings onto pydantic-settings",
+    "why are chroma upserts split into batches",
+)
 
 
 def measure(
@@ -54,6 +61,13 @@ def measure(
             out = embedders[name].embed_batch(chunks)
             seconds[name] += time.perf_counter() - start
             vectors[name].append(out)
+    query_ms: dict[str, list[float]] = {name: [] for name in embedders}
+    for r in range(rounds * 5):
+        for name in names if r % 2 == 0 else reversed(names):
+            query = QUERIES[r % len(QUERIES)]
+            start = time.perf_counter()
+            embedders[name].embed_queries([query])
+            query_ms[name].append(1000 * (time.perf_counter() - start))
     reference = np.concatenate(vectors[REFERENCE])
     rows = len(docs)
     figures: dict[str, dict[str, float]] = {}
@@ -64,6 +78,7 @@ def measure(
             "vs_torch_fp32": seconds[REFERENCE] / seconds[name],
             "cosine_mean": float(cosines.mean()),
             "cosine_min": float(cosines.min()),
+            "query_ms_p50": float(np.median(query_ms[name][2:])),  # past the trace's making
         }
     return figures
 
@@ -72,14 +87,15 @@ def format_table(
     figures: dict[str, dict[str, float]], recall: dict[str, float] | None = None
 ) -> str:
     """A markdown table of :func:`measure`'s figures (and held-out recall@10 where given)."""
-    head = "| backend | rows/s | ÷ torch fp32 | cosine to fp32 (mean / min) |"
-    rule = "|---|---|---|---|"
+    head = "| backend | rows/s | ÷ torch fp32 | query ms (p50) | cosine to fp32 (mean / min) |"
+    rule = "|---|---|---|---|---|"
     if recall is not None:
         head, rule = head + " held-out recall@10 |", rule + "---|"
     lines = [head, rule]
     for name, f in figures.items():
         line = (
             f"| {name} | {f['rows_per_s']:.1f} | {f['vs_torch_fp32']:.2f} | "
+            f"{f['query_ms_p50']:.1f} | "
             f"{f['cosine_mean']:.4f} / {f['cosine_min']:.4f} |"
         )
         if recall is not None:

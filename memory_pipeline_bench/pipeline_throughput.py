@@ -292,4 +292,5 @@ def run(
         result.add(f"encoder {name}: raw encode", f["rows_per_s"], "rows/s")
         result.add(f"  encoder {name} / torch fp32", f["vs_torch_fp32"], "ratio")
         result.add(f"  encoder {name}: least cosine to torch fp32", f["cosine_min"], "cosine")
+        result.add(f"  encoder {name}: one query (p50)", f["query_ms_p50"], "ms")
     return result

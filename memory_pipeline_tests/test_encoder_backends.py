@@ -16,7 +16,7 @@ from memory_pipeline.embedding.backends import (
 )
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.settings import DEFAULT_EMBEDDING_MODEL, EMBEDDING_BACKENDS, Settings
-from memory_pipeline.storage import memory_logs as q
+from memory_pipeline.storage.live_models import live_model_of
 
 TEXTS = (
     "what broke the nightly import",
@@ -151,6 +151,6 @@ def test_a_backend_change_rolls_out_like_a_model_change(store, new_tenant, fp32,
     }
     assert _models_in_postgres(store, tenant) == {onnx.model_id: 5}
     with store.db.connection() as conn:
-        assert q.live_model_of(conn, tenant.key) == onnx.model_id
+        assert live_model_of(conn, tenant.key) == onnx.model_id
     hits = onnx_store.search_similar_memories("sailing", tenant.user_id, tenant.project_id)
     assert len(hits) == 5 and all(h.similarity > 0.2 for h in hits)
