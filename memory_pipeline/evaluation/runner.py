@@ -362,6 +362,8 @@ def _write_results_file(
             section.add(f"  {group} recall@{k} (held-out)", held.mean(k, group), "")
     for name, scores in alone.items():
         section.add(f"  {name} recall@10", scores.mean(10), "")
+    for name, figures in document.get("encoder_backends", {}).items():
+        section.add(f"  encoder {name}: recall@10 (held-out)", figures["held_out_recall@10"], "")
     section.details = document
     cpu = cpu_description()
     started = datetime.now(UTC)
