@@ -39,3 +39,11 @@ def test_patched_instance_attribute() -> None:
         assert worker.method(5) == 15
     assert timer.calls == {"bound": 1}
     assert worker.method(6) == 16
+
+
+def test_bench_search_stages_name_what_the_searcher_calls() -> None:
+    """Bench B's breakdown wraps attributes by name: a rename must fail here, not in a bench run."""
+    from memory_pipeline_bench.search_latency import SEARCH_STAGES
+
+    for owner, attribute, stage in SEARCH_STAGES:
+        assert callable(getattr(owner, attribute, None)), f"{stage}: {owner!r}.{attribute} is gone"
