@@ -242,11 +242,10 @@ class MemorySearch:
             known = {j: s for j, s in vector[i].items() if j in visible}
             missing = visible - known.keys()
             if missing:
-                known.update(
-                    search_reads.exact_similarities(
-                        conn, request.tenant.key, model_id, vectors[i], missing
-                    )
+                chunks = search_reads.best_chunks(
+                    conn, request.tenant.key, model_id, vectors[i], missing, with_text=False
                 )
+                known.update({j: chunk.similarity for j, chunk in chunks.items()})
             found.similarity.append(known)
         return found
 

@@ -127,44 +127,17 @@ def pgvector_nearest(
     return [VectorHit(int(r["log_id"]), float(r["similarity"])) for r in rows]
 
 
-def exact_similarities(
-    conn: psycopg.Connection,
-    tenant_key: str,
-    model_id: str,
-    vector: np.ndarray,
-    log_ids: Collection[int],
-) -> dict[int, float]:
-    """Cosine similarity of each memory's best chunk to ``vector``."""
-    rows = _best_chunk_rows(conn, tenant_key, model_id, vector, log_ids, with_text=False)
-    return {int(r["log_id"]): float(r["similarity"]) for r in rows}
-
-
 def best_chunks(
     conn: psycopg.Connection,
     tenant_key: str,
     model_id: str,
     vector: np.ndarray,
     log_ids: Collection[int],
-) -> dict[int, MatchedChunk]:
-    """Each memory's chunk most similar to ``vector``, with its text."""
-    rows = _best_chunk_rows(conn, tenant_key, model_id, vector, log_ids, with_text=True)
-    return {
-        int(r["log_id"]): MatchedChunk(
-            int(r["chunk_index"]), float(r["similarity"]), r["chunk_text"] or ""
-        )
-        for r in rows
-    }
-
-
-def _best_chunk_rows(
-    conn: psycopg.Connection,
-    tenant_key: str,
-    model_id: str,
-    vector: np.ndarray,
-    log_ids: Collection[int],
     *,
-    with_text: bool,
-) -> list[dict[str, Any]]:
+    with_text: bool = True,
+) -> dict[int, MatchedChunk]:
+    """Each memory's chunk most similar to ``vector`` (its cosine similarity is the memory's);
+    the chunk's text only ``with_text`` (ranking needs the similarity alone)."""
     cast = _vector_cast(vector)
     statement = sql.SQL(
         """SELECT DISTINCT ON (log_id) log_id, chunk_index{text},
@@ -174,9 +147,15 @@ def _best_chunk_rows(
              AND embedding_model = %(model)s
            ORDER BY log_id, similarity DESC, chunk_index"""
     ).format(cast=cast, text=sql.SQL(", chunk_text" if with_text else ""))
-    return conn.execute(
+    rows = conn.execute(
         statement, {"q": vector, "ids": list(log_ids), "tenant": tenant_key, "model": model_id}
     ).fetchall()
+    return {
+        int(r["log_id"]): MatchedChunk(
+            int(r["chunk_index"]), float(r["similarity"]), r.get("chunk_text") or ""
+        )
+        for r in rows
+    }
 
 
 #: Characters of a memory's text read for its cues (its speaker, a time it mentions).
