@@ -55,7 +55,7 @@ def _store() -> Any:
 
 # ----------------------------------------------------------------------------------- verbs
 def cmd_up(args: argparse.Namespace) -> int:
-    from memory_pipeline.services.ports import port_is_free
+    from memory_pipeline.local_services.ports import port_is_free
     from memory_pipeline.settings import Settings
     from memory_pipeline.up import run_up
 
@@ -79,7 +79,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from memory_pipeline.services import ensure_services, services_status, stop_services
+    from memory_pipeline.local_services import ensure_services, services_status, stop_services
     from memory_pipeline.settings import Settings
     from memory_pipeline.storage.migrations import apply_migrations
 
@@ -99,7 +99,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from memory_pipeline.services import ensure_services
+    from memory_pipeline.local_services import ensure_services
     from memory_pipeline.settings import Settings
     from memory_pipeline.storage.migrations import apply_migrations
 
@@ -251,8 +251,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from memory_pipeline.local_services.ports import port_is_free
     from memory_pipeline.service.server import serve
-    from memory_pipeline.services.ports import port_is_free
 
     if not port_is_free(args.host, args.port):
         raise CliError(

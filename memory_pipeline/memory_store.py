@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from memory_pipeline.embedding import Embedder, load_embedder
+from memory_pipeline.local_services import ServiceEndpoints, ensure_services
 from memory_pipeline.memories import (
     MEMORY_STATES,
     TERMINAL_STATES,
@@ -20,7 +21,6 @@ from memory_pipeline.memories import (
 )
 from memory_pipeline.processing import ProcessOptions, process
 from memory_pipeline.search import MemorySearch, SearchRequest, SearchResult
-from memory_pipeline.services import ServiceEndpoints, ensure_services
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import memory_reads, memory_writes, tenant_status
 from memory_pipeline.storage.database import Database

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from memory_pipeline.services import ensure_services, stop_services
-from memory_pipeline.services.endpoints import ServiceEndpoints
-from memory_pipeline.services.home_lock import HomeBusy, exclusive_home_lock
-from memory_pipeline.services.local_chroma import running_local_chroma
-from memory_pipeline.services.local_postgres import local_postgres_uri
+from memory_pipeline.local_services import ensure_services, stop_services
+from memory_pipeline.local_services.endpoints import ServiceEndpoints
+from memory_pipeline.local_services.home_lock import HomeBusy, exclusive_home_lock
+from memory_pipeline.local_services.local_chroma import running_local_chroma
+from memory_pipeline.local_services.local_postgres import local_postgres_uri
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage.migrations import apply_migrations
 from memory_pipeline.supervised import SupervisedProcess, answers_ok

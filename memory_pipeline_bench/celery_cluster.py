@@ -34,7 +34,7 @@ from memory_pipeline.defs.instance import (
     STORAGE_URL_ENV,
     dagster_storage_url,
 )
-from memory_pipeline.services import ServiceEndpoints
+from memory_pipeline.local_services import ServiceEndpoints
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKER_APP = "memory_pipeline.defs.celery_app"

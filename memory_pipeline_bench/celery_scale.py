@@ -29,7 +29,7 @@ from dagster import RunsFilter
 
 from memory_pipeline.defs.assets import TENANT_VECTORS_ASSET
 from memory_pipeline.defs.sensors import SENSOR_TAG
-from memory_pipeline.services import ensure_services
+from memory_pipeline.local_services import ensure_services
 from memory_pipeline.storage.memory_writes import copy_pending_rows
 from memory_pipeline.storage.migrations import apply_migrations
 from memory_pipeline.tenancy import Tenant

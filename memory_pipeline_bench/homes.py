@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from memory_pipeline.services import stop_services
+from memory_pipeline.local_services import stop_services
 from memory_pipeline.settings import Settings
 
 DEFAULT_BENCH_HOME = ".memory_pipeline/bench"

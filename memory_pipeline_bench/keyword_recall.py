@@ -30,8 +30,8 @@ from memory_pipeline.keyword_index import refresh_keyword_index
 from memory_pipeline.keyword_index.bm25 import TermStatistics
 from memory_pipeline.keyword_index.plan import CandidatePlan, plan_candidates
 from memory_pipeline.keyword_index.storage import query_terms, score_candidates, term_statistics
+from memory_pipeline.local_services import ensure_services
 from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
-from memory_pipeline.services import ensure_services
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services
 from memory_pipeline_bench.results import SectionResult, latency_summary, progress

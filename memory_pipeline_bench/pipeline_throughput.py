@@ -27,8 +27,8 @@ from typing import Any
 
 from memory_pipeline import MemoryStore
 from memory_pipeline.extraction import extract_memory
+from memory_pipeline.local_services import ensure_services
 from memory_pipeline.processing import content_hash
-from memory_pipeline.services import ensure_services
 from memory_pipeline.storage import row_outcomes
 from memory_pipeline.storage.memory_reads import ids_by_external_id
 from memory_pipeline.storage.memory_writes import copy_pending_rows

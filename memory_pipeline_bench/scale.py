@@ -28,9 +28,9 @@ import psutil
 from memory_pipeline import MemoryStore
 from memory_pipeline.embedding import load_embedder
 from memory_pipeline.extraction import extract_memory
-from memory_pipeline.services import ensure_services
-from memory_pipeline.services.local_chroma import running_local_chroma
-from memory_pipeline.services.local_postgres import local_postgres_uri
+from memory_pipeline.local_services import ensure_services
+from memory_pipeline.local_services.local_chroma import running_local_chroma
+from memory_pipeline.local_services.local_postgres import local_postgres_uri
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage.memory_writes import copy_pending_rows
 from memory_pipeline.tenancy import Tenant

@@ -29,12 +29,12 @@ from memory_pipeline import MemoryStore
 from memory_pipeline.embedding import Embedder
 from memory_pipeline.extraction import extract_memory
 from memory_pipeline.keyword_index import refresh_keyword_index
+from memory_pipeline.local_services import ensure_services
+from memory_pipeline.local_services.local_chroma import stop_local_chroma
 from memory_pipeline.search import DEFAULT_MODE
 from memory_pipeline.search import searcher as searcher_module
 from memory_pipeline.search.searcher import MemorySearch
 from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
-from memory_pipeline.services import ensure_services
-from memory_pipeline.services.local_chroma import stop_local_chroma
 from memory_pipeline.storage import search_reads
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services

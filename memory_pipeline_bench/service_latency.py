@@ -45,11 +45,11 @@ from typing import Any
 import psutil
 
 from memory_pipeline import MemoryStore
+from memory_pipeline.local_services import ensure_services
+from memory_pipeline.local_services.local_chroma import running_local_chroma
 from memory_pipeline.service.keys import create_key
 from memory_pipeline.service.launcher import running_service, wait_until_ready
 from memory_pipeline.service.server import OPENMP_WAIT_POLICY
-from memory_pipeline.services import ensure_services
-from memory_pipeline.services.local_chroma import running_local_chroma
 from memory_pipeline.settings import Settings
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline_bench.homes import fresh_section_home, section_settings, stop_section_services

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from memory_pipeline.embedding import Embedder, load_embedder
+from memory_pipeline.local_services import ServiceEndpoints, ensure_services, stop_services
 from memory_pipeline.memory_store import MemoryStore
-from memory_pipeline.services import ServiceEndpoints, ensure_services, stop_services
 from memory_pipeline.settings import DEFAULT_EMBEDDING_MODEL, Settings
 from memory_pipeline.storage.migrations import apply_migrations
 from memory_pipeline.tenancy import Tenant

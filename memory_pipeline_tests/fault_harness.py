@@ -31,8 +31,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from memory_pipeline.services.local_chroma import _free_port, running_local_chroma
-from memory_pipeline.services.local_postgres import local_postgres_uri
+from memory_pipeline.local_services.local_chroma import _free_port, running_local_chroma
+from memory_pipeline.local_services.local_postgres import local_postgres_uri
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TERMINAL = ("embedded", "skipped", "dead")

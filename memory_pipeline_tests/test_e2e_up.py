@@ -12,9 +12,9 @@ import httpx
 import psutil
 import pytest
 
+from memory_pipeline.local_services import ensure_services, services_status
+from memory_pipeline.local_services.local_chroma import _free_port
 from memory_pipeline.memory_store import MemoryStore
-from memory_pipeline.services import ensure_services, services_status
-from memory_pipeline.services.local_chroma import _free_port
 from memory_pipeline.settings import Settings
 
 pytestmark = pytest.mark.e2e

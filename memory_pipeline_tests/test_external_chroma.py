@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from memory_pipeline.services.local_chroma import _free_port, heartbeat_ok
+from memory_pipeline.local_services.local_chroma import _free_port, heartbeat_ok
 from memory_pipeline.vector_store import VectorStoreUnavailable, connect_chroma
 
 TOKEN = "test-token-5f1c"

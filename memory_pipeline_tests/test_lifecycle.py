@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memory_pipeline.embedding import Embedder
+from memory_pipeline.local_services.local_chroma import start_local_chroma, stop_local_chroma
 from memory_pipeline.memory_store import MemoryStore
-from memory_pipeline.services.local_chroma import start_local_chroma, stop_local_chroma
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import VectorStoreUnavailable
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memory_pipeline.services.local_chroma import (
+from memory_pipeline.local_services.local_chroma import (
     COLLECTION_CACHE_ENTRIES,
     running_local_chroma,
     start_local_chroma,
@@ -174,7 +174,7 @@ def test_a_killed_server_starts_again_on_its_old_port(tmp_path) -> None:
 
     import psutil
 
-    from memory_pipeline.services.local_chroma import (
+    from memory_pipeline.local_services.local_chroma import (
         running_local_chroma,
         start_local_chroma,
         stop_local_chroma,

@@ -13,7 +13,7 @@ import psutil
 import psycopg
 import pytest
 
-from memory_pipeline.services.local_postgres import (
+from memory_pipeline.local_services.local_postgres import (
     MIB,
     server_memory_settings,
     start_local_postgres,

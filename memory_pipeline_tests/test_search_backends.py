@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from memory_pipeline.local_services.local_chroma import start_local_chroma, stop_local_chroma
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.search import MemorySearch, SearchRequest
 from memory_pipeline.search.vector import vector_candidates
 from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
-from memory_pipeline.services.local_chroma import start_local_chroma, stop_local_chroma
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, connect_chroma
 

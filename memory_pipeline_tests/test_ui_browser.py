@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
+from memory_pipeline.local_services import ensure_services
+from memory_pipeline.local_services.local_chroma import _free_port
 from memory_pipeline.memory_store import MemoryStore
-from memory_pipeline.services import ensure_services
-from memory_pipeline.services.local_chroma import _free_port
 from memory_pipeline.settings import Settings
 from memory_pipeline.tenancy import Tenant
 

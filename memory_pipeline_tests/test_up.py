@@ -4,7 +4,7 @@ import pytest
 from dagster import DagsterRunStatus
 
 from memory_pipeline.defs.instance import fail_orphaned_runs
-from memory_pipeline.services.home_lock import exclusive_home_lock
+from memory_pipeline.local_services.home_lock import exclusive_home_lock
 from memory_pipeline.settings import Settings
 from memory_pipeline.up import run_up
 from memory_pipeline_tests.dagster_runs import record_run

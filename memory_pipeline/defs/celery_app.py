@@ -25,7 +25,7 @@ from dagster_celery.tasks import create_task
 
 from memory_pipeline.defs.executors import BACKEND_URL_ENV, BROKER_URL_ENV, celery_config_source
 from memory_pipeline.defs.instance import STORAGE_URL_ENV, dagster_storage_url
-from memory_pipeline.services import ensure_services
+from memory_pipeline.local_services import ensure_services
 from memory_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import psycopg
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
-from memory_pipeline.services.endpoints import ServiceEndpoints
+from memory_pipeline.local_services.endpoints import ServiceEndpoints
 from memory_pipeline.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from pydantic import Field
 
 from memory_pipeline.embedding import Embedder, load_embedder
 from memory_pipeline.embedding.backends import model_id_for
+from memory_pipeline.local_services import ensure_services
 from memory_pipeline.search import MemorySearch, SearchRequest, SearchResult
-from memory_pipeline.services import ensure_services
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.migrations import apply_migrations

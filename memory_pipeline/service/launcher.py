@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from memory_pipeline.local_services.local_chroma import running_local_chroma
 from memory_pipeline.service.keys import create_key
-from memory_pipeline.services.local_chroma import running_local_chroma
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage.database import Database
 from memory_pipeline.supervised import SupervisedProcess, answers_ok

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from memory_pipeline.services.home_lock import home_lock
-from memory_pipeline.services.local_chroma import (
+from memory_pipeline.local_services.home_lock import home_lock
+from memory_pipeline.local_services.local_chroma import (
     running_local_chroma,
     start_local_chroma,
     stop_local_chroma,
 )
-from memory_pipeline.services.local_postgres import (
+from memory_pipeline.local_services.local_postgres import (
     local_postgres_uri,
     start_local_postgres,
     stop_local_postgres,

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memory_pipeline.services.ports import free_port as _free_port
-from memory_pipeline.services.ports import port_is_free
+from memory_pipeline.local_services.ports import free_port as _free_port
+from memory_pipeline.local_services.ports import port_is_free
 
 logger = logging.getLogger(__name__)
 

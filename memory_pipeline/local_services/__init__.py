@@ -1,6 +1,6 @@
 """Local services of one home: an embedded PostgreSQL and a Chroma server (DESIGN §6)."""
 
-from memory_pipeline.services.endpoints import (
+from memory_pipeline.local_services.endpoints import (
     ServiceEndpoints,
     ensure_services,
     services_status,
