@@ -128,7 +128,7 @@ SEARCH_STAGES: tuple[tuple[Any, str, str], ...] = (
     (searcher_module, "vector_candidates", "vector candidates (Chroma)"),
     (searcher_module, "keyword_candidates", "keyword candidates (SQL)"),
     (search_reads, "candidate_facts", "candidate facts (SQL)"),
-    (search_reads, "adjacent_memories", "conversation neighbours (SQL)"),
+    (search_reads, "adjacent_memories", "conversation neighbours and sitting (SQL)"),
     (search_reads, "best_chunks", "exact similarities (SQL)"),
     (search_reads, "memory_rows", "load rows (SQL)"),
 )

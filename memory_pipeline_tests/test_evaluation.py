@@ -71,8 +71,11 @@ def test_best_pools_questions_and_keeps_the_earlier_setting_on_a_tie() -> None:
 
 def test_the_grid_starts_with_the_shipped_base_and_holds_each_setting_once() -> None:
     grid = ranking_grid(DEFAULT_PARAMS)
-    assert grid[0] == replace(DEFAULT_PARAMS, time_weight=0.0, speaker_weight=0.0)
-    assert all(not p.uses_cues for p in grid)  # techniques join in later stages
+    assert grid[0] == replace(
+        DEFAULT_PARAMS, time_weight=0.0, speaker_weight=0.0, sitting_weight=0.0
+    )
+    # techniques join in later stages
+    assert all(not p.uses_cues and p.sitting_weight == 0 for p in grid)
     assert len(grid) == len(set(grid))
     assert {p.fusion for p in grid} == {"minmax", "rrf"}
     assert any(p.context_weight == 0 for p in grid)

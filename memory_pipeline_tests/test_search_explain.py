@@ -56,6 +56,8 @@ def reproduced_score(explanation: dict) -> float:
     base = explanation["fusion"]["score"]
     if explanation["context"]:
         base += explanation["context"]["bonus"]
+    if explanation["sitting"]:
+        base += explanation["sitting"]["bonus"]
     for factor in (explanation.get("cues") or {}).values():
         base *= factor
     if explanation["decay"]:
@@ -89,6 +91,7 @@ def test_each_result_explains_its_retrievers_fusion_and_matched_chunk(
             "keyword",
             "fusion",
             "context",
+            "sitting",
             "decay",
             "score",
             "similarity",
@@ -107,6 +110,7 @@ def test_each_result_explains_its_retrievers_fusion_and_matched_chunk(
     assert_order_reproduced(results)
     if mode == "hybrid":
         assert any(r.explanation["context"] for r in results)  # a turn answered a question
+        assert any(r.explanation["sitting"] for r in results)  # the best turn's sitting
         assert all(0.0 <= r.explanation["fusion"]["vector_normalised"] <= 1.0 for r in results)
 
 

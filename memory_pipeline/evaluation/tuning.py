@@ -38,7 +38,7 @@ def ranking_grid(base: RankingParams | None = None) -> list[RankingParams]:
     conversation-context weight × candidate depth; the techniques of :func:`technique_stages`
     off.
     """
-    base = replace(base or RankingParams(), time_weight=0.0, speaker_weight=0.0)
+    base = replace(base or RankingParams(), time_weight=0.0, speaker_weight=0.0, sitting_weight=0.0)
     fusions: list[dict[str, Any]] = [
         {"fusion": "minmax", "vector_weight": w} for w in (0.3, 0.4, 0.5, 0.6, 0.7)
     ] + [
@@ -125,7 +125,11 @@ def retrieve_conversation(
 #: The weights each technique stage tries (0: the technique off).
 TECHNIQUE_WEIGHTS: tuple[float, ...] = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 #: Techniques chosen in stages after the base grid, by their RankingParams field.
-TECHNIQUES: dict[str, str] = {"time cue": "time_weight", "speaker cue": "speaker_weight"}
+TECHNIQUES: dict[str, str] = {
+    "time cue": "time_weight",
+    "speaker cue": "speaker_weight",
+    "sitting expansion": "sitting_weight",
+}
 
 
 class GridScorer:

@@ -37,7 +37,8 @@ def explain_ranking(
 ) -> dict[int, dict[str, Any]]:
     """One explanation per ranked memory of ``query`` (by log id).
 
-    Its ``score`` is ``(fusion.score + context.bonus) × each cue's factor × decay.factor``:
+    Its ``score`` is ``(fusion.score + context.bonus + sitting.bonus) × each cue's factor ×
+    decay.factor``:
     sorting the results by it, ties by log id, gives their order.
     """
     vector_place, keyword_place = _places(vector), _places(keyword)
@@ -51,6 +52,7 @@ def explain_ranking(
     for r in query.ranked:
         i = r.log_id
         bonus = query.context.get(i)
+        sitting = query.sitting.get(i)
         if mode == "hybrid" and params.fusion == "minmax":
             fusion: dict[str, Any] = {
                 "method": "min-max",
@@ -82,6 +84,15 @@ def explain_ranking(
                 if bonus
                 else None
             ),
+            "sitting": (
+                {
+                    "from_log_id": sitting.neighbour_id,
+                    "weight": params.sitting_weight,
+                    "bonus": sitting.amount,
+                }
+                if sitting
+                else None
+            ),
             "cues": query.cues.get(i) or None,
             "decay": (
                 {
@@ -105,7 +116,7 @@ def explain_ranking(
 
 
 def summarise(explanation: Mapping[str, Any]) -> str:
-    """One line for people: each retriever's rank and score, fusion, context, decay."""
+    """One line for people: each retriever's rank and score, fusion, context, sitting, decay."""
     parts: list[str] = []
     if explanation.get("vector"):
         v = explanation["vector"]
@@ -117,6 +128,9 @@ def summarise(explanation: Mapping[str, Any]) -> str:
     if explanation.get("context"):
         c = explanation["context"]
         line += f" + context {c['bonus']:.3f} (from {c['from_log_id']})"
+    if explanation.get("sitting"):
+        c = explanation["sitting"]
+        line += f" + sitting {c['bonus']:.3f} (from {c['from_log_id']})"
     for cue, factor in (explanation.get("cues") or {}).items():
         line += f" x {cue} {factor:.2f}"
     if explanation.get("decay"):

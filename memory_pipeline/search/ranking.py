@@ -1,4 +1,5 @@
-"""Ranking: fusion of the two retrievers, conversation context, temporal decay, the final cut.
+"""Ranking: fusion of the two retrievers, conversation context and sitting, cues, temporal decay,
+the final cut.
 
 Pure functions over ``{log_id: score}`` maps; the searcher fetches what they need, and
 :func:`rank_query` runs them in order for one query. The evaluation calls the same function to
@@ -33,6 +34,13 @@ HYBRID_MIN_CANDIDATES = 50
 #: Query cues' weights (chosen with the rest, docs/decisions/0150-ranking-chosen-leave-one-out.md).
 TIME_WEIGHT = 0.5
 SPEAKER_WEIGHT = 0.2
+#: Sitting expansion (hybrid mode): the turns of the sitting of the best turn gain this share
+#: of its score (what else was said in that sitting often completes the answer; decision 0151).
+SITTING_WEIGHT = 0.2
+#: How many of the best turns lend their sitting.
+SITTING_SEEDS = 1
+#: A sitting reaches this many turns before and after its seed (within CONTEXT_MAX_GAP_SECONDS).
+SITTING_REACH = 32
 Fusion = Literal["minmax", "rrf"]
 
 
@@ -52,6 +60,8 @@ class RankingParams:
     #: A question naming a speaker multiplies the scores of that speaker's turns by
     #: ``1 + speaker_weight``.
     speaker_weight: float = SPEAKER_WEIGHT
+    #: The turns of the best turn's sitting gain ``sitting_weight`` × its score (hybrid mode).
+    sitting_weight: float = SITTING_WEIGHT
     #: Hybrid mode's candidate depth per retriever.
     min_candidates: int = HYBRID_MIN_CANDIDATES
 
@@ -74,6 +84,8 @@ class QueryRanking:
     fused: dict[int, float] = field(default_factory=dict)
     base: dict[int, float] = field(default_factory=dict)
     context: dict[int, ContextBonus] = field(default_factory=dict)
+    #: What a memory inherited from the best turn of its sitting.
+    sitting: dict[int, ContextBonus] = field(default_factory=dict)
     #: The cues that multiplied a memory's score, by name (``time``, ``speaker``).
     cues: dict[int, dict[str, float]] = field(default_factory=dict)
 
@@ -160,6 +172,34 @@ def inherit_context(
     return merged, bonus
 
 
+def sitting_seeds(
+    scores: Mapping[int, float], facts: Mapping[int, CandidateFacts], count: int = SITTING_SEEDS
+) -> list[int]:
+    """The ``count`` best-scored conversation turns (ties by id): whose sittings expand."""
+    turns = ((v, i) for i, v in scores.items() if facts[i].memory_type == CONTEXT_MEMORY_TYPE)
+    return [i for _, i in heapq.nsmallest(count, turns, key=lambda t: (-t[0], t[1]))]
+
+
+def expand_sittings(
+    scores: Mapping[int, float],
+    sittings: Mapping[int, list[int]],
+    facts: Mapping[int, CandidateFacts],
+    weight: float,
+) -> tuple[dict[int, float], dict[int, ContextBonus]]:
+    """Each visible turn of the best turns' sittings (:func:`sitting_seeds`) gains ``weight`` ×
+    that turn's score (the best one, if several); a turn that had no score joins with it."""
+    merged = dict(scores)
+    bonus: dict[int, ContextBonus] = {}
+    for seed in sitting_seeds(scores, facts):
+        for member in sittings.get(seed, ()):
+            amount = weight * scores[seed]
+            if member in facts and (member not in bonus or amount > bonus[member].amount):
+                bonus[member] = ContextBonus(seed, amount)
+    for member, b in bonus.items():
+        merged[member] = merged.get(member, 0.0) + b.amount
+    return merged, bonus
+
+
 def decay_factor(occurred_at: datetime, now: datetime, half_life_days: float) -> float:
     """``0.5 ** (age_days / half_life_days)``; a memory from the future does not gain."""
     age_days = max((now - occurred_at).total_seconds(), 0.0) / 86400.0
@@ -221,27 +261,16 @@ def apply_cues(
     return out, factors
 
 
-def rank_query(
-    *,
-    query: str,
+def fuse_with_context(
     mode: str,
     vector: Mapping[int, float],
     keyword: Mapping[int, float],
     facts: Mapping[int, CandidateFacts],
     neighbours: Mapping[int, list[int]],
-    similarity: Mapping[int, float],
     params: RankingParams,
-    limit: int,
-    min_similarity: float,
-    decay_half_life_days: float | None,
-    now: datetime,
-) -> QueryRanking:
-    """One query's final ranking from its retrievers' scores.
-
-    Only candidates in ``facts`` (those the tenant may see) count. Hybrid mode fuses the two
-    retrievers, then each conversation turn inherits from its ``neighbours``; then the query's
-    cues multiply (any mode), then decay, then the cut to ``limit``.
-    """
+) -> tuple[dict[int, float], dict[int, float], dict[int, ContextBonus]]:
+    """The first steps of :func:`rank_query`: the fused scores of the visible candidates, and
+    those scores with what turns inherited from their neighbours (hybrid mode)."""
     if mode == "vector":
         scores = dict(vector)
     elif mode == "keyword":
@@ -255,8 +284,39 @@ def rank_query(
     base, context = fused, {}
     if mode == "hybrid" and params.context_weight > 0 and neighbours:
         base, context = inherit_context(fused, neighbours, facts, params.context_weight)
+    return fused, base, context
+
+
+def rank_query(
+    *,
+    query: str,
+    mode: str,
+    vector: Mapping[int, float],
+    keyword: Mapping[int, float],
+    facts: Mapping[int, CandidateFacts],
+    neighbours: Mapping[int, list[int]],
+    sittings: Mapping[int, list[int]],
+    similarity: Mapping[int, float],
+    params: RankingParams,
+    limit: int,
+    min_similarity: float,
+    decay_half_life_days: float | None,
+    now: datetime,
+) -> QueryRanking:
+    """One query's final ranking from its retrievers' scores.
+
+    Only candidates in ``facts`` (those the tenant may see) count. Hybrid mode fuses the two
+    retrievers, then each conversation turn inherits from its ``neighbours``, then the turns of
+    the best turn's sitting (``sittings``: a turn's sitting, :meth:`MemorySearch._retrieve`)
+    gain from it; then the query's cues multiply (any mode), then decay, then the cut to
+    ``limit``.
+    """
+    fused, base, context = fuse_with_context(mode, vector, keyword, facts, neighbours, params)
+    sitting: dict[int, ContextBonus] = {}
+    if mode == "hybrid" and params.sitting_weight > 0 and sittings:
+        base, sitting = expand_sittings(base, sittings, facts, params.sitting_weight)
     cues: dict[int, dict[str, float]] = {}
     if params.uses_cues:
         base, cues = apply_cues(query, base, facts, params)
     ranked = rank(base, similarity, facts, limit, min_similarity, decay_half_life_days, now)
-    return QueryRanking(ranked, fused, base, context, cues)
+    return QueryRanking(ranked, fused, base, context, sitting, cues)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import psycopg
@@ -54,7 +54,7 @@ DEFAULT_PARAMS = RankingParams()
 class Retrieved:
     """What retrieval found for a request, before ranking: per query each retriever's scores
     and the raw similarity of every candidate; for all queries the visible candidates' facts
-    and, in hybrid mode with context, each conversation turn's neighbours."""
+    and, in hybrid mode with context, each conversation turn's neighbours and its sitting."""
 
     model_id: str
     vectors: np.ndarray
@@ -63,6 +63,8 @@ class Retrieved:
     facts: dict[int, CandidateFacts]
     neighbours: dict[int, list[int]]
     similarity: list[dict[int, float]] = field(default_factory=list)
+    #: The turns of each seed turn's sitting (hybrid mode, ``ranking.expand_sittings``).
+    sittings: dict[int, list[int]] = field(default_factory=dict)
 
 
 class MemorySearch:
@@ -112,8 +114,16 @@ class MemorySearch:
         model_id, vectors = prepared
         context = request.mode == "hybrid" and self.params.context_weight > 0
         with self.db.autocommit_connection() as conn:
+            sittings = "best" if self.params.sitting_weight > 0 else None
             found = self._retrieve(
-                conn, request, model_id, vectors, self.params, context, self.params.uses_cues
+                conn,
+                request,
+                model_id,
+                vectors,
+                self.params,
+                context,
+                self.params.uses_cues,
+                sittings,
             )
             now = datetime.now(UTC)
             rankings = [
@@ -137,16 +147,17 @@ class MemorySearch:
         ]
 
     def retrieve(self, request: SearchRequest, params: RankingParams) -> Retrieved | None:
-        """Retrieval alone, as deep as ``params`` asks, with every turn's neighbours in hybrid
-        mode (``None``: unknown tenant). The evaluation ranks it under many parameters with
-        :meth:`rank`."""
+        """Retrieval alone, as deep as ``params`` asks, with every turn's neighbours and
+        sitting in hybrid mode (``None``: unknown tenant). The evaluation ranks it under many
+        parameters with :meth:`rank`."""
         prepared = self._prepare(request) if request.queries else None
         if prepared is None:
             return None
         model_id, vectors = prepared
         with self.db.autocommit_connection() as conn:
+            hybrid = request.mode == "hybrid"
             return self._retrieve(
-                conn, request, model_id, vectors, params, request.mode == "hybrid", True
+                conn, request, model_id, vectors, params, hybrid, True, "every" if hybrid else None
             )
 
     @staticmethod
@@ -202,11 +213,14 @@ class MemorySearch:
         params: RankingParams,
         context: bool,
         cues: bool,
+        sittings: Literal["best", "every"] | None = None,
     ) -> Retrieved:
         """Each query's candidates from the retrievers of its mode, the facts of those the
         tenant may see (its own, embedded, matching the filter), each turn's neighbours if
-        ``context``, their cues if ``cues``, and the raw similarity (best chunk) of every
-        visible candidate."""
+        ``context``, their cues if ``cues``, the sittings of the turns ranking expands
+        (``"best"``: each query's best turns under ``params``, one more query; ``"every"``:
+        every visible turn's, for ranking under any parameters), and the raw similarity (best
+        chunk) of every visible candidate."""
         mode = request.mode
         n = params.candidates(request.limit, mode)
         where = where_to_sql(request.where) if request.where else None
@@ -234,11 +248,25 @@ class MemorySearch:
         facts = search_reads.candidate_facts(
             conn, request.tenant.key, set().union(*wanted), where, time_pattern=pattern
         )
-        neighbours = self._neighbours(conn, request, facts, where, pattern) if context else {}
-        found = Retrieved(model_id, vectors, vector, keyword, facts, neighbours)
+        turns = {i for i, f in facts.items() if f.memory_type == ranking.CONTEXT_MEMORY_TYPE}
+        neighbours = self._around(conn, request, turns, facts, where, pattern) if context else {}
+        seeds: set[int] = set()
+        if sittings == "every" and mode == "hybrid":
+            seeds = {i for i, f in facts.items() if f.memory_type == ranking.CONTEXT_MEMORY_TYPE}
+        elif sittings == "best" and mode == "hybrid":
+            for vec, kw in zip(vector, keyword, strict=True):
+                _, base, _ = ranking.fuse_with_context(mode, vec, kw, facts, neighbours, params)
+                seeds.update(ranking.sitting_seeds(base, facts))
+        sitting = (
+            self._around(conn, request, seeds, facts, where, pattern, ranking.SITTING_REACH)
+            if seeds
+            else {}
+        )
+        found = Retrieved(model_id, vectors, vector, keyword, facts, neighbours, sittings=sitting)
         for i, ids in enumerate(wanted):
             visible = {j for j in ids if j in facts}
             visible |= {nb for j in visible for nb in neighbours.get(j, ()) if nb in facts}
+            visible |= {m for j in visible for m in sitting.get(j, ()) if m in facts}
             known = {j: s for j, s in vector[i].items() if j in visible}
             missing = visible - known.keys()
             if missing:
@@ -250,24 +278,26 @@ class MemorySearch:
         return found
 
     @staticmethod
-    def _neighbours(
+    def _around(
         conn: psycopg.Connection,
         request: SearchRequest,
+        turns: set[int],
         facts: dict[int, CandidateFacts],
         where: sql.Composable | None,
         time_pattern: str | None,
+        reach: int = 1,
     ) -> dict[int, list[int]]:
-        """Each visible conversation turn's neighbours (written just before and after it, in
-        one sitting); a neighbour that was no candidate joins ``facts`` if the tenant may see
-        it."""
+        """Each of ``turns``' neighbours in its sitting: the ``reach`` turns written just before
+        and after it (within ``CONTEXT_MAX_GAP_SECONDS``); a neighbour that was no candidate
+        joins ``facts`` if the tenant may see it."""
         tenant_key = request.tenant.key
-        turns = {i for i, f in facts.items() if f.memory_type == ranking.CONTEXT_MEMORY_TYPE}
         neighbours = search_reads.adjacent_memories(
             conn,
             tenant_key,
             turns,
             ranking.CONTEXT_MEMORY_TYPE,
             ranking.CONTEXT_MAX_GAP_SECONDS,
+            reach,
         )
         new_ids = {nb for nbs in neighbours.values() for nb in nbs} - facts.keys()
         facts.update(
@@ -289,6 +319,7 @@ class MemorySearch:
             keyword=found.keyword[i],
             facts=found.facts,
             neighbours=found.neighbours,
+            sittings=found.sittings,
             similarity=found.similarity[i],
             params=params,
             limit=request.limit,

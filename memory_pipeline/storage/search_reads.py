@@ -219,11 +219,12 @@ def adjacent_memories(
     log_ids: Collection[int],
     memory_type: str,
     max_gap_seconds: float,
+    reach: int = 1,
 ) -> dict[int, list[int]]:
     """For each memory of ``memory_type`` in ``log_ids``: the ones written just before and after.
 
-    "Just before/after" is the tenant's previous and next embedded memory by id (write order),
-    if it is of ``memory_type`` too and occurred within ``max_gap_seconds``.
+    "Just before/after" is the tenant's ``reach`` previous and next embedded memories by id
+    (write order), those of ``memory_type`` too that occurred within ``max_gap_seconds`` of it.
     """
     if not log_ids:
         return {}
@@ -233,18 +234,24 @@ def adjacent_memories(
         CROSS JOIN LATERAL (
             (SELECT p.id, p.memory_type, p.occurred_at FROM memory_log p
              WHERE p.tenant_key = c.tenant_key AND p.id < c.id AND p.status = 'embedded'
-             ORDER BY p.id DESC LIMIT 1)
+             ORDER BY p.id DESC LIMIT %(reach)s)
             UNION ALL
             (SELECT s.id, s.memory_type, s.occurred_at FROM memory_log s
              WHERE s.tenant_key = c.tenant_key AND s.id > c.id AND s.status = 'embedded'
-             ORDER BY s.id LIMIT 1)
+             ORDER BY s.id LIMIT %(reach)s)
         ) AS nb
         WHERE c.id = ANY(%(ids)s) AND c.tenant_key = %(tenant)s AND c.status = 'embedded'
           AND c.memory_type = %(type)s AND nb.memory_type = %(type)s
           AND abs(extract(epoch FROM nb.occurred_at - c.occurred_at)) <= %(gap)s"""
     rows = conn.execute(
         statement,
-        {"ids": list(log_ids), "tenant": tenant_key, "type": memory_type, "gap": max_gap_seconds},
+        {
+            "ids": list(log_ids),
+            "tenant": tenant_key,
+            "type": memory_type,
+            "gap": max_gap_seconds,
+            "reach": reach,
+        },
     ).fetchall()
     neighbours: dict[int, list[int]] = {}
     for r in rows:
