@@ -73,11 +73,14 @@ def test_candidate_facts_read_the_turns_speaker_and_whether_it_mentions_a_time(
     store.process_pending(tenant.user_id, tenant.project_id)
     with store.db.connection() as conn:
         found = search_reads.candidate_facts(
-            conn, tenant.key, [*ids, note], None, time_pattern=MENTIONS_TIME_SQL
+            conn, tenant.key, [*ids, note], None, speakers=True, time_pattern=MENTIONS_TIME_SQL
         )
         plain = search_reads.candidate_facts(conn, tenant.key, ids, None)
+        speakers_only = search_reads.candidate_facts(conn, tenant.key, ids, None, speakers=True)
     assert [found[i].speaker for i in ids] == ["Ana Lima", "Ben", "Ben"]
     # the day every turn's text starts with ("[8 May 2023]") is not a time it mentions
     assert [found[i].mentions_time for i in ids] == [True, False, True]
     assert found[note].speaker is None and not found[note].mentions_time
     assert all(f.speaker is None for f in plain.values())  # not read unless asked
+    assert [speakers_only[i].speaker for i in ids] == ["Ana Lima", "Ben", "Ben"]
+    assert not any(f.mentions_time for f in speakers_only.values())  # the regex only if asked

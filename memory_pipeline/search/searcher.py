@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import psycopg
@@ -32,7 +32,7 @@ from memory_pipeline.keyword_index import (
     keyword_candidates,
 )
 from memory_pipeline.search import ranking
-from memory_pipeline.search.cues import MENTIONS_TIME_SQL
+from memory_pipeline.search.cues import MENTIONS_TIME_SQL, asks_about_time
 from memory_pipeline.search.explain import explain_ranking
 from memory_pipeline.search.filters import where_to_sql
 from memory_pipeline.search.ranking import QueryRanking, RankingParams
@@ -48,6 +48,13 @@ from memory_pipeline.vector_store import ChromaVectorStore
 #: Hybrid's keyword side reads no deeper than MIN_CHAMPION_DEPTH per champion list (0003).
 HYBRID_CHAMPION_BUDGET = 0
 DEFAULT_PARAMS = RankingParams()
+
+
+class CueReads(NamedTuple):
+    """Which cue facts a search reads with its candidates (``search_reads.candidate_facts``)."""
+
+    speakers: bool
+    time_pattern: str | None
 
 
 @dataclass
@@ -244,12 +251,17 @@ class MemorySearch:
                 for query, vec in zip(request.queries, vector, strict=True)
             ]
         wanted = [set(v) | set(k) for v, k in zip(vector, keyword, strict=True)]
-        pattern = MENTIONS_TIME_SQL if cues else None
+        # Whether memories mention a time matters only to a question about time, and the
+        # regular expression over each candidate's text is most of the facts' cost.
+        asks_time = any(asks_about_time(q) for q in request.queries)
+        reads = CueReads(
+            speakers=cues, time_pattern=MENTIONS_TIME_SQL if cues and asks_time else None
+        )
         facts = search_reads.candidate_facts(
-            conn, request.tenant.key, set().union(*wanted), where, time_pattern=pattern
+            conn, request.tenant.key, set().union(*wanted), where, **reads._asdict()
         )
         turns = {i for i, f in facts.items() if f.memory_type == ranking.CONTEXT_MEMORY_TYPE}
-        neighbours = self._around(conn, request, turns, facts, where, pattern) if context else {}
+        neighbours = self._around(conn, request, turns, facts, where, reads) if context else {}
         seeds: set[int] = set()
         if sittings == "every" and mode == "hybrid":
             seeds = {i for i, f in facts.items() if f.memory_type == ranking.CONTEXT_MEMORY_TYPE}
@@ -258,7 +270,7 @@ class MemorySearch:
                 _, base, _ = ranking.fuse_with_context(mode, vec, kw, facts, neighbours, params)
                 seeds.update(ranking.sitting_seeds(base, facts))
         sitting = (
-            self._around(conn, request, seeds, facts, where, pattern, ranking.SITTING_REACH)
+            self._around(conn, request, seeds, facts, where, reads, ranking.SITTING_REACH)
             if seeds
             else {}
         )
@@ -284,7 +296,7 @@ class MemorySearch:
         turns: set[int],
         facts: dict[int, CandidateFacts],
         where: sql.Composable | None,
-        time_pattern: str | None,
+        reads: CueReads,
         reach: int = 1,
     ) -> dict[int, list[int]]:
         """Each of ``turns``' neighbours in its sitting: the ``reach`` turns written just before
@@ -301,9 +313,7 @@ class MemorySearch:
         )
         new_ids = {nb for nbs in neighbours.values() for nb in nbs} - facts.keys()
         facts.update(
-            search_reads.candidate_facts(
-                conn, tenant_key, new_ids, where, time_pattern=time_pattern
-            )
+            search_reads.candidate_facts(conn, tenant_key, new_ids, where, **reads._asdict())
         )
         return neighbours
 

@@ -171,23 +171,32 @@ def candidate_facts(
     log_ids: Collection[int],
     where: sql.Composable | None,
     *,
+    speakers: bool = False,
     time_pattern: str | None = None,
 ) -> dict[int, CandidateFacts]:
     """What ranking needs of the returnable memories among ``log_ids``.
 
     Returnable: the tenant's own (by ``tenant_key`` in Postgres, whatever a vector store
-    said), embedded, and matching ``where``. With ``time_pattern`` (a case-insensitive
-    Postgres regular expression) the facts also say who speaks in each conversation turn and
-    whether a memory's own words (its first :data:`CUE_TEXT_CHARS`) match it.
+    said), embedded, and matching ``where``. With ``speakers`` the facts also say who speaks in
+    each conversation turn; with ``time_pattern`` (a case-insensitive Postgres regular
+    expression) whether a memory's own words (its first :data:`CUE_TEXT_CHARS`) match it.
     """
     if not log_ids:
         return {}
-    cues = sql.SQL("")
+    columns = []
+    if speakers:
+        columns.append(
+            sql.SQL(
+                "CASE WHEN m.memory_type = 'conversation_turn' THEN {speaker} END AS speaker"
+            ).format(speaker=sql.SQL(_SPEAKER_SQL))
+        )
     if time_pattern is not None:
-        cues = sql.SQL(
-            ", CASE WHEN m.memory_type = 'conversation_turn' THEN {speaker} END AS speaker, "
-            "{own_words} ~* %(time)s AS mentions_time"
-        ).format(speaker=sql.SQL(_SPEAKER_SQL), own_words=sql.SQL(_OWN_WORDS_SQL))
+        columns.append(
+            sql.SQL("{own_words} ~* %(time)s AS mentions_time").format(
+                own_words=sql.SQL(_OWN_WORDS_SQL)
+            )
+        )
+    cues = sql.SQL("").join(sql.SQL(", ") + column for column in columns)
     statement = sql.SQL(
         """SELECT m.id, m.memory_type, m.occurred_at{cues} FROM memory_log m
            WHERE m.id = ANY(%(ids)s) AND m.tenant_key = %(tenant)s AND m.status = 'embedded'
