@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from memory_pipeline.search import ranking
-from memory_pipeline.search.ranking import QueryRanking, RankingParams
+from memory_pipeline.search.ranking import ContextBonus, QueryRanking, RankingParams
 from memory_pipeline.storage.search_reads import CandidateFacts, MatchedChunk
 
 
@@ -75,24 +75,8 @@ def explain_ranking(
             "vector": ({"rank": vector_place[i], "similarity": vector[i]} if i in vector else None),
             "keyword": ({"rank": keyword_place[i], "bm25": keyword[i]} if i in keyword else None),
             "fusion": fusion,
-            "context": (
-                {
-                    "from_log_id": bonus.neighbour_id,
-                    "weight": params.context_weight,
-                    "bonus": bonus.amount,
-                }
-                if bonus
-                else None
-            ),
-            "sitting": (
-                {
-                    "from_log_id": sitting.neighbour_id,
-                    "weight": params.sitting_weight,
-                    "bonus": sitting.amount,
-                }
-                if sitting
-                else None
-            ),
+            "context": _bonus(bonus, params.context_weight),
+            "sitting": _bonus(sitting, params.sitting_weight),
             "cues": query.cues.get(i) or None,
             "decay": (
                 {
@@ -139,3 +123,10 @@ def summarise(explanation: Mapping[str, Any]) -> str:
     if explanation.get("matched_chunk"):
         parts.append(f"chunk {explanation['matched_chunk']['index']}")
     return " | ".join(parts)
+
+
+def _bonus(bonus: ContextBonus | None, weight: float) -> dict[str, Any] | None:
+    """What a memory inherited from a neighbouring turn (context or sitting), if anything."""
+    if bonus is None:
+        return None
+    return {"from_log_id": bonus.neighbour_id, "weight": weight, "bonus": bonus.amount}
