@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import httpx
 
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.tenancy import Tenant
+from memory_pipeline_tests.fault_harness import wait_for
 
 READY_SECONDS = 240.0
 
@@ -61,17 +61,19 @@ def running_serve(env: dict[str, str], log_path: Path, *extra: str) -> Iterator[
             start_new_session=True,
         )
     service = ServiceProcess(process, f"http://127.0.0.1:{port}", log_path)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"serve exited with {process.returncode}: {service.log()}")
+        with contextlib.suppress(httpx.TransportError):
+            return httpx.get(f"{service.base_url}/readyz", timeout=5).status_code == 200
+        return False
+
     try:
-        deadline = time.monotonic() + READY_SECONDS
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"serve exited with {process.returncode}: {service.log()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{service.base_url}/readyz", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"serve not ready in {READY_SECONDS:.0f} s: {service.log()}")
-            time.sleep(0.3)
+        try:
+            wait_for(ready, READY_SECONDS, "serve ready", interval=0.3)
+        except TimeoutError as exc:
+            raise RuntimeError(f"{exc}: {service.log()}") from None
         yield service
     finally:
         with contextlib.suppress(ProcessLookupError):

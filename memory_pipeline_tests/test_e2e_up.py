@@ -16,6 +16,7 @@ from memory_pipeline.local_services import ensure_services, services_status
 from memory_pipeline.local_services.local_chroma import _free_port
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.settings import Settings
+from memory_pipeline_tests.fault_harness import wait_for
 
 pytestmark = pytest.mark.e2e
 READY_SECONDS = 240
@@ -43,21 +44,22 @@ def _check_the_service_answers_the_admin_key(home: Path, port: int) -> None:
     key_file = home / "service" / "admin.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     key = key_file.read_text().strip()
-    deadline = time.monotonic() + READY_SECONDS
-    while True:
+
+    def answered() -> bool:
         try:
             status = httpx.get(
                 f"http://127.0.0.1:{port}/v1/status",
                 headers={"Authorization": f"Bearer {key}"},
                 timeout=5,
             )
-            if status.status_code == 200:
-                assert "tenants" in status.json()
-                return
         except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the memory service never answered"
-        time.sleep(0.5)
+            return False
+        if status.status_code != 200:
+            return False
+        assert "tenants" in status.json()
+        return True
+
+    wait_for(answered, READY_SECONDS, "the memory service answering", interval=0.5)
 
 
 def test_up_embeds_new_rows_through_the_sensor_then_stops_everything(embedder):

@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
 from memory_pipeline.service.launcher import MIN_SERVICE_LIFETIME_SECONDS, MemoryService
+from memory_pipeline_tests.fault_harness import wait_for
 from memory_pipeline_tests.service_support import READY_SECONDS, free_port
 
 
 def _wait_until_ready(service: MemoryService) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while not service.ready():
+    def ready() -> bool:
         assert not service.exited(), service.log_path.read_text(errors="replace")[-2000:]
-        assert time.monotonic() < deadline, "the memory service never became ready"
-        time.sleep(0.3)
+        return service.ready()
+
+    wait_for(ready, READY_SECONDS, "the memory service ready", interval=0.3)
 
 
 def _kill(service: MemoryService) -> int:

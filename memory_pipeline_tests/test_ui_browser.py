@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +33,7 @@ from memory_pipeline.local_services.local_chroma import _free_port
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.settings import Settings
 from memory_pipeline.tenancy import Tenant
+from memory_pipeline_tests.fault_harness import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -70,14 +71,6 @@ class Ui:
         return f"{self.base_url}{path}"
 
 
-def _wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {seconds:.0f} s")
-        time.sleep(0.5)
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -107,10 +100,11 @@ def ui() -> Iterator[Ui]:
     ui = Ui(f"http://127.0.0.1:{port}", home, Settings(home=home))
     started = time.monotonic()
     try:
-        _wait_until(
+        wait_for(
             lambda: proc.poll() is None and _answers(ui.url("/server_info")),
             READY_SECONDS,
             f"the UI answering (see {ARTIFACTS / 'up.log'})",
+            interval=0.5,
         )
         ui.timings["up_to_ui_answering_s"] = time.monotonic() - started
         with MemoryStore(ui.settings, ensure_services(ui.settings)) as store:
