@@ -191,8 +191,8 @@ def expand_sittings(
     merged = dict(scores)
     bonus: dict[int, ContextBonus] = {}
     for seed in sitting_seeds(scores, facts):
+        amount = weight * scores[seed]
         for member in sittings.get(seed, ()):
-            amount = weight * scores[seed]
             if member in facts and (member not in bonus or amount > bonus[member].amount):
                 bonus[member] = ContextBonus(seed, amount)
     for member, b in bonus.items():
