@@ -216,6 +216,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenants(args: argparse.Namespace) -> int:
+    with _store() as store:
+        found = store.find_tenants(args.user, args.project, limit=args.limit)
+
+    def human(rows: list[dict[str, Any]]) -> str:
+        lines = [f"{'user:project':<40} {'tenant_key':<16} {'partition':<24} embedded pending"]
+        for t in rows:
+            name = f"{t['user_id']}:{t['project_id']}"[:40]
+            lines.append(
+                f"{name:<40} {t['tenant_key']:<16} {t['partition'][:24]:<24} "
+                f"{t['embedded']:>8} {t['pending']:>7}"
+            )
+        return "\n".join(lines) if rows else "no such tenant"
+
+    _emit(args, found, human)
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from memory_pipeline.imports import import_files
 
@@ -377,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
 
     verb("status", cmd_status, "counts of memories by state, per tenant")
+
+    p = verb(
+        "tenants",
+        cmd_tenants,
+        "find tenants by user and/or project: tenant key, Dagster partition (its own or its "
+        "shard's), Chroma collection, counts",
+    )
+    p.add_argument("--user")
+    p.add_argument("--project")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
 
     p = verb(
         "purge", cmd_purge, "remove a tenant everywhere (rows, vectors, collection, partition)"

@@ -22,12 +22,19 @@ from memory_pipeline.memories import (
 from memory_pipeline.processing import ProcessOptions, process
 from memory_pipeline.search import MemorySearch, SearchRequest, SearchResult
 from memory_pipeline.settings import Settings
-from memory_pipeline.storage import memory_reads, memory_writes, tenant_status
+from memory_pipeline.storage import (
+    live_models,
+    memory_reads,
+    memory_writes,
+    tenant_layout,
+    tenant_status,
+)
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.migrations import apply_migrations
 from memory_pipeline.storage.tenant_locks import tenant_lock
+from memory_pipeline.storage.tenant_status import TenantTotals
 from memory_pipeline.storage.vector_indexes import ensure_model_index
-from memory_pipeline.tenancy import Tenant
+from memory_pipeline.tenancy import Tenant, TenantLayout, validate_tenant_id
 from memory_pipeline.vector_store import ChromaVectorStore, VectorStoreUnavailable, connect_chroma
 
 logger = logging.getLogger(__name__)
@@ -136,6 +143,16 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
 
     def process_options(self, **overrides: Any) -> ProcessOptions:
         return ProcessOptions.from_settings(self.settings, **overrides)
+
+    def tenant_layout(self) -> TenantLayout:
+        """The home's tenant layout, sharding the home first if it has grown past
+        ``MEMORY_PIPELINE_SHARD_AFTER_TENANTS`` tenants (docs/decisions/0203)."""
+        with self.db.connection() as conn:
+            return tenant_layout.ensure_layout(
+                conn,
+                shards=self.settings.tenant_shards,
+                after_tenants=self.settings.shard_after_tenants,
+            )
 
     def ensure_model_index(self) -> None:
         """Create the pgvector index for the configured model once its dimension is known."""
@@ -246,6 +263,8 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         """
         tenant = Tenant(user_id, project_id)
         with self.db.connection() as conn, tenant_lock(conn, tenant):
+            tenant = tenant_layout.placed(conn, [tenant])[0]
+            # in a shard's collections only the tenant's vectors go (decision 0203)
             collections = self.vector_store.tenant_collection_names(tenant)
             for name in collections:
                 self.vector_store.drop_collection(tenant, name=name)
@@ -265,6 +284,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             raise ValueError("give both user_id and project_id, or neither")
         tenants = None if user_id is None or project_id is None else [Tenant(user_id, project_id)]
         options = options or self.process_options()
+        self.tenant_layout()  # a home past the tenant threshold becomes sharded first
         result = process(self.db, self.vector_store, self.embedder, tenants, options)
         return result.total.as_dict()
 
@@ -341,9 +361,52 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         return self.search.run(SearchRequest.of(queries, user_id, project_id, limit, **options))
 
     # ------------------------------------------------------------------------------- status
+    def find_tenants(
+        self, user_id: str | None = None, project_id: str | None = None, *, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The tenants of a user, of a project, or both (the CLI's ``tenants``): each with its
+        tenant key, Dagster partition (its own, or its shard's), Chroma collection and counts."""
+        if user_id is None and project_id is None:
+            raise ValueError("give a user_id, a project_id or both")
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        for value, name in ((user_id, "user_id"), (project_id, "project_id")):
+            if value is not None:
+                validate_tenant_id(value, name)
+        with self.db.connection() as conn:
+            layout = tenant_layout.read_layout(conn)
+            found = tenant_layout.find_tenants(conn, user_id, project_id, limit)
+            keys = [t.key for t in found]
+            totals = tenant_status.tenant_totals(conn, keys, self.embedder.model_id)
+            live = live_models.live_models_of(conn, keys)
+        return [
+            _directory_entry(
+                t,
+                layout,
+                totals[t.key],
+                ChromaVectorStore.live_collection_name(t, live[t.key] or self.embedder.model_id),
+            )
+            for t in found
+        ]
+
     def status(self) -> dict[str, Any]:
         """Counts by state per tenant and in total (the CLI's ``status``)."""
         with self.db.connection() as conn:
             tenants = [dict(r) for r in tenant_status.status_counts(conn)]
         totals = {s: sum(int(t[s]) for t in tenants) for s in MEMORY_STATES}
         return {"tenants": tenants, "totals": totals}
+
+
+def _directory_entry(
+    tenant: Tenant, layout: TenantLayout, totals: TenantTotals, collection: str
+) -> dict[str, Any]:
+    """One tenant as ``find_tenants`` lists it."""
+    return {
+        "user_id": tenant.user_id,
+        "project_id": tenant.project_id,
+        "tenant_key": tenant.key,
+        "partition": layout.partition_key(tenant),
+        "shard": layout.shard_of(tenant.key),
+        "collection": collection,
+        **{state: getattr(totals, state) for state in MEMORY_STATES},
+    }

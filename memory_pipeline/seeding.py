@@ -18,7 +18,7 @@ import numpy as np
 
 from memory_pipeline.extraction import ExtractedMemory
 from memory_pipeline.processing import content_hash
-from memory_pipeline.storage import memory_reads, memory_writes, row_outcomes
+from memory_pipeline.storage import memory_reads, memory_writes, row_outcomes, tenant_layout
 from memory_pipeline.storage.database import Database
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore, vector_id, vector_metadata
@@ -76,6 +76,7 @@ def load_embedded_memories(
         memory_writes.copy_pending_rows(
             conn, ((tenant, m.raw_data, m.external_id) for m in memories)
         )
+        tenant = tenant_layout.placed(conn, [tenant])[0]  # its shard, in a sharded home
         by_external = memory_reads.ids_by_external_id(conn, tenant.key)
         ids = [by_external[m.external_id] for m in memories]
         rows = [

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     max_rows_per_run: int = Field(default=10_000, ge=1)
     max_tenants_per_run: int = Field(default=1_000, ge=1)
     backfill_tenants_per_run: int | None = Field(default=None, ge=1)
+    # Tenant shards (docs/decisions/0203): past this many tenants the home is sharded, once.
+    shard_after_tenants: int = Field(default=2_000, ge=0)
+    tenant_shards: int = Field(default=1_024, ge=1, le=65_536)
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -1,7 +1,7 @@
-"""Tenants: validation of ids, the tenant key, the Chroma collection name and the Dagster
-partition key (DESIGN §3, §4).
+"""Tenants: validation of ids, the tenant key, the Chroma collection name, the Dagster
+partition key (DESIGN §3, §4) and the tenant shard of a sharded home.
 
-This module is the one source of the tenant-key, collection-name and partition-key rules.
+This module is the one source of the tenant-key, collection-name, partition-key and shard rules.
 """
 
 from __future__ import annotations
@@ -9,10 +9,17 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 MAX_ID_LENGTH = 255
 COLLECTION_PREFIX = "memory_logs_"
+#: A sharded home's Chroma collections: one per shard and model (docs/decisions/0203).
+SHARD_COLLECTION_PREFIX = "memory_shard_"
+#: A shard's Dagster partition key: ``shard-0042`` (never holds the tenant separator '/').
+SHARD_PARTITION_PREFIX = "shard-"
+#: Shard numbers are written with at least this many digits, so keys sort as numbers.
+SHARD_DIGITS = 4
 #: Between the encoded user id and the encoded project id of a partition key.
 PARTITION_KEY_SEPARATOR = "/"
 #: Written percent-encoded in partition keys: the escape itself, the separator, and ',' (the
@@ -112,12 +119,81 @@ def collection_name(key: str) -> str:
     return f"{COLLECTION_PREFIX}{key}"
 
 
+def shard_of(key: str, shards: int) -> int:
+    """The shard of the tenant with ``tenant_key`` ``key`` in a home of ``shards`` shards.
+
+    The first 32 bits of the key (itself a sha256 prefix, so uniform) modulo ``shards``; the
+    SQL function ``memory_pipeline_tenant_shard`` computes the same (a test holds them equal).
+    """
+    if shards < 1:
+        raise ValueError(f"a home needs at least one shard, not {shards}")
+    return int(key[:8], 16) % shards
+
+
+def shard_partition_key(shard: int) -> str:
+    """The Dagster partition key of a shard: ``shard-0042``."""
+    return f"{SHARD_PARTITION_PREFIX}{shard:0{SHARD_DIGITS}d}"
+
+
+def shard_from_partition_key(key: str) -> int | None:
+    """The shard a partition key names, or ``None`` when it names none (a tenant's key)."""
+    digits = key.removeprefix(SHARD_PARTITION_PREFIX)
+    if digits == key or not (digits.isascii() and digits.isdigit()):
+        return None
+    shard = int(digits)
+    return shard if shard_partition_key(shard) == key else None
+
+
+def shard_collection_prefix(shard: int) -> str:
+    """What the names of one shard's collections (one per model) begin with."""
+    return f"{SHARD_COLLECTION_PREFIX}{shard:0{SHARD_DIGITS}d}__"
+
+
+def shard_collection_name(shard: int, model_id: str) -> str:
+    """The Chroma collection holding the vectors of ``model_id`` of one shard's tenants."""
+    return f"{shard_collection_prefix(shard)}{hashlib.sha256(model_id.encode()).hexdigest()[:12]}"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLayout:
+    """A home's layout: ``shards`` ``None``, a Dagster partition and a Chroma collection per
+    tenant; else that many tenant shards, each one partition and one collection per model
+    (docs/decisions/0203-tenant-shards.md)."""
+
+    shards: int | None = None
+    sharded_at: datetime | None = None
+
+    @property
+    def sharded(self) -> bool:
+        return self.shards is not None
+
+    def shard_of(self, tenant_key: str) -> int | None:
+        """The tenant's shard in this layout (``None`` when the home is not sharded)."""
+        return None if self.shards is None else shard_of(tenant_key, self.shards)
+
+    def partition_key(self, tenant: Tenant) -> str:
+        """The Dagster partition that serves the tenant: its own, or its shard's."""
+        shard = self.shard_of(tenant.key)
+        return tenant.partition_key if shard is None else shard_partition_key(shard)
+
+    def partition_keys(self) -> list[str]:
+        """A sharded home's partition keys, in shard order (empty when not sharded)."""
+        return [shard_partition_key(n) for n in range(self.shards or 0)]
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
-    """A validated (user_id, project_id) pair and its derived key."""
+    """A validated (user_id, project_id) pair and its derived key.
+
+    ``shard`` says where the tenant's vectors live in Chroma: ``None``, its own collection
+    (:attr:`collection_name`); a number, that shard's collections, shared with the shard's other
+    tenants. It is read from Postgres (``memory_tenant.shard``, see
+    ``storage.tenant_layout.placed``) and is not part of the tenant's identity.
+    """
 
     user_id: str
     project_id: str
+    shard: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         validate_tenant_id(self.user_id, "user_id")
@@ -134,6 +210,10 @@ class Tenant:
     @property
     def partition_key(self) -> str:
         return tenant_partition_key(self.user_id, self.project_id)
+
+    def placed(self, shard: int | None) -> Tenant:
+        """The same tenant with its vectors' placement (see the class docstring)."""
+        return self if shard == self.shard else replace(self, shard=shard)
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.project_id} ({self.key})"

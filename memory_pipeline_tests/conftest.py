@@ -136,3 +136,62 @@ def embedding_worker(store: MemoryStore):
     with EmbeddingWorker(store) as worker:
         yield worker
     assert not worker.errors, worker.errors
+
+
+#: Shards of the sharded test home: few, so that tenants share them.
+TEST_SHARDS = 4
+
+
+@pytest.fixture(scope="session")
+def sharded_home(embedder: Embedder) -> Iterator[MemoryStore]:
+    """A second home, sharded from its first tenant (``TEST_SHARDS`` shards), with its own
+    PostgreSQL and Chroma servers (docs/decisions/0203)."""
+    home = Path(tempfile.mkdtemp(prefix="mps-", dir="/tmp"))
+    settings = Settings(
+        home=home,
+        embedding_model=DEFAULT_EMBEDDING_MODEL,
+        retry_backoff_seconds=0.0,
+        max_attempts=3,
+        shard_after_tenants=0,
+        tenant_shards=TEST_SHARDS,
+    )
+    eps = ensure_services(settings)
+    apply_migrations(eps.database_url)
+    try:
+        with MemoryStore(settings, eps, embedder=embedder) as memory_store:
+            memory_store.ensure_model_index()
+            memory_store.tenant_layout()  # sharded before any tenant exists
+            yield memory_store
+    finally:
+        stop_services(settings)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sharded_service(sharded_home: MemoryStore, home_env: dict[str, str]):
+    """A real ``memory-pipeline serve`` of the sharded home."""
+    from memory_pipeline_tests.service_support import running_serve
+
+    home = sharded_home.settings.home
+    env = {
+        **home_env,
+        "MEMORY_PIPELINE_HOME": str(home),
+        "MEMORY_PIPELINE_SHARD_AFTER_TENANTS": "0",
+        "MEMORY_PIPELINE_TENANT_SHARDS": str(TEST_SHARDS),
+    }
+    with running_serve(env, home / "service.log") as running:
+        yield running
+
+
+@pytest.fixture(params=["per-tenant", "sharded"])
+def any_home(request) -> MemoryStore:
+    """The test home (a collection and a partition per tenant), then the sharded home."""
+    return request.getfixturevalue("store" if request.param == "per-tenant" else "sharded_home")
+
+
+@pytest.fixture(params=["per-tenant", "sharded"])
+def any_service(request):
+    """``(service, store)`` of the test home, then of the sharded home."""
+    if request.param == "per-tenant":
+        return request.getfixturevalue("service"), request.getfixturevalue("store")
+    return request.getfixturevalue("sharded_service"), request.getfixturevalue("sharded_home")

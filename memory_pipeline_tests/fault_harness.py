@@ -33,6 +33,7 @@ from psycopg.types.json import Jsonb
 
 from memory_pipeline.local_services.local_chroma import _free_port, running_local_chroma
 from memory_pipeline.local_services.local_postgres import local_postgres_uri
+from memory_pipeline.tenancy import shard_collection_name
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TERMINAL = ("embedded", "skipped", "dead")
@@ -358,12 +359,12 @@ def agreement(home: Home, tenants: Sequence[Tenant]) -> Agreement:
             (t.user_id, t.project_id),
         )
         key = home.sql(
-            "SELECT tenant_key FROM memory_tenant WHERE user_id = %s AND project_id = %s",
+            "SELECT tenant_key, shard FROM memory_tenant WHERE user_id = %s AND project_id = %s",
             (t.user_id, t.project_id),
         )
         if not key:
             continue
-        tenant_key = key[0]["tenant_key"]
+        tenant_key, shard = key[0]["tenant_key"], key[0]["shard"]
         expected = {
             str(r["id"]) if n == 0 else f"{r['id']}#{n}"
             for r in rows
@@ -381,8 +382,12 @@ def agreement(home: Home, tenants: Sequence[Tenant]) -> Agreement:
         out.duplicated += [r["vector_id"] for r in pg if r["n"] > 1]
         out.foreign += [r["vector_id"] for r in pg if not r["own"]]
         try:
-            collection = client.get_collection(f"memory_logs_{tenant_key}")
-            got = collection.get(include=["metadatas"])
+            if shard is None:
+                collection = client.get_collection(f"memory_logs_{tenant_key}")
+                got = collection.get(include=["metadatas"])
+            else:  # a shard's collection: the tenant's own vectors among its neighbours'
+                collection = client.get_collection(shard_collection_name(shard, MODEL_ID))
+                got = collection.get(where={"tenant_key": tenant_key}, include=["metadatas"])
             chroma_ids = list(got["ids"])
             out.foreign += [
                 vid

@@ -57,8 +57,9 @@ def _write_and_process(store: MemoryStore, tenants: list[Tenant]) -> None:
 
 
 def test_tenants_whose_ids_differ_only_by_where_the_colon_is_stay_apart(
-    store: MemoryStore,
+    any_home: MemoryStore,
 ) -> None:
+    store = any_home
     nonce = uuid.uuid4().hex[:6]
     left, right = Tenant(f"a{nonce}:b", "c"), Tenant(f"a{nonce}", "b:c")
     assert left.key != right.key
@@ -74,8 +75,9 @@ def test_tenants_whose_ids_differ_only_by_where_the_colon_is_stay_apart(
 )
 @given(first=st.tuples(tenant_ids, tenant_ids), second=st.tuples(tenant_ids, tenant_ids))
 def test_search_never_returns_another_tenants_memory(
-    store: MemoryStore, first: tuple[str, str], second: tuple[str, str]
+    any_home: MemoryStore, first: tuple[str, str], second: tuple[str, str]
 ) -> None:
+    store = any_home  # per-tenant collections, then shard collections
     a, b = Tenant(*first), Tenant(*second)
     tenants = [a] if a == b else [a, b]
     _write_and_process(store, tenants)

@@ -50,9 +50,8 @@ async def _mcp_as(base_url: str, key: str, victim_id: int, marker: str) -> list[
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(victim_ids=st.tuples(tenant_ids, tenant_ids), intruder_ids=st.tuples(tenant_ids, tenant_ids))
-def test_no_endpoint_or_tool_reaches_another_tenants_memory(
-    service, store, victim_ids, intruder_ids
-):
+def test_no_endpoint_or_tool_reaches_another_tenants_memory(any_service, victim_ids, intruder_ids):
+    service, store = any_service  # per-tenant collections, then shard collections
     victim, intruder = Tenant(*victim_ids), Tenant(*intruder_ids)
     assume(victim.key != intruder.key)
     marker = f"zebra-{uuid.uuid4().hex[:12]} private note"  # unique to this example

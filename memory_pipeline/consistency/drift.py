@@ -45,7 +45,8 @@ def compare_vectors(
     """Compare the tenant's vector id sets, and a sample of vector values, across the stores."""
     with db.connection() as conn:
         pg_ids = memory_reads.vector_ids_of_tenant(conn, tenant.key, model_id)
-    chroma_ids = store.vector_ids(tenant)
+    live = store.live_collection_name(tenant, model_id)
+    chroma_ids = store.vector_ids(tenant, collection_name=live)
     common = sorted(pg_ids & chroma_ids)
     sample = random.Random(seed).sample(common, min(sample_size, len(common)))
     mismatched: list[str] = []
@@ -57,7 +58,7 @@ def compare_vectors(
                 (tenant.key, model_id, sample),
             ).fetchall()
         pg_vectors = {r["vector_id"]: np.asarray(r["embedding"].to_numpy()) for r in rows}
-        chroma_vectors = store.get_vectors(tenant, sample)
+        chroma_vectors = store.get_vectors(tenant, sample, collection_name=live)
         for vid in sample:
             a, b = pg_vectors.get(vid), chroma_vectors.get(vid)
             if (

@@ -29,19 +29,17 @@ from memory_pipeline.defs.executors import backfill_policy
 from memory_pipeline.defs.metadata import (
     ROW_SAMPLE_SIZE,
     TENANT_TABLE_SIZE,
+    shard_materialization_metadata,
     table,
     tenant_materialization_metadata,
 )
-from memory_pipeline.defs.partitions import (
-    tenant_partitions,
-    tenants_of_run,
-)
+from memory_pipeline.defs.partitions import scope_of_run, tenant_partitions
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 from memory_pipeline.processing import ProcessCounts, ProcessOptions, process
 from memory_pipeline.settings import Settings
-from memory_pipeline.storage import live_models, tenant_status, tombstones
+from memory_pipeline.storage import live_models, tenant_layout, tenant_status, tombstones
 from memory_pipeline.storage.database import Database
-from memory_pipeline.tenancy import Tenant
+from memory_pipeline.tenancy import Tenant, shard_collection_name, shard_partition_key
 from memory_pipeline.vector_store import ChromaVectorStore
 
 TENANT_VECTORS_ASSET = "tenant_memory_vectors"
@@ -155,14 +153,18 @@ def tenant_memory_vectors(
     db = postgres.database()
     model_id = embedder.model_id()
     with db.connection() as conn:
-        tenants = tenants_of_run(conn, context.partition_keys)
+        scope = scope_of_run(conn, context.partition_keys)
+        # a shard's run serves the shard's tenants that have something to do (decision 0203)
+        in_shards = tenant_layout.tenants_with_work(conn, scope.layout, scope.shards, model_id)
+        tenants = list({t.key: t for t in [*scope.tenants, *in_shards]}.values())
         keys = [t.key for t in tenants]
         total_rows = tenant_status.workable_rows(conn, keys)
-        # no rows, no deletes, no model rollout: the run only records the tenants' totals
+        # no rows, no deletes, no rollout, no move: the run only records the tenants' totals
         idle = (
             total_rows == 0
             and not tombstones.tenants_with_tombstones(conn, keys)
             and all(m in (None, model_id) for m in live_models.live_models_of(conn, keys).values())
+            and not tenant_layout.unplaced_tenants(conn, scope.layout, keys)
         )
     store = chroma.vector_store()  # an unreachable Chroma fails the run here, clearly
     _tag_run(context, tenants)
@@ -175,8 +177,9 @@ def tenant_memory_vectors(
     run_total = ProcessCounts.total(per_tenant.values())
     context.log.info(f"{len(tenants)} tenant(s) done: {run_total.as_dict()}")
 
+    served = scope.tenants  # named as tenant partitions; the others came with their shard
     with db.connection() as conn:
-        totals = tenant_status.tenant_totals(conn, keys, model_id)
+        totals = tenant_status.tenant_totals(conn, [t.key for t in served], model_id)
         samples = tenant_status.row_samples(
             conn,
             keys,
@@ -184,26 +187,35 @@ def tenant_memory_vectors(
             per_tenant=ROW_SAMPLE_SIZE,
             limit=ROW_SAMPLE_SIZE * len(keys),
         )
+        shard_totals = tenant_status.shard_totals(conn, scope.layout, scope.shards, model_id)
     metadata = {
         t.partition_key: tenant_materialization_metadata(
             t, totals[t.key], per_tenant[t.key], samples
         )
-        for t in tenants
+        for t in served
     }
-    if len(tenants) == 1:
-        yield MaterializeResult(
-            metadata={**metadata[tenants[0].partition_key], "embedding_model": model_id}
+    for shard in scope.shards:
+        in_shard = [t for t in in_shards if scope.layout.shard_of(t.key) == shard]
+        metadata[shard_partition_key(shard)] = shard_materialization_metadata(
+            shard,
+            shard_totals[shard],
+            {t: per_tenant[t.key] for t in in_shard},
+            samples,
+            shard_collection_name(shard, model_id),
         )
+    if len(metadata) == 1:
+        (only,) = metadata.values()
+        yield MaterializeResult(metadata={**only, "embedding_model": model_id})
         return
     # A ranged run materializes every partition of its range with the output's metadata; each
     # partition's own totals follow as its latest materialization (decision 0202).
     yield MaterializeResult(metadata={"run_tenants": len(tenants), "embedding_model": model_id})
-    for tenant in tenants:
+    for partition, entries in metadata.items():
         yield AssetMaterialization(
             asset_key=context.asset_key,
-            partition=tenant.partition_key,
-            description=f"tenant totals after run {context.run.run_id[:8]}",
-            metadata={**metadata[tenant.partition_key], "embedding_model": model_id},
+            partition=partition,
+            description=f"totals after run {context.run.run_id[:8]}",
+            metadata={**entries, "embedding_model": model_id},
         )
 
 
@@ -234,8 +246,10 @@ TENANT_TABLE_COLUMNS = (
         & ~AutomationCondition.in_progress()
     ),
     description=(
-        "The tenant directory: tenants' user_id and project_id, partition key and tenant_key, "
-        "and memories by state (the newest 100 tenants), with totals over all; also records "
+        "The tenant directory: tenants' user_id and project_id, partition key (the tenant's own, "
+        "or its shard's in a sharded home: `memory-pipeline tenants --user U` finds any tenant) "
+        "and tenant_key, and memories by state (the newest 100 tenants), with totals over all; "
+        "also records "
         "totals of memory_log as an "
         "observation (the Plots tab of memory_log draws them over time). Refreshed after tenant "
         "runs by the tenant_directory_automation sensor."
@@ -246,10 +260,15 @@ def memory_tenants(
 ) -> Iterator[MaterializeResult | AssetObservation]:
     with postgres.database().connection() as conn:
         tenants = tenant_status.status_counts(conn)
+        layout = tenant_layout.read_layout(conn)
     states = ("pending", "embedded", "skipped", "failed", "dead")
     totals = {state: sum(int(t[state]) for t in tenants) for state in states}
     newest = tenants[::-1][:TENANT_TABLE_SIZE]  # status_counts lists the oldest first
-    rows = [{**t, "partition": Tenant(t["user_id"], t["project_id"]).partition_key} for t in newest]
+    # the partition that serves each tenant: its own, or its shard's (decision 0203)
+    rows = [
+        {**t, "partition": layout.partition_key(Tenant(t["user_id"], t["project_id"]))}
+        for t in newest
+    ]
     yield AssetObservation(
         asset_key=AssetKey(MEMORY_LOG_ASSET),
         metadata={
@@ -261,6 +280,7 @@ def memory_tenants(
     yield MaterializeResult(
         metadata={
             "tenant_count": len(tenants),
+            "tenant_shards": layout.shards or 0,
             **{f"total_{state}": n for state, n in totals.items()},
             "tenants": table(TENANT_TABLE_COLUMNS, rows),
             "tenants_shown": f"{len(rows)} of {len(tenants)} (newest first)",

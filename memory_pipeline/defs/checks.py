@@ -42,7 +42,7 @@ from memory_pipeline.defs.partitions import (
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 from memory_pipeline.defs.runs import tenants_in_active_runs
 from memory_pipeline.settings import Settings
-from memory_pipeline.storage import tenant_status
+from memory_pipeline.storage import tenant_layout, tenant_status
 from memory_pipeline.tenancy import Tenant
 
 #: A row pending longer than this means the sensor or the runs are not keeping up.
@@ -54,8 +54,8 @@ class TenantScope(Config):
 
     tenants: list[str] = ConfigField(
         default_factory=list,
-        description="tenant partition keys (user_id/project_id); empty: the run's partitions, "
-        "else every tenant",
+        description="tenant partition keys (user_id/project_id) or shard keys (shard-0042: "
+        "all of its tenants); empty: the run's partitions, else every tenant",
     )
 
 
@@ -104,8 +104,13 @@ def nothing_stuck_pending(
         list(context.instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME)),
         exclude_run_id=context.run.run_id,
     )
-    unserved = [t.key for t in tenants if t.partition_key not in served]
     with postgres.database().connection() as conn:
+        layout = tenant_layout.read_layout(conn)
+        # a tenant is served by a run of its own partition, or of its shard's
+        served_keys = {
+            t.key for t in tenants if {t.partition_key, layout.partition_key(t)} & served
+        }
+        unserved = [t.key for t in tenants if t.key not in served_keys]
         pending = tenant_status.pending_ages(conn, list(by_key), STUCK_PENDING_AFTER)
         stuck_rows = tenant_status.stuck_pending_samples(
             conn, unserved, STUCK_PENDING_AFTER, ROW_SAMPLE_SIZE
@@ -113,8 +118,8 @@ def nothing_stuck_pending(
     rows = [
         {
             "tenant": t.partition_key,
-            "passed": pending[t.key].stuck == 0 or t.partition_key in served,
-            "served_by_a_run": t.partition_key in served,
+            "passed": pending[t.key].stuck == 0 or t.key in served_keys,
+            "served_by_a_run": t.key in served_keys,
             "pending": pending[t.key].pending,
             "stuck_pending": pending[t.key].stuck,
             "oldest_pending_seconds": pending[t.key].oldest_seconds,

@@ -12,7 +12,7 @@ from typing import Any
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
 from memory_pipeline.processing import ProcessCounts
-from memory_pipeline.storage.tenant_status import RowSample, TenantTotals
+from memory_pipeline.storage.tenant_status import RowSample, ShardTotals, TenantTotals
 from memory_pipeline.tenancy import Tenant
 
 #: Rows shown in a table of memories (skipped, failed, stuck); the counts tell the rest.
@@ -95,4 +95,50 @@ def tenant_materialization_metadata(
     not_embedded = [s for s in samples if s.tenant_key == tenant.key]
     if not_embedded:
         metadata["not_embedded_memories"] = row_table(not_embedded, {tenant.key: tenant})
+    return metadata
+
+
+def shard_materialization_metadata(
+    shard: int,
+    totals: ShardTotals,
+    served: Mapping[Tenant, ProcessCounts],
+    samples: Sequence[RowSample],
+    collection: str,
+) -> dict[str, Any]:
+    """A shard partition's materialization: the shard, its totals after the run over all its
+    tenants, what the run did, the tenants it served (at most :data:`TENANT_TABLE_SIZE`) and a
+    sample of their skipped, failed and dead memories."""
+    run = ProcessCounts.total(served.values())
+    rows = [
+        {
+            "tenant": t.partition_key,
+            "user_id": t.user_id,
+            "project_id": t.project_id,
+            "tenant_key": t.key,
+            **{f"run_{name}": value for name, value in c.as_dict().items()},
+        }
+        for t, c in list(served.items())[:TENANT_TABLE_SIZE]
+    ]
+    metadata: dict[str, Any] = {
+        "shard": shard,
+        "shard_tenants": totals.tenants,
+        "collection": MetadataValue.text(collection),
+        **totals_metadata(totals.rows),
+        **run_metadata(run),
+        "run_tenants": len(served),
+        "tenants_in_run": table(
+            [
+                ("tenant", "string"),
+                ("user_id", "string"),
+                ("project_id", "string"),
+                ("tenant_key", "string"),
+                *((f"run_{name}", "int") for name in ProcessCounts().as_dict()),
+            ],
+            rows,
+        ),
+    }
+    tenants = {t.key: t for t in served}
+    not_embedded = [s for s in samples if s.tenant_key in tenants][:ROW_SAMPLE_SIZE]
+    if not_embedded:
+        metadata["not_embedded_memories"] = row_table(not_embedded, tenants)
     return metadata

@@ -1,11 +1,12 @@
-"""Tenant partitions: one dynamic partition per tenant, keyed ``enc(user_id)/enc(project_id)``.
+"""Tenant partitions: one dynamic partition per tenant, keyed ``enc(user_id)/enc(project_id)``,
+or, in a sharded home, one per tenant shard, keyed ``shard-0042`` (decision 0203).
 
-The key rule lives in :mod:`memory_pipeline.tenancy` (``tenant_partition_key``); ``tenant_key``
-stays the Chroma and SQL key. The partitions follow ``memory_tenant``: :func:`sync_tenant_partitions`
-(called by the pending-rows sensor on every tick) adds a partition for each new tenant, removes
-partitions that are no tenant's (purged tenants, keys typed into the UI), and so moves homes
-that keyed partitions by ``tenant_key`` (before readable keys) over to readable ones
-(decision 0200).
+The key rules live in :mod:`memory_pipeline.tenancy`; ``tenant_key`` stays the Chroma and SQL
+key. The partitions follow ``memory_tenant`` and the home's layout: :func:`sync_tenant_partitions`
+(called by the pending-rows sensor on every tick) adds a partition for each new tenant (or each
+shard), removes partitions that are no tenant's or shard's (purged tenants, keys typed into the
+UI, a sharded home's old tenant partitions), and so moves homes that keyed partitions by
+``tenant_key`` (before readable keys) over to readable ones (decision 0200).
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ from dagster import (
 )
 
 from memory_pipeline.defs.metadata import tenant_identity, totals_metadata
-from memory_pipeline.storage import tenant_status
-from memory_pipeline.tenancy import Tenant, tenant_from_partition_key
+from memory_pipeline.storage import tenant_layout, tenant_status
+from memory_pipeline.tenancy import (
+    Tenant,
+    TenantLayout,
+    shard_from_partition_key,
+    tenant_from_partition_key,
+)
 
 TENANT_PARTITIONS_NAME = "tenants"
 #: Dagster's run tags for a run's partition or partition range. Dagster keeps its constants for
@@ -66,15 +72,37 @@ class PartitionSync:
     strays: dict[str, float] = field(default_factory=dict)
 
 
-def tenants_of_partitions(conn: psycopg.Connection, partition_keys: Sequence[str]) -> list[Tenant]:
-    """The tenants of ``partition_keys``, in their order.
+@dataclass(frozen=True)
+class RunScope:
+    """What partition keys name: tenants (placed), and the shards of a sharded home."""
+
+    tenants: list[Tenant]
+    shards: list[int]
+    layout: TenantLayout
+
+
+def scope_of_partitions(conn: psycopg.Connection, partition_keys: Sequence[str]) -> RunScope:
+    """The tenants and shards of ``partition_keys``, in their order.
 
     Raises :class:`NotATenantError` naming every key that is no tenant's partition key or whose
-    tenant has no memories (never written, or purged).
+    tenant has no memories (never written, or purged), and every shard key the home's layout
+    does not have.
     """
+    layout = tenant_layout.read_layout(conn)
     problems: list[str] = []
     tenants: list[Tenant] = []
+    shards: list[int] = []
     for key in partition_keys:
+        shard = shard_from_partition_key(key)
+        if shard is not None:
+            if layout.shards is None or shard >= layout.shards:
+                problems.append(
+                    f"{key!r} is no shard of this home "
+                    f"({'not sharded' if layout.shards is None else f'{layout.shards} shards'})"
+                )
+            else:
+                shards.append(shard)
+            continue
         try:
             tenants.append(tenant_from_partition_key(key))
         except ValueError as exc:
@@ -91,14 +119,32 @@ def tenants_of_partitions(conn: psycopg.Connection, partition_keys: Sequence[str
             f"{len(problems)} partition(s) of this run name no tenant; nothing was done. "
             + "; ".join(problems[:10])
         )
-    return tenants
+    return RunScope([recorded[t.key] for t in tenants], shards, layout)
+
+
+def tenants_of_partitions(conn: psycopg.Connection, partition_keys: Sequence[str]) -> list[Tenant]:
+    """Every tenant ``partition_keys`` name (a shard's key: all of its tenants), placed.
+
+    Raises :class:`NotATenantError` as :func:`scope_of_partitions` does.
+    """
+    scope = scope_of_partitions(conn, partition_keys)
+    in_shards = tenant_layout.tenants_of_shards(conn, scope.layout, scope.shards)
+    return list({t.key: t for t in [*scope.tenants, *in_shards]}.values())
 
 
 def tenants_of_run(conn: psycopg.Connection, partition_keys: Sequence[str]) -> list[Tenant]:
-    """:func:`tenants_of_partitions` for a run or check: a key naming no tenant fails it with
+    """:func:`tenants_of_partitions` for a check: a key naming no tenant fails it with
     Dagster's :class:`~dagster.Failure`, not retried (retrying cannot make the key a tenant)."""
     try:
         return tenants_of_partitions(conn, partition_keys)
+    except NotATenantError as exc:
+        raise Failure(description=str(exc), allow_retries=False) from None
+
+
+def scope_of_run(conn: psycopg.Connection, partition_keys: Sequence[str]) -> RunScope:
+    """:func:`scope_of_partitions` for a run, failing it as :func:`tenants_of_run` does."""
+    try:
+        return scope_of_partitions(conn, partition_keys)
     except NotATenantError as exc:
         raise Failure(description=str(exc), allow_retries=False) from None
 
@@ -120,7 +166,8 @@ def sync_tenant_partitions(
     now: float | None = None,
     grace_seconds: float = STRAY_GRACE_SECONDS,
 ) -> PartitionSync:
-    """Make the tenant partitions the tenants of ``memory_tenant``, in their order.
+    """Make the partitions the tenants of ``memory_tenant`` in their order, or, in a sharded
+    home, its shards (:func:`_sync_shard_partitions`).
 
     New tenants get a partition at once. A partition keyed by a tenant's ``tenant_key`` (homes
     from before readable keys) is replaced by the tenant's readable one, which gets a runless
@@ -133,6 +180,9 @@ def sync_tenant_partitions(
     now = time.time() if now is None else now
     seen = dict(strays_seen or {})
     current = list(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+    layout = tenant_layout.read_layout(conn)
+    if layout.sharded:
+        return _sync_shard_partitions(instance, layout, current, seen, now, grace_seconds)
     tenants = tenant_status.all_tenants(conn)
     wanted = {t.partition_key: t for t in tenants}
     current_set = set(current)
@@ -176,5 +226,37 @@ def sync_tenant_partitions(
         added=added,
         removed=removed,
         moved=moved,
+        strays={key: t for key, t in first_seen.items() if key not in gone},
+    )
+
+
+def _sync_shard_partitions(
+    instance: DagsterInstance,
+    layout: TenantLayout,
+    current: list[str],
+    seen: Mapping[str, float],
+    now: float,
+    grace_seconds: float,
+) -> PartitionSync:
+    """A sharded home's partitions: its shards, added in shard order. Every other key (the
+    tenant partitions of before, keys typed into the UI) is a stray that goes after
+    ``grace_seconds``, unless a queued or running run names it. Costs no read of the tenants."""
+    wanted = layout.partition_keys()
+    current_set, wanted_set = set(current), set(wanted)
+    added = [key for key in wanted if key not in current_set]
+    unwanted = [key for key in current if key not in wanted_set]
+    first_seen = {key: seen.get(key, now) for key in unwanted}
+    due = [key for key in unwanted if now - first_seen[key] >= grace_seconds]
+    in_use = partitions_of_active_runs(instance) if due else set()
+    removed = [key for key in due if key not in in_use]
+    if added:
+        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, added)
+    for key in removed:
+        instance.delete_dynamic_partition(TENANT_PARTITIONS_NAME, key)
+    gone = set(removed)
+    return PartitionSync(
+        partition_keys=[key for key in current if key not in gone] + added,
+        added=added,
+        removed=removed,
         strays={key: t for key, t in first_seen.items() if key not in gone},
     )

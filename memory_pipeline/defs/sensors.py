@@ -1,8 +1,10 @@
 """The pending-rows sensor: Postgres decides what is left to do, not a cursor (DESIGN §4).
 
-Every tick it makes the tenant partitions match the tenants (``partitions.sync_tenant_partitions``),
-asks Postgres which tenants have workable rows or tombstones, and requests runs of the
-``embed_pending_memories`` job for those not held by an active run. Consecutive tenants are
+Every tick it shards the home once it has grown past ``MEMORY_PIPELINE_SHARD_AFTER_TENANTS``
+tenants (decision 0203), makes the partitions match the tenants or the shards
+(``partitions.sync_tenant_partitions``), asks Postgres which tenants (or shards) have workable
+rows, tombstones or vectors to move, and requests runs of the ``embed_pending_memories`` job for
+those not held by an active run. No step reads the idle tenants of a sharded home. Consecutive tenants are
 grouped into one ranged run up to a row budget (decision 0009). A run is requested for a
 *work digest*, the fingerprint of its tenants' pending sets; when a run of that digest finished
 and the same work is still pending (the run failed, was canceled, crashed, or claimed nothing),
@@ -17,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -38,8 +41,8 @@ from memory_pipeline.defs.partitions import (
 from memory_pipeline.defs.resources import EmbedderResource, PostgresResource
 from memory_pipeline.defs.runs import tenants_in_active_runs
 from memory_pipeline.settings import Settings
-from memory_pipeline.storage import claims
-from memory_pipeline.tenancy import tenant_partition_key
+from memory_pipeline.storage import claims, tenant_layout
+from memory_pipeline.tenancy import TenantLayout, shard_partition_key
 
 SENSOR_TAG = "memory_pipeline/trigger"
 #: The work digest a run was requested for (see :func:`work_digest`).
@@ -225,6 +228,20 @@ def _run_request(run: PlannedRun, generation: int) -> RunRequest:
     )
 
 
+def pending_work(conn: psycopg.Connection, layout: TenantLayout) -> list[TenantWork]:
+    """The work of each partition: a tenant's, or in a sharded home a shard's (its tenants'
+    rows, deletes and vectors still to move), with the fingerprint a run key is made of."""
+    if layout.shards is not None:
+        return [
+            TenantWork(shard_partition_key(w.shard), w.size, w.fingerprint)
+            for w in tenant_layout.shards_with_work(conn, layout.shards)
+        ]
+    return [
+        TenantWork(w.tenant.partition_key, w.rows + w.tombstones, w.fingerprint)
+        for w in claims.workable_tenants(conn)
+    ]
+
+
 def daemon_minimum_interval(interval_seconds: int) -> int:
     """The ``minimum_interval_seconds`` under which the daemon ticks every ``interval_seconds``."""
     return max(1, interval_seconds - DAEMON_LOOP_SLACK_SECONDS)
@@ -265,8 +282,13 @@ def pending_rows_sensor(
     context: SensorEvaluationContext, postgres: PostgresResource, embedder: EmbedderResource
 ) -> SensorResult | SkipReason:
     cursor = SensorCursor.parse(context.cursor)
+    settings = Settings.from_env()
     with postgres.database().connection() as conn:
-        # partitions follow the tenants: new ones added, others removed (see partitions)
+        # past the threshold the home becomes sharded, once (decision 0203)
+        layout = tenant_layout.ensure_layout(
+            conn, shards=settings.tenant_shards, after_tenants=settings.shard_after_tenants
+        )
+        # partitions follow the tenants (or the shards): new ones added, others removed
         sync = sync_tenant_partitions(
             context.instance,
             conn,
@@ -274,24 +296,15 @@ def pending_rows_sensor(
             embedder.model_id(),
             strays_seen=cursor.strays,
         )
-        tenants = claims.workable_tenants(conn)
+        pending = pending_work(conn, layout)
     if sync.added or sync.removed:
-        context.log.info(f"tenant partitions: {len(sync.added)} added, {len(sync.removed)} removed")
-    if not tenants:
+        context.log.info(f"partitions: {len(sync.added)} added, {len(sync.removed)} removed")
+    if not pending:
         context.update_cursor(SensorCursor(sync.strays, cursor.generation).dumps())
         return SkipReason("no pending memory rows")
     order = sync.partition_keys
     busy = tenants_in_active_runs(context.instance, order, tags={SENSOR_TAG: "pending_rows_sensor"})
-    work = [
-        TenantWork(
-            tenant_partition_key(t.tenant.user_id, t.tenant.project_id),
-            t.rows + t.tombstones,
-            t.fingerprint,
-        )
-        for t in tenants
-        if tenant_partition_key(t.tenant.user_id, t.tenant.project_id) not in busy
-    ]
-    settings = Settings.from_env()
+    work = [w for w in pending if w.partition_key not in busy]
     planned, waiting = plan_runs(
         order,
         work,

@@ -21,6 +21,7 @@ class ProcessCounts:
     deleted: int = 0  # tombstones applied to Chroma
     reembedded: int = 0  # rows given vectors of a newly configured model (a rollout)
     switched: int = 0  # 1 when this run switched the tenant's searches to the new model
+    moved: int = 0  # 1 when this run moved the tenant's vectors into its shard (decision 0203)
 
     def add(self, other: ProcessCounts) -> None:
         for f in fields(self):

@@ -18,8 +18,9 @@ from memory_pipeline.keyword_index import compact_term_stats, refresh_keyword_in
 from memory_pipeline.processing.batch import process_batch
 from memory_pipeline.processing.options import ProcessCounts, ProcessOptions
 from memory_pipeline.processing.rollout import switch_when_complete
+from memory_pipeline.processing.shard_moves import move_to_shard
 from memory_pipeline.processing.tombstones import apply_tombstones
-from memory_pipeline.storage import claims, live_models, tombstones
+from memory_pipeline.storage import claims, live_models, tenant_layout, tombstones
 from memory_pipeline.storage.claims import ClaimedRow
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.tenant_locks import shared_tenant_lock, shared_tenant_locks
@@ -55,17 +56,29 @@ def process(
     ``VectorStoreUnavailable`` or a psycopg error when a store fails; the rows of the batch in
     flight stay as they were for the next run.
     """
-    if tenants is None:
-        with db.connection() as conn:
-            work = claims.workable_tenants(conn)
-        tenants = [w.tenant for w in work]
+    with db.connection() as conn:
+        layout = tenant_layout.read_layout(conn)
+        if tenants is None:
+            tenants = [w.tenant for w in claims.workable_tenants(conn)]
+            if layout.sharded:  # moving into the shards is work too
+                tenants += tenant_layout.tenants_to_move(conn)
+        tenants = tenant_layout.placed(conn, list({t.key: t for t in tenants}.values()))
+        unplaced = set(tenant_layout.unplaced_tenants(conn, layout, [t.key for t in tenants]))
     if not tenants:
         return ProcessResult({})
+    tenants = [
+        move_to_shard(db, store, t, layout.shard_of(t.key)) if t.key in unplaced else t
+        for t in tenants
+    ]
     ensure_model_index(db.url, embedder.model_id, embedder.dimension, embedder.model_source)
     if len(tenants) == 1:
         only = tenants[0]
-        return ProcessResult({only.key: process_tenant(db, store, embedder, only, options)})
-    return ProcessResult(process_tenants(db, store, embedder, tenants, options))
+        per_tenant = {only.key: process_tenant(db, store, embedder, only, options)}
+    else:
+        per_tenant = process_tenants(db, store, embedder, tenants, options)
+    for key in unplaced:
+        per_tenant[key].moved = 1
+    return ProcessResult(per_tenant)
 
 
 def process_tenant(
@@ -87,10 +100,11 @@ def process_tenant(
         live_model = live_models.live_model_of(conn, tenant.key)
     rolling_out = live_model is not None and live_model != model_id
     target = store.building_collection_name(tenant, model_id) if rolling_out else None
+    live = store.live_collection_name(tenant, live_model or model_id)
 
     counts = ProcessCounts()
     fresh: list[int] = []
-    counts.deleted = apply_tombstones(db, store, tenant, [target] if target else [])
+    counts.deleted = apply_tombstones(db, store, tenant, [live, target] if target else [live])
 
     def run(claim: Claim) -> None:
         _run_batches(db, store, embedder, tenant, options, claim, target, counts, fresh)
@@ -170,7 +184,8 @@ def process_tenants(
             results[tenant.key] = process_tenant(db, store, embedder, tenant, options)
         else:
             if tenant.key in with_tombstones:
-                results[tenant.key].deleted = apply_tombstones(db, store, tenant)
+                collection = store.live_collection_name(tenant, embedder.model_id)
+                results[tenant.key].deleted = apply_tombstones(db, store, tenant, [collection])
             together[tenant.key] = tenant
     fresh: dict[str, list[int]] = {key: [] for key in together}
     after: tuple[str, int] = ("", 0)

@@ -12,14 +12,15 @@ from memory_pipeline.vector_store import ChromaVectorStore
 
 
 def apply_tombstones(
-    db: Database, store: ChromaVectorStore, tenant: Tenant, extra_collections: Sequence[str] = ()
+    db: Database, store: ChromaVectorStore, tenant: Tenant, collections: Sequence[str]
 ) -> int:
-    """Remove deleted memories' vectors from Chroma, then forget their tombstones."""
+    """Remove deleted memories' vectors from the tenant's ``collections`` (its live one, and
+    the one a rollout builds), then forget their tombstones."""
     with db.connection() as conn, conn.transaction():
         shared_tenant_lock(conn, tenant)
         log_ids = tombstones.take_tombstones(conn, tenant.key)
         if log_ids:
-            for name in (None, *extra_collections):
+            for name in dict.fromkeys(collections):
                 store.delete_memories(tenant, log_ids, collection_name=name)
             tombstones.clear_tombstones(conn, log_ids)
     return len(log_ids)

@@ -22,6 +22,7 @@ from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import (
     ChromaVectorStore,
     VectorStoreUnavailable,
+    is_shard_collection,
     vector_id,
     vector_metadata,
 )
@@ -71,7 +72,8 @@ def write_chroma(
     outcome: BatchOutcome,
     collection_name: str | None = None,
 ) -> None:
-    """Upsert the batch's new vectors and delete its stale ones, tenant by tenant.
+    """Upsert the batch's new vectors (one upsert per collection: a shard's tenants share
+    theirs) and delete its stale ones.
 
     A tenant whose collection refuses the write (``ValueError``: it belongs to another tenant
     or model) has its rows of the batch moved to ``outcome.failed``; so does a tenant whose
@@ -80,19 +82,36 @@ def write_chroma(
     """
     by_tenant = _vectors_by_tenant(rows, model_id, tenants, outcome)
     errors: dict[str, Exception] = {}
+    # the tenants of a shard share its collection: one upsert for all of them (decision 0203)
+    by_collection: dict[str, list[str]] = {}
     for key, tv in by_tenant.items():
+        if tv.ids:
+            name = collection_name or store.live_collection_name(tenants[key], model_id)
+            by_collection.setdefault(name if is_shard_collection(name) else key, []).append(key)
+    for keys in by_collection.values():
+        group = [by_tenant[k] for k in keys]
         try:
-            if tv.ids:
-                store.upsert_vectors(
-                    tenants[key],
-                    model_id,
-                    tv.ids,
-                    np.concatenate(tv.vectors),
-                    tv.metadatas,
-                    collection_name=collection_name,
-                )
+            store.upsert_vectors(
+                tenants[keys[0]],
+                model_id,
+                [i for tv in group for i in tv.ids],
+                np.concatenate([v for tv in group for v in tv.vectors]),
+                [m for tv in group for m in tv.metadatas],
+                collection_name=collection_name,
+            )
+        except (VectorStoreUnavailable, ValueError) as exc:
+            errors.update(dict.fromkeys(keys, exc))
+    for key, tv in by_tenant.items():
+        if key in errors:
+            continue
+        try:
             if tv.stale_ids:
-                store.delete_vectors(tenants[key], tv.stale_ids, collection_name=collection_name)
+                store.delete_vectors(
+                    tenants[key],
+                    tv.stale_ids,
+                    collection_name=collection_name
+                    or store.live_collection_name(tenants[key], model_id),
+                )
         except (VectorStoreUnavailable, ValueError) as exc:
             errors[key] = exc
     unavailable = [e for e in errors.values() if isinstance(e, VectorStoreUnavailable)]

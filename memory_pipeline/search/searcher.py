@@ -16,7 +16,7 @@ mode (docs/decisions/0007-autocommit-search-connection.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
@@ -118,7 +118,7 @@ class MemorySearch:
         prepared = self._prepare(request)
         if prepared is None:
             return [[] for _ in request.queries]
-        model_id, vectors = prepared
+        request, model_id, vectors = prepared
         context = request.mode == "hybrid" and self.params.context_weight > 0
         with self.db.autocommit_connection() as conn:
             sittings = "best" if self.params.sitting_weight > 0 else None
@@ -160,7 +160,7 @@ class MemorySearch:
         prepared = self._prepare(request) if request.queries else None
         if prepared is None:
             return None
-        model_id, vectors = prepared
+        request, model_id, vectors = prepared
         with self.db.autocommit_connection() as conn:
             hybrid = request.mode == "hybrid"
             return self._retrieve(
@@ -177,17 +177,19 @@ class MemorySearch:
         ]
 
     # --------------------------------------------------------------------------- the steps
-    def _prepare(self, request: SearchRequest) -> tuple[str, np.ndarray] | None:
-        """The model serving the tenant and the queries' vectors (``None``: unknown tenant)."""
+    def _prepare(self, request: SearchRequest) -> tuple[SearchRequest, str, np.ndarray] | None:
+        """The request with its tenant placed (which Chroma collection holds its vectors), the
+        model serving the tenant and the queries' vectors (``None``: unknown tenant)."""
         tenant = self._known_tenant(request)
         if tenant is None:
             return None
+        request = replace(request, tenant=request.tenant.placed(tenant.shard))
         # The tenant's searches use its live model, which lags the configured one during a
         # model rollout: vectors of two models are never compared.
         embedder = self._embedder_for(tenant.live_model)
         # Every mode embeds the queries: results carry their raw cosine similarity, which
         # min_similarity filters on.
-        return embedder.model_id, embedder.embed_queries(list(request.queries))
+        return request, embedder.model_id, embedder.embed_queries(list(request.queries))
 
     def _known_tenant(self, request: SearchRequest) -> KnownTenant | None:
         with self.db.autocommit_connection() as conn:

@@ -125,7 +125,7 @@ def workable_tenants(conn: psycopg.Connection) -> list[WorkableTenant]:
                 SELECT tenant_key, count(*) AS tombstones, max(log_id) AS max_tomb
                 FROM memory_tombstone GROUP BY tenant_key
             )
-            SELECT t.tenant_key, t.user_id, t.project_id,
+            SELECT t.tenant_key, t.user_id, t.project_id, t.shard,
                    coalesce(w.rows, 0) AS rows, coalesce(tb.tombstones, 0) AS tombstones,
                    concat_ws(':', w.rows, w.max_id, w.id_sum,
                              extract(epoch FROM w.last_change), tb.tombstones, tb.max_tomb)
@@ -138,7 +138,7 @@ def workable_tenants(conn: psycopg.Connection) -> list[WorkableTenant]:
     ).fetchall()
     return [
         WorkableTenant(
-            Tenant(r["user_id"], r["project_id"]),
+            Tenant(r["user_id"], r["project_id"], r["shard"]),
             int(r["rows"]),
             int(r["tombstones"]),
             r["fingerprint"],

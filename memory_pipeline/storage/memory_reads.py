@@ -49,3 +49,12 @@ def vector_ids_of_tenant(conn: psycopg.Connection, tenant_key: str, model_id: st
         (tenant_key, model_id),
     ).fetchall()
     return {r["vector_id"] for r in rows}
+
+
+def vector_models_of_tenant(conn: psycopg.Connection, tenant_key: str) -> list[str]:
+    """The models the tenant has vectors of in memory_vector (two during a rollout)."""
+    rows = conn.execute(
+        "SELECT DISTINCT embedding_model FROM memory_vector WHERE tenant_key = %s ORDER BY 1",
+        (tenant_key,),
+    ).fetchall()
+    return [r["embedding_model"] for r in rows]

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import BigInteger, Computed, FetchedValue, Identity, Text, text
+from sqlalchemy import BigInteger, Computed, FetchedValue, Identity, Integer, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
@@ -131,7 +131,9 @@ class MemoryTenant(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=text("now()"))
     #: The model whose vectors serve this tenant's searches (see docs/architecture.md).
     live_model: Mapped[str | None] = mapped_column(Text)
+    #: The shard whose Chroma collections hold its vectors (``None``: its own; decision 0203).
+    shard: Mapped[int | None] = mapped_column(Integer)
 
     @property
     def tenant(self) -> Tenant:
-        return Tenant(self.user_id, self.project_id)
+        return Tenant(self.user_id, self.project_id, self.shard)

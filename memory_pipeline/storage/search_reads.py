@@ -23,10 +23,11 @@ PGVECTOR_EF_SEARCH = 200
 
 @dataclass(frozen=True, slots=True)
 class KnownTenant:
-    """A tenant search found, and the model whose vectors serve its searches (``None``: the
-    configured one)."""
+    """A tenant search found, the model whose vectors serve its searches (``None``: the
+    configured one), and the shard whose collections hold them (``None``: its own)."""
 
     live_model: str | None
+    shard: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +79,9 @@ def _vector_cast(vector: np.ndarray) -> sql.Composable:
 def known_tenant(conn: psycopg.Connection, tenant_key: str) -> KnownTenant | None:
     """The tenant, if any memory of it was ever written."""
     row = conn.execute(
-        "SELECT live_model FROM memory_tenant WHERE tenant_key = %s", (tenant_key,)
+        "SELECT live_model, shard FROM memory_tenant WHERE tenant_key = %s", (tenant_key,)
     ).fetchone()
-    return KnownTenant(row["live_model"]) if row else None
+    return KnownTenant(row["live_model"], row["shard"]) if row else None
 
 
 def pgvector_nearest(

@@ -12,8 +12,9 @@ from typing import Any
 
 import psycopg
 
+from memory_pipeline.storage import tenant_layout
 from memory_pipeline.storage.claims import WORKABLE
-from memory_pipeline.tenancy import Tenant
+from memory_pipeline.tenancy import Tenant, TenantLayout
 
 #: The row states of DESIGN §2, in the order an operator reads them.
 ROW_STATES = ("pending", "embedded", "skipped", "failed", "dead")
@@ -35,6 +36,14 @@ class TenantTotals:
 
 
 @dataclass(frozen=True)
+class ShardTotals:
+    """A shard's tenants, and their rows by state and vectors, summed."""
+
+    tenants: int = 0
+    rows: TenantTotals = TenantTotals()
+
+
+@dataclass(frozen=True)
 class RowSample:
     """One memory shown to an operator: why it is skipped, failed or dead."""
 
@@ -49,9 +58,9 @@ class RowSample:
 def all_tenants(conn: psycopg.Connection) -> list[Tenant]:
     """Every tenant with a record, oldest first (the order of their Dagster partitions)."""
     rows = conn.execute(
-        "SELECT user_id, project_id FROM memory_tenant ORDER BY created_at, tenant_key"
+        "SELECT user_id, project_id, shard FROM memory_tenant ORDER BY created_at, tenant_key"
     ).fetchall()
-    return [Tenant(r["user_id"], r["project_id"]) for r in rows]
+    return [Tenant(r["user_id"], r["project_id"], r["shard"]) for r in rows]
 
 
 def tenant_totals(
@@ -169,12 +178,13 @@ def pending_ages(
 
 
 def tenants_of(conn: psycopg.Connection, tenant_keys: Sequence[str]) -> dict[str, Tenant]:
-    """The tenants recorded under ``tenant_keys``, by key (unknown keys are left out)."""
+    """The tenants recorded under ``tenant_keys``, placed, by key (unknown keys are left out)."""
     rows = conn.execute(
-        "SELECT tenant_key, user_id, project_id FROM memory_tenant WHERE tenant_key = ANY(%s)",
+        "SELECT tenant_key, user_id, project_id, shard FROM memory_tenant "
+        "WHERE tenant_key = ANY(%s)",
         (list(tenant_keys),),
     ).fetchall()
-    return {r["tenant_key"]: Tenant(r["user_id"], r["project_id"]) for r in rows}
+    return {r["tenant_key"]: Tenant(r["user_id"], r["project_id"], r["shard"]) for r in rows}
 
 
 def status_counts(conn: psycopg.Connection) -> list[dict[str, Any]]:
@@ -190,3 +200,17 @@ def status_counts(conn: psycopg.Connection) -> list[dict[str, Any]]:
            GROUP BY t.user_id, t.project_id, t.tenant_key, t.created_at
            ORDER BY t.created_at, t.tenant_key"""
     ).fetchall()
+
+
+def shard_totals(
+    conn: psycopg.Connection, layout: TenantLayout, shard_numbers: Sequence[int], model_id: str
+) -> dict[int, ShardTotals]:
+    """Each shard's :class:`ShardTotals` now (its tenants' :func:`tenant_totals` summed)."""
+    tenants = tenant_layout.tenants_of_shards(conn, layout, shard_numbers)
+    per_tenant = tenant_totals(conn, [t.key for t in tenants], model_id)
+    out: dict[int, ShardTotals] = {}
+    for shard in shard_numbers:
+        mine = [per_tenant[t.key] for t in tenants if layout.shard_of(t.key) == shard]
+        summed = {name: sum(getattr(t, name) for t in mine) for name in TenantTotals().as_dict()}
+        out[shard] = ShardTotals(len(mine), TenantTotals(**summed))
+    return out

@@ -1,10 +1,12 @@
-"""Vector store: one Chroma collection per tenant, reached through the Chroma server."""
+"""Vector store: a Chroma collection per tenant, or per shard and model in a sharded home,
+reached through the Chroma server."""
 
 from memory_pipeline.vector_store.chroma import (
     ChromaVectorStore,
     VectorHit,
     VectorStoreUnavailable,
     connect_chroma,
+    is_shard_collection,
     vector_id,
     vector_metadata,
 )
@@ -14,6 +16,7 @@ __all__ = [
     "VectorHit",
     "VectorStoreUnavailable",
     "connect_chroma",
+    "is_shard_collection",
     "vector_id",
     "vector_metadata",
 ]

@@ -1,4 +1,9 @@
-"""Chroma access: per-tenant collections, upserts by vector id, tenant-filtered queries.
+"""Chroma access: per-tenant or per-shard collections, upserts by vector id, tenant-filtered
+queries.
+
+A tenant whose ``shard`` is set shares its shard's collection (one per model) with the shard's
+other tenants: every read, delete and query of it then filters on its ``tenant_key``, and
+"dropping" its collection removes only its vectors (docs/decisions/0203-tenant-shards.md).
 
 Chroma never embeds anything here: collections are created with ``embedding_function=None`` and
 every call passes vectors we computed (Chroma's default function would try to download a model).
@@ -15,7 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from memory_pipeline.tenancy import Tenant
+from memory_pipeline.tenancy import (
+    SHARD_COLLECTION_PREFIX,
+    Tenant,
+    shard_collection_name,
+    shard_collection_prefix,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +78,7 @@ def vector_metadata(
     return {
         "log_id": int(log_id),
         "chunk_index": int(chunk_index),
+        "tenant_key": tenant.key,
         "user_id": tenant.user_id,
         "project_id": tenant.project_id,
         "memory_type": memory_type,
@@ -94,16 +105,25 @@ def _batches(count: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, count))
 
 
+def is_shard_collection(name: str) -> bool:
+    """Whether a collection is a shard's, shared by several tenants."""
+    return name.startswith(SHARD_COLLECTION_PREFIX)
+
+
+def _and(first: Mapping[str, Any], second: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"$and": [dict(first), dict(second)]} if second else dict(first)
+
+
 class ChromaVectorStore:
     """The tenants' collections on one Chroma server."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self._max_batch = int(client.get_max_batch_size())
-        # Collections that queries found, by (tenant key, model): a search then costs one
-        # request, not two. A collection dropped meanwhile (repair, purge, model switch) is
-        # looked up again (see query).
-        self._query_collections: dict[tuple[str, str], Any] = {}
+        # Collections that queries found, by (tenant key, placement, model): a search then
+        # costs one request, not two. A collection dropped meanwhile (repair, purge, model
+        # switch, a move to a shard) is looked up again (see query).
+        self._query_collections: dict[tuple[str, int | None, str], Any] = {}
 
     def _call(self, what: str, tenant: Tenant, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -115,17 +135,39 @@ class ChromaVectorStore:
                 f"Chroma {what} failed for tenant {tenant}: {exc}"
             ) from exc
 
+    @staticmethod
+    def live_collection_name(tenant: Tenant, model_id: str) -> str:
+        """Where the tenant's vectors of ``model_id`` are searched: its own collection (which
+        holds one model at a time), or its shard's collection of that model."""
+        if tenant.shard is None:
+            return tenant.collection_name
+        return shard_collection_name(tenant.shard, model_id)
+
+    @staticmethod
+    def _name(tenant: Tenant, name: str | None) -> str:
+        if name:
+            return name
+        if tenant.shard is not None:  # a shard has a collection per model: say which
+            raise ValueError(
+                f"tenant {tenant} lives in shard {tenant.shard}: name the shard collection"
+            )
+        return tenant.collection_name
+
     def collection(self, tenant: Tenant, model_id: str, *, name: str | None = None) -> Any:
         """Open (creating if needed) the tenant's collection and check it belongs to it.
 
-        Raises ``ValueError`` if the collection's recorded tenant or model differs.
+        Raises ``ValueError`` if the collection's recorded tenant (or shard) or model differs.
         """
-        name = name or tenant.collection_name
-        metadata = {
-            "user_id": tenant.user_id,
-            "project_id": tenant.project_id,
-            "embedding_model": model_id,
-        }
+        name = name or self.live_collection_name(tenant, model_id)
+        metadata: dict[str, Any] = (
+            {"shard": tenant.shard, "embedding_model": model_id}
+            if is_shard_collection(name)
+            else {
+                "user_id": tenant.user_id,
+                "project_id": tenant.project_id,
+                "embedding_model": model_id,
+            }
+        )
         collection = self._call(
             "open collection",
             tenant,
@@ -140,12 +182,19 @@ class ChromaVectorStore:
 
     @staticmethod
     def building_collection_name(tenant: Tenant, model_id: str) -> str:
-        """Where a tenant's vectors of a model being rolled out are built (DESIGN §3)."""
+        """Where a tenant's vectors of a model being rolled out are built (DESIGN §3); for a
+        tenant in a shard, that shard's collection of the model."""
+        if tenant.shard is not None:
+            return shard_collection_name(tenant.shard, model_id)
         return f"{tenant.collection_name}__{hashlib.sha256(model_id.encode()).hexdigest()[:12]}"
 
     def collection_for_model(self, tenant: Tenant, model_id: str) -> Any | None:
         """The tenant's collection that holds vectors of ``model_id``: the live one, or the one
         built (or retired) aside under the model's name; ``None`` if there is none."""
+        if tenant.shard is not None:
+            return self.existing_collection(
+                tenant, name=shard_collection_name(tenant.shard, model_id)
+            )
         for name in (tenant.collection_name, self.building_collection_name(tenant, model_id)):
             collection = self.existing_collection(tenant, name=name)
             if (
@@ -159,9 +208,12 @@ class ChromaVectorStore:
         """Make the collection built for ``new_model`` the tenant's live collection.
 
         Each rename is atomic and every intermediate state still holds each model's vectors
-        under a name :meth:`collection_for_model` finds, so searches never see a gap.
+        under a name :meth:`collection_for_model` finds, so searches never see a gap. A tenant
+        in a shard has nothing to rename: each model has its own shard collection.
         """
         self._forget_query_collections(tenant)
+        if tenant.shard is not None:
+            return
         building = self.existing_collection(
             tenant, name=self.building_collection_name(tenant, new_model)
         )
@@ -181,9 +233,7 @@ class ChromaVectorStore:
         from chromadb.errors import NotFoundError
 
         try:
-            return self.client.get_collection(
-                name or tenant.collection_name, embedding_function=None
-            )
+            return self.client.get_collection(self._name(tenant, name), embedding_function=None)
         except NotFoundError:
             return None
         except Exception as exc:
@@ -194,7 +244,13 @@ class ChromaVectorStore:
     @staticmethod
     def _verify(collection: Any, tenant: Tenant, model_id: str | None) -> None:
         meta = collection.metadata or {}
-        if meta.get("user_id") != tenant.user_id or meta.get("project_id") != tenant.project_id:
+        if is_shard_collection(collection.name):
+            if tenant.shard is None or meta.get("shard") != tenant.shard:
+                raise ValueError(
+                    f"Chroma collection {collection.name} is shard {meta.get('shard')!r}'s, "
+                    f"not the collection of tenant {tenant} (shard {tenant.shard})"
+                )
+        elif meta.get("user_id") != tenant.user_id or meta.get("project_id") != tenant.project_id:
             raise ValueError(
                 f"Chroma collection {collection.name} belongs to "
                 f"{meta.get('user_id')!r}:{meta.get('project_id')!r}, not to tenant {tenant}"
@@ -234,7 +290,11 @@ class ChromaVectorStore:
     ) -> None:
         """Remove vectors by id; ids that are not there are ignored."""
         self._delete(
-            tenant, collection_name, ids, self._max_batch, lambda part: {"ids": list(part)}
+            tenant,
+            collection_name,
+            ids,
+            self._max_batch,
+            lambda part: {"ids": list(part)},
         )
 
     def delete_memories(
@@ -257,14 +317,19 @@ class ChromaVectorStore:
         batch: int,
         selection: Callable[[Sequence[Any]], dict[str, Any]],
     ) -> None:
-        """Delete what ``selection`` names for each batch of ``items`` (no collection: nothing)."""
+        """Delete what ``selection`` names for each batch of ``items`` (no collection: nothing);
+        in a shard's collection, only among the tenant's own vectors."""
         if not items:
             return
         collection = self.existing_collection(tenant, name=collection_name)
         if collection is None:
             return
+        shared = is_shard_collection(collection.name)
         for part in _batches(len(items), batch):
-            self._call("delete", tenant, collection.delete, **selection(items[part]))
+            chosen = selection(items[part])
+            if shared:
+                chosen["where"] = _and({"tenant_key": tenant.key}, chosen.get("where"))
+            self._call("delete", tenant, collection.delete, **chosen)
 
     def query(
         self,
@@ -282,8 +347,9 @@ class ChromaVectorStore:
         is opened). With ``with_metadata`` every returned vector's ``user_id``/``project_id``
         is checked against the tenant too. Without it (cheaper), hits carry only ids and
         similarities, and the caller must check each memory's tenant in Postgres, as search does
-        when it loads rows. The tenant is not repeated inside Chroma's ``where``: it would make
-        Chroma pre-filter the whole collection (docs/decisions/0016).
+        when it loads rows. The tenant is not repeated inside Chroma's ``where`` of a tenant's
+        own collection: it would make Chroma pre-filter the whole collection (docs/decisions/
+        0016); in a shard's collection it is the filter that keeps the tenant to itself.
         """
         from chromadb.errors import NotFoundError
 
@@ -292,16 +358,20 @@ class ChromaVectorStore:
             collection = self._collection_for_query(tenant, model_id)
             if collection is None:
                 return None
+            if is_shard_collection(collection.name):
+                chosen: dict[str, Any] | None = _and({"tenant_key": tenant.key}, where)
+            else:
+                chosen = dict(where) if where else None
             try:
                 result = collection.query(
                     query_embeddings=query_vectors,
                     n_results=n_results,
-                    where=dict(where) if where else None,
+                    where=chosen,
                     include=include,
                 )
                 break
             except NotFoundError:  # dropped since it was cached: look it up again
-                self._query_collections.pop((tenant.key, model_id), None)
+                self._query_collections.pop((tenant.key, tenant.shard, model_id), None)
                 if attempt == 2:
                     return None
             except (VectorStoreUnavailable, ValueError):
@@ -333,7 +403,7 @@ class ChromaVectorStore:
         return hits
 
     def _collection_for_query(self, tenant: Tenant, model_id: str) -> Any | None:
-        key = (tenant.key, model_id)
+        key = (tenant.key, tenant.shard, model_id)
         collection = self._query_collections.get(key)
         if collection is None:
             collection = self.collection_for_model(tenant, model_id)
@@ -344,14 +414,17 @@ class ChromaVectorStore:
         return collection
 
     def vector_ids(self, tenant: Tenant, *, collection_name: str | None = None) -> set[str]:
-        """Every vector id in the tenant's collection (empty if there is none)."""
+        """Every vector id of the tenant in its collection (empty if there is none)."""
         collection = self.existing_collection(tenant, name=collection_name)
         if collection is None:
             return set()
+        where = {"tenant_key": tenant.key} if is_shard_collection(collection.name) else None
         ids: set[str] = set()
         offset, page = 0, 5000
         while True:
-            got = self._call("get", tenant, collection.get, include=[], limit=page, offset=offset)
+            got = self._call(
+                "get", tenant, collection.get, where=where, include=[], limit=page, offset=offset
+            )
             ids.update(got["ids"])
             if len(got["ids"]) < page:
                 return ids
@@ -364,32 +437,43 @@ class ChromaVectorStore:
         collection = self.existing_collection(tenant, name=collection_name)
         if collection is None or not ids:
             return {}
-        got = self._call("get", tenant, collection.get, ids=list(ids), include=["embeddings"])
+        where = {"tenant_key": tenant.key} if is_shard_collection(collection.name) else None
+        got = self._call(
+            "get", tenant, collection.get, ids=list(ids), where=where, include=["embeddings"]
+        )
         return {
             vid: np.asarray(vec, dtype=np.float32)
             for vid, vec in zip(got["ids"], got["embeddings"], strict=True)
         }
 
     def tenant_collection_names(self, tenant: Tenant) -> list[str]:
-        """Every collection of the tenant: the live one and any built aside for another model."""
+        """Every collection that may hold the tenant's vectors: its own, any built aside for
+        another model, and, in a shard, the shard's collections of every model."""
         collections = self._call("list collections", tenant, self.client.list_collections)
         live = tenant.collection_name
+        shard_prefix = None if tenant.shard is None else shard_collection_prefix(tenant.shard)
         names = (c.name for c in collections)
-        return sorted(n for n in names if n == live or n.startswith(f"{live}__"))
+        return sorted(
+            n
+            for n in names
+            if n == live
+            or n.startswith(f"{live}__")
+            or (shard_prefix is not None and n.startswith(shard_prefix))
+        )
 
     def _forget_query_collections(self, tenant: Tenant) -> None:
         for key in [k for k in self._query_collections if k[0] == tenant.key]:
             del self._query_collections[key]
 
     def drop_collection(self, tenant: Tenant, *, name: str | None = None) -> bool:
-        """Delete the tenant's collection; return whether it existed."""
+        """Delete the tenant's collection; return whether it existed. In a shard's collection
+        only the tenant's own vectors go: the shard's other tenants keep theirs."""
         self._forget_query_collections(tenant)
-        if self.existing_collection(tenant, name=name) is None:
+        collection = self.existing_collection(tenant, name=name)
+        if collection is None:
             return False
-        self._call(
-            "delete collection",
-            tenant,
-            self.client.delete_collection,
-            name or tenant.collection_name,
-        )
+        if is_shard_collection(collection.name):
+            self._call("delete", tenant, collection.delete, where={"tenant_key": tenant.key})
+            return True
+        self._call("delete collection", tenant, self.client.delete_collection, collection.name)
         return True
