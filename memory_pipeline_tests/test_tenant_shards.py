@@ -11,7 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory_pipeline.consistency import compare_vectors, rebuild_collection_from_pgvector
+from memory_pipeline.consistency import (
+    compare_tenants,
+    compare_vectors,
+    rebuild_collection_from_pgvector,
+)
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.storage import tenant_layout
 from memory_pipeline.tenancy import (
@@ -157,6 +161,10 @@ def test_drift_in_a_shard_is_found_and_repaired_for_that_tenant_only(sharded_hom
     drift = compare_vectors(store.db, store.vector_store, broken, model)
     assert not drift.in_sync and drift.missing_in_chroma == lost
     assert compare_vectors(store.db, store.vector_store, neighbour, model).in_sync
+    # the check's shard-at-a-time read finds the same
+    both = compare_tenants(store.db, store.vector_store, [broken, neighbour], model)
+    assert both[broken].missing_in_chroma == lost and not both[broken].extra_in_chroma
+    assert both[neighbour].in_sync and both[neighbour].postgres_count == 3
     assert rebuild_collection_from_pgvector(store.db, store.vector_store, broken, model) == 4
     assert compare_vectors(store.db, store.vector_store, broken, model).in_sync
     assert compare_vectors(store.db, store.vector_store, neighbour, model).in_sync

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,3 +77,81 @@ def compare_vectors(
         mismatched_vectors=mismatched,
         sampled=len(sample),
     )
+
+
+def compare_tenants(
+    db: Database,
+    store: ChromaVectorStore,
+    tenants: Sequence[Tenant],
+    model_id: str,
+    *,
+    sample_size: int = VECTOR_SAMPLE_SIZE,
+    seed: int = 0,
+) -> dict[Tenant, VectorDrift]:
+    """:func:`compare_vectors` for many tenants: those in a shard are compared shard by shard,
+    one read of the shard's collection for all of them (a sample of ``sample_size`` vectors per
+    shard), so a sharded home's check costs Chroma requests per shard, not per tenant."""
+    out: dict[Tenant, VectorDrift] = {}
+    by_shard: dict[int, list[Tenant]] = {}
+    for tenant in tenants:
+        if tenant.shard is None:
+            out[tenant] = compare_vectors(
+                db, store, tenant, model_id, sample_size=sample_size, seed=seed
+            )
+        else:
+            by_shard.setdefault(tenant.shard, []).append(tenant)
+    for shard, members in by_shard.items():
+        out.update(_compare_shard(db, store, shard, members, model_id, sample_size, seed))
+    return {t: out[t] for t in tenants}
+
+
+def _compare_shard(
+    db: Database,
+    store: ChromaVectorStore,
+    shard: int,
+    tenants: Sequence[Tenant],
+    model_id: str,
+    sample_size: int,
+    seed: int,
+) -> dict[Tenant, VectorDrift]:
+    keys = [t.key for t in tenants]
+    with db.connection() as conn:
+        pg = memory_reads.vector_ids_of_tenants(conn, keys, model_id)
+    owners = {vid: key for vid, (key, _) in store.shard_contents(shard, model_id).items()}
+    chroma: dict[str, set[str]] = {key: set() for key in keys}
+    for vid, key in owners.items():
+        if key in chroma:
+            chroma[key].add(vid)
+    common = sorted(vid for key in keys for vid in pg[key] & chroma[key])
+    sample = random.Random(seed).sample(common, min(sample_size, len(common)))
+    mismatched: set[str] = set()
+    if sample:
+        with db.connection() as conn:
+            rows = conn.execute(
+                "SELECT vector_id, embedding FROM memory_vector "
+                "WHERE tenant_key = ANY(%s) AND embedding_model = %s AND vector_id = ANY(%s)",
+                (keys, model_id, sample),
+            ).fetchall()
+        pg_vectors = {r["vector_id"]: np.asarray(r["embedding"].to_numpy()) for r in rows}
+        got = store.shard_contents(shard, model_id, ids=sample)
+        for vid in sample:
+            a, b = pg_vectors.get(vid), got.get(vid, ("", None))[1]
+            if (
+                a is None
+                or b is None
+                or a.shape != b.shape
+                or np.max(np.abs(a - b)) > VECTOR_TOLERANCE
+            ):
+                mismatched.add(vid)
+    in_sample = set(sample)
+    return {
+        t: VectorDrift(
+            postgres_count=len(pg[t.key]),
+            chroma_count=len(chroma[t.key]),
+            missing_in_chroma=sorted(pg[t.key] - chroma[t.key]),
+            extra_in_chroma=sorted(chroma[t.key] - pg[t.key]),
+            mismatched_vectors=sorted(v for v in mismatched if v in pg[t.key]),
+            sampled=len(in_sample & pg[t.key]),
+        )
+        for t in tenants
+    }

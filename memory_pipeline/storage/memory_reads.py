@@ -58,3 +58,18 @@ def vector_models_of_tenant(conn: psycopg.Connection, tenant_key: str) -> list[s
         (tenant_key,),
     ).fetchall()
     return [r["embedding_model"] for r in rows]
+
+
+def vector_ids_of_tenants(
+    conn: psycopg.Connection, tenant_keys: Sequence[str], model_id: str
+) -> dict[str, set[str]]:
+    """:func:`vector_ids_of_tenant` for many tenants in one query (every key present)."""
+    rows = conn.execute(
+        "SELECT tenant_key, vector_id FROM memory_vector "
+        "WHERE tenant_key = ANY(%s) AND embedding_model = %s",
+        (list(tenant_keys), model_id),
+    ).fetchall()
+    out: dict[str, set[str]] = {key: set() for key in tenant_keys}
+    for r in rows:
+        out[r["tenant_key"]].add(r["vector_id"])
+    return out

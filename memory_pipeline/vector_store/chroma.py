@@ -446,6 +446,36 @@ class ChromaVectorStore:
             for vid, vec in zip(got["ids"], got["embeddings"], strict=True)
         }
 
+    def shard_contents(
+        self, shard: int, model_id: str, *, ids: Sequence[str] | None = None
+    ) -> dict[str, tuple[str, np.ndarray | None]]:
+        """A shard's collection of ``model_id``, all of it (or ``ids`` with their vectors): each
+        vector id's ``tenant_key`` (and vector). One paged read for every tenant of the shard,
+        for checks that would otherwise read it tenant by tenant."""
+        name = shard_collection_name(shard, model_id)
+        owner = Tenant("shard", name, shard)  # names the shard in errors
+        collection = self.existing_collection(owner, name=name)
+        if collection is None:
+            return {}
+        out: dict[str, tuple[str, np.ndarray | None]] = {}
+        if ids is not None:
+            got = self._call(
+                "get", owner, collection.get, ids=list(ids), include=["metadatas", "embeddings"]
+            )
+            for vid, meta, vec in zip(got["ids"], got["metadatas"], got["embeddings"], strict=True):
+                out[vid] = ((meta or {}).get("tenant_key", ""), np.asarray(vec, dtype=np.float32))
+            return out
+        offset, page = 0, 5000
+        while True:
+            got = self._call(
+                "get", owner, collection.get, include=["metadatas"], limit=page, offset=offset
+            )
+            for vid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                out[vid] = ((meta or {}).get("tenant_key", ""), None)
+            if len(got["ids"]) < page:
+                return out
+            offset += page
+
     def tenant_collection_names(self, tenant: Tenant) -> list[str]:
         """Every collection that may hold the tenant's vectors: its own, any built aside for
         another model, and, in a shard, the shard's collections of every model."""
