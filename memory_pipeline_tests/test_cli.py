@@ -29,6 +29,7 @@ def test_every_verb_has_help(home_env):
         "process",
         "search",
         "status",
+        "tenants",
         "retry",
     ]:
         proc = run_cli(home_env, verb, "--help")
@@ -188,6 +189,9 @@ def test_add_wait_that_times_out_still_reports_the_stored_id_and_who_embeds_it(
         ["get", "999999999"],
         ["search", "--user", "u", "--project", "p", "--mode", "telepathy", "q"],
         ["process", "--user", "only-user"],
+        ["tenants"],
+        ["tenants", "--user", "u", "--limit", "0"],
+        ["tenants", "--project", "p" * 300],
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_on_stderr(home_env, args):
@@ -199,6 +203,32 @@ def test_bad_input_exits_non_zero_with_one_line_on_stderr(home_env, args):
     assert "Traceback" not in proc.stderr
     if args[0] != "search":  # argparse prints usage + error for unknown choices
         assert len(lines) == 1
+
+
+def test_tenants_finds_a_tenant_by_user_or_project_with_its_partition(home_env, new_tenant):
+    tenant = new_tenant("lookup")
+    run_cli(
+        home_env,
+        "add",
+        "--user",
+        tenant.user_id,
+        "--project",
+        tenant.project_id,
+        "--data",
+        '{"content": "find me"}',
+        "--json",
+    )
+    (by_user,) = json.loads(run_cli(home_env, "tenants", "--user", tenant.user_id, "--json").stdout)
+    by_project = json.loads(
+        run_cli(home_env, "tenants", "--project", tenant.project_id, "--json").stdout
+    )
+    assert by_project == [by_user]
+    assert by_user["tenant_key"] == tenant.key
+    assert by_user["partition"] == tenant.partition_key  # a small home: its own partition
+    assert by_user["collection"] == tenant.collection_name and by_user["shard"] is None
+    assert by_user["pending"] + by_user["embedded"] == 1
+    nobody = run_cli(home_env, "tenants", "--user", f"{tenant.user_id}-nobody", "--json")
+    assert json.loads(nobody.stdout) == []
 
 
 def test_db_url_is_a_libpq_uri_psycopg_accepts(home_env):
