@@ -18,6 +18,7 @@ from memory_pipeline.consistency import (
 )
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.storage import tenant_layout
+from memory_pipeline.storage.tenant_locks import shared_tenant_lock
 from memory_pipeline.tenancy import (
     SHARD_COLLECTION_PREFIX,
     Tenant,
@@ -200,3 +201,30 @@ def test_find_tenants_names_each_tenants_shard_partition_and_collection(sharded_
     assert store.find_tenants(project_id=tenant.project_id) == [found]
     with pytest.raises(ValueError, match="user_id, a project_id or both"):
         store.find_tenants()
+
+
+def test_tenants_without_vectors_are_placed_in_bulk_unless_a_run_holds_them(sharded_home):
+    store = sharded_home
+    free, held = _neighbours(2)
+    for t in (free, held):
+        _add(store, t, [f"{t.user_id} arrived before the home was sharded"])
+    with store.db.connection() as conn:  # as a home sharded after these tenants arrived
+        conn.execute(
+            "UPDATE memory_tenant SET shard = NULL WHERE tenant_key = ANY(%s)",
+            ([free.key, held.key],),
+        )
+    with store.db.connection() as run, run.transaction():  # a run writing held's first vectors
+        shared_tenant_lock(run, held)
+        with store.db.autocommit_connection() as conn:
+            layout = tenant_layout.read_layout(conn)
+            placed = tenant_layout.place_tenants_without_vectors(conn, layout, [free.key, held.key])
+            assert placed == 1
+            assert tenant_layout.unplaced_tenants(conn, layout, [free.key, held.key]) == [held.key]
+    with store.db.connection() as conn, pytest.raises(ValueError, match="autocommit"):
+        tenant_layout.place_tenants_without_vectors(conn, layout, [held.key])
+    store.process_pending()
+    for t in (free, held):
+        placed_tenant = _placed(store, t)
+        assert placed_tenant.shard == shard_of(t.key, TEST_SHARDS)
+        found = store.search_similar_memories("arrived before", t.user_id, t.project_id)
+        assert len(found) == 1

@@ -8,7 +8,7 @@ as they were for the next run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -62,8 +62,13 @@ def process(
             tenants = [w.tenant for w in claims.workable_tenants(conn)]
             if layout.sharded:  # moving into the shards is work too
                 tenants += tenant_layout.tenants_to_move(conn)
+    keys = list(dict.fromkeys(t.key for t in tenants))
+    if layout.sharded:  # tenants without vectors need no move: placed in bulk, chunk by chunk
+        with db.autocommit_connection() as conn:
+            tenant_layout.place_tenants_without_vectors(conn, layout, keys)
+    with db.connection() as conn:
+        unplaced = set(tenant_layout.unplaced_tenants(conn, layout, keys))
         tenants = tenant_layout.placed(conn, list({t.key: t for t in tenants}.values()))
-        unplaced = set(tenant_layout.unplaced_tenants(conn, layout, [t.key for t in tenants]))
     if not tenants:
         return ProcessResult({})
     tenants = [
@@ -146,7 +151,13 @@ def _run_batches(
                 return
             last_id = rows[-1].id
             result = process_batch(
-                conn, rows, {tenant.key: tenant}, embedder, store, options, collection_name
+                conn,
+                rows,
+                _placed_now(conn, {tenant.key: tenant}, rows),
+                embedder,
+                store,
+                options,
+                collection_name,
             )
             batch = result.counts.get(tenant.key, ProcessCounts())
             if batch.embedded and collection_name is None:
@@ -157,6 +168,15 @@ def _run_batches(
         fresh.extend(result.fresh.get(tenant.key, []))
         with db.connection() as conn:  # keep the keyword statistics' delta log short
             compact_term_stats(conn, [tenant.key])
+
+
+def _placed_now(
+    conn: psycopg.Connection, tenants: Mapping[str, Tenant], rows: Sequence[ClaimedRow]
+) -> dict[str, Tenant]:
+    """The batch's tenants placed as the claiming transaction sees them: it holds their shared
+    locks, so no move into a shard can change where their vectors go until it commits."""
+    batch = [tenants[key] for key in dict.fromkeys(row.tenant_key for row in rows)]
+    return {t.key: t for t in tenant_layout.placed(conn, batch)}
 
 
 def process_tenants(
@@ -198,7 +218,9 @@ def process_tenants(
             if not rows:
                 break
             after = (rows[-1].tenant_key, rows[-1].id)
-            result = process_batch(conn, rows, together, embedder, store, options)
+            result = process_batch(
+                conn, rows, _placed_now(conn, together, rows), embedder, store, options
+            )
             done = [key for key, c in result.counts.items() if c.embedded]
             if done:
                 live_models.adopt_live_model(conn, done, embedder.model_id)

@@ -89,6 +89,37 @@ def find_tenants(
     return [Tenant(r["user_id"], r["project_id"], r["shard"]) for r in rows]
 
 
+#: Tenants placed per statement: each takes its advisory lock, and Postgres' lock table is shared.
+PLACE_CHUNK = 500
+
+
+def place_tenants_without_vectors(
+    conn: psycopg.Connection, layout: TenantLayout, tenant_keys: Sequence[str]
+) -> int:
+    """Put the unplaced tenants among ``tenant_keys`` that have no vectors yet straight into
+    their shards (nothing to move); return how many. A tenant whose lock another transaction
+    holds (a run writing its first vectors) is left for a move. ``conn`` is in autocommit
+    mode: each chunk is its own transaction, so its locks go when it commits."""
+    if not conn.autocommit:
+        raise ValueError("place_tenants_without_vectors needs an autocommit connection")
+    if layout.shards is None:
+        return 0
+    placed_count = 0
+    keys = list(tenant_keys)
+    for start in range(0, len(keys), PLACE_CHUNK):
+        with conn.transaction():
+            placed_count += conn.execute(
+                """UPDATE memory_tenant t
+                   SET shard = memory_pipeline_tenant_shard(t.tenant_key, %(shards)s)
+                   WHERE t.tenant_key = ANY(%(keys)s) AND t.shard IS NULL
+                     AND NOT EXISTS (SELECT 1 FROM memory_vector v
+                                     WHERE v.tenant_key = t.tenant_key)
+                     AND pg_try_advisory_xact_lock(hashtextextended('tenant:' || t.tenant_key, 0))""",
+                {"shards": layout.shards, "keys": keys[start : start + PLACE_CHUNK]},
+            ).rowcount
+    return placed_count
+
+
 def tenants_to_move(conn: psycopg.Connection) -> list[Tenant]:
     """Every tenant still in its own collection (of a sharded home: the moves left to do)."""
     rows = conn.execute(
