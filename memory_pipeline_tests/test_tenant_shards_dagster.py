@@ -23,12 +23,14 @@ from memory_pipeline.defs.assets import tenant_memory_vectors
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME, sync_tenant_partitions
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 from memory_pipeline.defs.sensors import pending_rows_sensor
+from memory_pipeline.embedding import Embedder
 from memory_pipeline.local_services import ensure_services, stop_services
 from memory_pipeline.memory_store import MemoryStore
+from memory_pipeline.processing import process_tenant
 from memory_pipeline.settings import DEFAULT_EMBEDDING_MODEL, Settings
 from memory_pipeline.storage import tenant_layout
 from memory_pipeline.storage.migrations import apply_migrations
-from memory_pipeline.tenancy import Tenant, shard_partition_key
+from memory_pipeline.tenancy import Tenant, shard_collection_name, shard_partition_key
 
 #: The home shards once it has more tenants than this, into this many shards.
 THRESHOLD, SHARDS = 3, 2
@@ -195,3 +197,58 @@ def test_a_home_growing_past_the_threshold_moves_to_shards_without_re_embedding(
             now=10_000.0,
         )
     assert set(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME)) == shard_keys
+
+
+ROLLOUT_MODEL = "test/all-MiniLM-L6-v2-shard-copy"
+
+
+def test_a_model_rollout_in_a_shard_switches_its_tenants_and_leaves_neighbours_alone(
+    growing_home,
+):
+    store = growing_home
+    with store.db.connection() as conn:
+        layout = tenant_layout.shard_home(conn, SHARDS)
+    old_model = store.embedder.model_id
+    rolled, neighbour = Tenant("rollout-a", "proj"), Tenant("rollout-b", "proj")
+    ids = {
+        t.key: [
+            store.create_memory_log(t.user_id, t.project_id, {"content": f"{t.user_id} sail {i}"})
+            for i in range(3)
+        ]
+        for t in (rolled, neighbour)
+    }
+    store.process_pending()
+    copy = Embedder(ROLLOUT_MODEL, batch_size=32, model_source=store.embedder.model_source)
+    copy._model = store.embedder.model  # same weights under another id: no second load
+    with MemoryStore(store.settings, store.endpoints, embedder=copy, migrate=False) as new_store:
+        new_store.ensure_model_index()
+        with store.db.connection() as conn:
+            (placed,) = tenant_layout.placed(conn, [rolled])
+        counts = process_tenant(
+            new_store.db, new_store.vector_store, copy, placed, new_store.process_options()
+        )
+        assert counts.reembedded == 3 and counts.switched == 1
+        found = new_store.search_similar_memories("sail 1", rolled.user_id, rolled.project_id)
+        assert found[0].log_id == ids[rolled.key][1]
+    with store.db.connection() as conn:
+        placed, other = tenant_layout.placed(conn, [rolled, neighbour])
+        rows = conn.execute(
+            "SELECT tenant_key, live_model FROM memory_tenant WHERE tenant_key = ANY(%s)",
+            ([rolled.key, neighbour.key],),
+        ).fetchall()
+    models = {r["tenant_key"]: r["live_model"] for r in rows}
+    assert models == {rolled.key: ROLLOUT_MODEL, neighbour.key: old_model}
+    vs = store.vector_store
+    new_collection = shard_collection_name(placed.shard, ROLLOUT_MODEL)
+    old_collection = shard_collection_name(placed.shard, old_model)
+    assert vs.vector_ids(placed, collection_name=new_collection) == {
+        str(i) for i in ids[rolled.key]
+    }
+    assert vs.vector_ids(placed, collection_name=old_collection) == set()  # retired
+    neighbours_collection = shard_collection_name(other.shard, old_model)
+    assert vs.vector_ids(other, collection_name=neighbours_collection) == {
+        str(i) for i in ids[neighbour.key]
+    }
+    assert layout.shard_of(rolled.key) == placed.shard
+    found = store.search_similar_memories("sail 2", neighbour.user_id, neighbour.project_id)
+    assert found[0].log_id == ids[neighbour.key][2]
