@@ -12,8 +12,10 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.base import BaseStore, GetOp, InvalidNamespaceError, PutOp
 
+from memory_pipeline.client import MemoryClient
 from memory_pipeline.integrations.langchain import MemoryPipelineRetriever
 from memory_pipeline.integrations.langgraph import MemoryPipelineStore
+from memory_pipeline.service import keys
 
 WAIT = 120
 
@@ -21,6 +23,14 @@ WAIT = 120
 @pytest.fixture
 def lg(store):
     return MemoryPipelineStore(store)
+
+
+@pytest.fixture
+def remote(service, store, new_tenant):
+    """(tenant, MemoryClient) with a key of a fresh tenant, on a real ``serve``."""
+    tenant = new_tenant("lgr")
+    with MemoryClient(service.base_url, keys.create_key(store.db, tenant, "lg").key) as client:
+        yield tenant, client
 
 
 def ns(tenant, *rest):
@@ -104,10 +114,15 @@ class State(TypedDict, total=False):
     found: list[str]
 
 
-def test_a_state_graph_stores_then_searches(store, embedding_worker, new_tenant):
-    tenant = new_tenant("lg")
+@pytest.mark.parametrize("where", ["in-process", "remote"])
+def test_a_state_graph_stores_then_searches(where, request, store, embedding_worker, new_tenant):
+    if where == "remote":
+        tenant, client = request.getfixturevalue("remote")
+        lg = MemoryPipelineStore(client, wait_embedded=WAIT)
+    else:
+        tenant = new_tenant("lg")
+        lg = MemoryPipelineStore(store, wait_embedded=WAIT)
     embedding_worker.watch(tenant)
-    lg = MemoryPipelineStore(store, wait_embedded=WAIT)
 
     def remember(state: State, *, store: BaseStore) -> State:
         store.put(ns(tenant, "facts"), "release", {"content": state["fact"]})
@@ -133,8 +148,30 @@ def test_a_state_graph_stores_then_searches(store, embedding_worker, new_tenant)
     assert hit.score is not None and hit.key == "release"
 
 
-def test_the_retriever_in_a_runnable_chain(store, embedding_worker, new_tenant):
+def test_the_contract_holds_through_the_service(remote, store, new_tenant):
+    tenant, client = remote
+    lg = MemoryPipelineStore(client)
+    lg.put(ns(tenant, "a"), "k", {"content": "first", "n": 1})
+    lg.put(ns(tenant, "a"), "k", {"content": "second", "n": 2})
+    lg.put(ns(tenant, "b", "c"), "j", {"content": "other", "n": 3})
+    got = lg.get(ns(tenant, "a"), "k")
+    assert got.value == {"content": "second", "n": 2} and got.created_at < got.updated_at
+    assert {i.key for i in lg.search(ns(tenant), filter={"n": {"$gt": 1}})} == {"k", "j"}
+    assert lg.list_namespaces(prefix=ns(tenant)) == [ns(tenant, "a"), ns(tenant, "b", "c")]
+    lg.put(ns(tenant, "a"), "k", None)
+    assert lg.get(ns(tenant, "a"), "k") is None
+    other = new_tenant("lgr")
+    MemoryPipelineStore(store).put(ns(other, "a"), "k", {"content": "not yours"})
+    with pytest.raises(PermissionError, match="another tenant"):  # the key decides the tenant
+        lg.get(ns(other, "a"), "k")
+
+
+@pytest.mark.parametrize("where", ["in-process", "remote"])
+def test_the_retriever_in_a_runnable_chain(where, request, store, embedding_worker, new_tenant):
     tenant = new_tenant("lc")
+    memories = store
+    if where == "remote":
+        tenant, memories = request.getfixturevalue("remote")
     embedding_worker.watch(tenant)
     ids = [
         store.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
@@ -142,7 +179,7 @@ def test_the_retriever_in_a_runnable_chain(store, embedding_worker, new_tenant):
     ]
     store.wait_until_embedded(ids, WAIT)
     retriever = MemoryPipelineRetriever(
-        memories=store, user_id=tenant.user_id, project_id=tenant.project_id, limit=1
+        memories=memories, user_id=tenant.user_id, project_id=tenant.project_id, limit=1
     )
     chain = retriever | RunnableLambda(lambda docs: [(d.page_content, d.metadata) for d in docs])
     ((text, meta),) = chain.invoke("which port does staging use?")

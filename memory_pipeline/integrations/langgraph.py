@@ -1,4 +1,4 @@
-"""``MemoryPipelineStore``: a LangGraph ``BaseStore`` over an in-process ``MemoryStore``.
+"""``MemoryPipelineStore``: a LangGraph ``BaseStore`` over ``MemoryStore`` or ``MemoryClient``.
 
 Needs the ``langgraph`` extra. The namespace rule (docs/integrations.md): a namespace is
 ``(user_id, project_id, *rest)``; its first two labels name the tenant, ``rest`` is kept in the
@@ -33,8 +33,8 @@ from langgraph.store.base import (
 # the filter and namespace-match semantics of langgraph's own InMemoryStore, not a copy of them
 from langgraph.store.memory import _compare_values, _does_match
 
+from memory_pipeline.client import MemoryClient
 from memory_pipeline.memory_store import MemoryStore
-from memory_pipeline.storage import langgraph_items
 from memory_pipeline.tenancy import Tenant
 
 #: Items a filtered listing reads per tenant before filtering by operators in Python.
@@ -86,7 +86,7 @@ class MemoryPipelineStore(BaseStore):
 
     def __init__(
         self,
-        memories: MemoryStore,
+        memories: MemoryStore | MemoryClient,
         *,
         wait_embedded: float | None = None,
         index: Any = None,
@@ -95,8 +95,10 @@ class MemoryPipelineStore(BaseStore):
             raise ValueError(
                 "index config does not apply: memory_pipeline embeds memories with its own model"
             )
-        if not isinstance(memories, MemoryStore):
-            raise TypeError(f"MemoryPipelineStore needs a MemoryStore, not {type(memories)}")
+        if not isinstance(memories, MemoryStore | MemoryClient):
+            raise TypeError(
+                f"MemoryPipelineStore needs a MemoryStore or MemoryClient, not {type(memories)}"
+            )
         self.memories = memories
         self.wait_embedded = wait_embedded
 
@@ -122,8 +124,10 @@ class MemoryPipelineStore(BaseStore):
     # --------------------------------------------------------------------------------- ops
     def _row(self, namespace: tuple[str, ...], key: str) -> dict[str, Any] | None:
         tenant, rest = tenant_of(namespace)
-        with self.memories.db.connection() as conn:
-            return langgraph_items.item_row(conn, tenant.key, _external_id(rest, key))
+        rows = self.memories.langgraph_items(
+            tenant.user_id, tenant.project_id, external_id=_external_id(rest, key)
+        )
+        return rows[0] if rows else None
 
     @staticmethod
     def _item(tenant: Tenant, row: dict[str, Any], score: float | None = None) -> SearchItem:
@@ -190,15 +194,14 @@ class MemoryPipelineStore(BaseStore):
         if op.query:
             return self._semantic(tenant, prefix, op)
         plain = _is_plain(op.filter)
-        with self.memories.db.connection() as conn:
-            rows = langgraph_items.item_rows(
-                conn,
-                tenant.key,
-                prefix,
-                op.filter if plain else None,
-                op.limit if plain else MAX_LISTED,
-                op.offset if plain else 0,
-            )
+        rows = self.memories.langgraph_items(
+            tenant.user_id,
+            tenant.project_id,
+            prefix=prefix,
+            value_filter=op.filter if plain else None,
+            limit=op.limit if plain else MAX_LISTED,
+            offset=op.offset if plain else 0,
+        )
         items = [self._item(tenant, r) for r in rows]
         if plain:
             return items
@@ -211,18 +214,17 @@ class MemoryPipelineStore(BaseStore):
             op.query or "", tenant.user_id, tenant.project_id, max(10, wanted * SEARCH_DEPTH)
         )
         items: list[SearchItem] = []
-        with self.memories.db.connection() as conn:
-            for r in results:
-                meta = (r.raw_data or {}).get("langgraph")
-                if not isinstance(meta, dict) or tuple(meta["namespace"][: len(prefix)]) != prefix:
-                    continue
-                if not _matches(meta["value"], op.filter):
-                    continue
-                row = langgraph_items.item_row(
-                    conn, tenant.key, _external_id(meta["namespace"], meta["key"])
-                )
-                if row is not None:
-                    items.append(self._item(tenant, row, r.score))
+        for r in results:
+            meta = (r.raw_data or {}).get("langgraph")
+            if not isinstance(meta, dict) or tuple(meta["namespace"][: len(prefix)]) != prefix:
+                continue
+            if not _matches(meta["value"], op.filter):
+                continue
+            row = self._row((tenant.user_id, tenant.project_id, *meta["namespace"]), meta["key"])
+            if row is not None:  # for its updated_at (a search result has created_at only)
+                items.append(self._item(tenant, row, r.score))
+            if len(items) >= wanted:
+                break
         return items[op.offset : wanted]
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
@@ -233,8 +235,7 @@ class MemoryPipelineStore(BaseStore):
                 "namespaces never span tenants"
             )
         tenant, _ = tenant_of(prefix[:2])
-        with self.memories.db.connection() as conn:
-            rests = langgraph_items.namespaces(conn, tenant.key)
+        rests = self.memories.langgraph_namespaces(tenant.user_id, tenant.project_id)
         found = {(tenant.user_id, tenant.project_id, *rest) for rest in rests}
         found = {ns for ns in found if all(_does_match(c, ns) for c in op.match_conditions or ())}
         if op.max_depth is not None:

@@ -47,6 +47,8 @@ from memory_pipeline.service.mcp_tools import build_mcp_server
 from memory_pipeline.service.metrics import METRICS_PATH, RequestMetrics, ServiceMetrics
 from memory_pipeline.service.schemas import (
     MAX_BATCH,
+    LangGraphItemsIn,
+    LangGraphTenantIn,
     MemoryBatchIn,
     MemoryIn,
     MemoryPatch,
@@ -480,6 +482,20 @@ def create_app(
         with metrics.timed_stage("search"):
             results = access.search_many(body.queries, **body.options())
         return JSON({"results": [[r.to_json() for r in rs] for rs in results]})
+
+    # ------------------------------------------------------------- LangGraph store reads
+    @app.post("/v1/langgraph/items", tags=["integrations"], summary="LangGraph store items")
+    def langgraph_items(body: LangGraphItemsIn, request: Request) -> JSON:
+        tenant = _access(request).tenant(body.user_id, body.project_id)
+        rows = store.langgraph_items(
+            tenant.user_id, tenant.project_id, **body.model_dump(exclude={"user_id", "project_id"})
+        )
+        return JSON({"items": rows})
+
+    @app.post("/v1/langgraph/namespaces", tags=["integrations"], summary="LangGraph namespaces")
+    def langgraph_namespaces(body: LangGraphTenantIn, request: Request) -> JSON:
+        tenant = _access(request).tenant(body.user_id, body.project_id)
+        return JSON({"namespaces": store.langgraph_namespaces(tenant.user_id, tenant.project_id)})
 
     # --------------------------------------------------------------------------- status
     @app.get("/v1/status", tags=["status"], summary="Counts by state of the key's tenants")
