@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -119,3 +122,18 @@ def test_request_counts_and_stage_times_match_the_traffic_sent(service, store, n
     assert set(direct.rows_by_status) == {
         s.labels["status"] for s in gauges["memory_pipeline_memory_rows"]
     }
+
+
+def test_the_grafana_dashboard_uses_only_names_the_service_exposes(service, store):
+    admin = keys.create_key(store.db, None, "grafana check").key
+    exposed = set(scrape(service, admin))
+    dashboard = json.loads(
+        (Path(__file__).parents[1] / "docs/grafana-memory-pipeline.json").read_text()
+    )
+    used = {
+        re.sub(r"_(bucket|sum|count|total)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"memory_pipeline_[a-z_]+", target["expr"])
+    }
+    assert used and used <= exposed, used - exposed
