@@ -286,7 +286,7 @@ def _document_bearer_keys(app: FastAPI) -> None:
                 }
             }
             for path, operations in schema.get("paths", {}).items():
-                if path.startswith(API_PREFIX):
+                if path.startswith(API_PREFIX) or path == METRICS_PATH:
                     for operation in operations.values():
                         operation["security"] = [{"bearer": []}]
             app.openapi_schema = schema
