@@ -224,6 +224,35 @@ class MemoryClient:
         data = self._call("POST", "/v1/search/batch", _without_none(body))
         return [[_search_result(r) for r in rs] for rs in data["results"]]
 
+    # ---------------------------------------------------------------- LangGraph store reads
+    def langgraph_items(
+        self,
+        user_id: str | None,
+        project_id: str | None,
+        *,
+        external_id: str | None = None,
+        prefix: Sequence[str] = (),
+        value_filter: dict[str, Any] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """As :meth:`MemoryStore.langgraph_items` (timestamps as ISO 8601 strings)."""
+        body = {
+            "user_id": user_id,
+            "project_id": project_id,
+            "external_id": external_id,
+            "prefix": list(prefix),
+            "value_filter": value_filter,
+            "limit": limit,
+            "offset": offset,
+        }
+        return list(self._call("POST", "/v1/langgraph/items", _without_none(body))["items"])
+
+    def langgraph_namespaces(self, user_id: str | None, project_id: str | None) -> list[list[str]]:
+        """As :meth:`MemoryStore.langgraph_namespaces`."""
+        body = _without_none({"user_id": user_id, "project_id": project_id})
+        return list(self._call("POST", "/v1/langgraph/namespaces", body)["namespaces"])
+
     # ----------------------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
         """Counts by state per tenant (those the key reaches) and in total."""

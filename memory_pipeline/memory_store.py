@@ -23,6 +23,7 @@ from memory_pipeline.processing import ProcessOptions, process
 from memory_pipeline.search import MemorySearch, SearchRequest, SearchResult
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import (
+    langgraph_items,
     live_models,
     memory_reads,
     memory_writes,
@@ -359,6 +360,35 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         """Many queries for one tenant, embedded in one call; the other arguments as
         :meth:`search_similar_memories`."""
         return self.search.run(SearchRequest.of(queries, user_id, project_id, limit, **options))
+
+    # ---------------------------------------------------------------- LangGraph store reads
+    def langgraph_items(
+        self,
+        user_id: str,
+        project_id: str,
+        *,
+        external_id: str | None = None,
+        prefix: Sequence[str] = (),
+        value_filter: dict[str, Any] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Rows (``id, raw_data, created_at, updated_at``) a LangGraph store wrote in the
+        tenant: the one of ``external_id``, else those under ``prefix`` whose value contains
+        ``value_filter``, newest first (memory_pipeline.integrations.langgraph)."""
+        tenant = Tenant(user_id, project_id)
+        with self.db.connection() as conn:
+            if external_id is not None:
+                row = langgraph_items.item_row(conn, tenant.key, external_id)
+                return [] if row is None else [row]
+            return langgraph_items.item_rows(
+                conn, tenant.key, list(prefix), value_filter, int(limit), int(offset)
+            )
+
+    def langgraph_namespaces(self, user_id: str, project_id: str) -> list[list[str]]:
+        """The namespaces (below the tenant) of the tenant's LangGraph store items."""
+        with self.db.connection() as conn:
+            return langgraph_items.namespaces(conn, Tenant(user_id, project_id).key)
 
     # ------------------------------------------------------------------------------- status
     def find_tenants(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,8 @@ class QueryBatcher:
         #: Encode calls made and queries they carried (for the bench and tests).
         self.encode_calls = 0
         self.queries_encoded = 0
+        #: Called with (queries, seconds) after each batched encode call (the service's metrics).
+        self.on_encode: Callable[[int, float], None] | None = None
 
     def __getattr__(self, name: str) -> Any:  # everything but embed_queries is the embedder's
         return getattr(self.embedder, name)
@@ -104,12 +106,15 @@ class QueryBatcher:
 
     def _encode(self, batch: list[_Request]) -> None:
         texts = [t for r in batch for t in r.texts]
+        began = time.perf_counter()
         try:
             vectors = self.embedder.embed_queries(texts)
         except Exception as exc:  # every search of the batch gets the error, none hangs
             for r in batch:
                 r.error, r.done = exc, True
             return
+        if self.on_encode is not None:  # before the searches go on: a scrape after them sees it
+            self.on_encode(len(texts), time.perf_counter() - began)
         start = 0
         for r in batch:
             r.vectors = vectors[start : start + len(r.texts)]

@@ -21,6 +21,7 @@ import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -43,8 +44,11 @@ from memory_pipeline.service.errors import (
 )
 from memory_pipeline.service.keys import Principal
 from memory_pipeline.service.mcp_tools import build_mcp_server
+from memory_pipeline.service.metrics import METRICS_PATH, RequestMetrics, ServiceMetrics
 from memory_pipeline.service.schemas import (
     MAX_BATCH,
+    LangGraphItemsIn,
+    LangGraphTenantIn,
     MemoryBatchIn,
     MemoryIn,
     MemoryPatch,
@@ -282,7 +286,7 @@ def _document_bearer_keys(app: FastAPI) -> None:
                 }
             }
             for path, operations in schema.get("paths", {}).items():
-                if path.startswith(API_PREFIX):
+                if path.startswith(API_PREFIX) or path == METRICS_PATH:
                     for operation in operations.values():
                         operation["security"] = [{"bearer": []}]
             app.openapi_schema = schema
@@ -303,6 +307,9 @@ def create_app(
     if batch_queries and not isinstance(store.embedder, QueryBatcher):
         store.embedder = QueryBatcher(store.embedder)  # type: ignore[assignment]
     state = ServiceState(store, auth=auth)
+    metrics = ServiceMetrics(store.db.autocommit_connection)
+    if isinstance(store.embedder, QueryBatcher):
+        store.embedder.on_encode = metrics.observe_encode
     mcp_server = build_mcp_server(store, _principal_of_mcp_call)
     mcp_app = mcp_server.streamable_http_app(
         streamable_http_path="/mcp", stateless_http=True, json_response=True, host=host
@@ -323,6 +330,7 @@ def create_app(
         default_response_class=JSON,
     )
     app.state.service = state
+    app.state.metrics = metrics
 
     # ------------------------------------------------------------------------- errors
     @app.exception_handler(ServiceError)
@@ -376,6 +384,14 @@ def create_app(
         if problems:
             return error_response(Unavailable("not ready: " + "; ".join(problems)))
         return JSON({"status": "ready"})
+
+    @app.get(METRICS_PATH, tags=["probes"], summary="Prometheus metrics (admin key)")
+    def prometheus_metrics(request: Request) -> Response:
+        # counts of every tenant together: an admin key's (docs/service.md, "Metrics")
+        principal = state.principal_of(request.headers.get("authorization"))
+        if principal.tenant is not None:
+            raise Forbidden("/metrics needs an admin key: it shows every tenant's counts")
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     # ------------------------------------------------------------------------- memories
     # Endpoints return their JSON response themselves: a returned dict would be walked by
@@ -455,15 +471,31 @@ def create_app(
     def search(body: SearchIn, request: Request) -> JSON:
         access = _access(request)
         state.require_model()
-        results = access.search(body.query, **body.options())
+        with metrics.timed_stage("search"):
+            results = access.search(body.query, **body.options())
         return JSON({"results": [r.to_json() for r in results]})
 
     @app.post("/v1/search/batch", tags=["search"], summary="Many searches of one tenant")
     def search_batch(body: SearchBatchIn, request: Request) -> JSON:
         access = _access(request)
         state.require_model()
-        results = access.search_many(body.queries, **body.options())
+        with metrics.timed_stage("search"):
+            results = access.search_many(body.queries, **body.options())
         return JSON({"results": [[r.to_json() for r in rs] for rs in results]})
+
+    # ------------------------------------------------------------- LangGraph store reads
+    @app.post("/v1/langgraph/items", tags=["integrations"], summary="LangGraph store items")
+    def langgraph_items(body: LangGraphItemsIn, request: Request) -> JSON:
+        tenant = _access(request).tenant(body.user_id, body.project_id)
+        rows = store.langgraph_items(
+            tenant.user_id, tenant.project_id, **body.model_dump(exclude={"user_id", "project_id"})
+        )
+        return JSON({"items": rows})
+
+    @app.post("/v1/langgraph/namespaces", tags=["integrations"], summary="LangGraph namespaces")
+    def langgraph_namespaces(body: LangGraphTenantIn, request: Request) -> JSON:
+        tenant = _access(request).tenant(body.user_id, body.project_id)
+        return JSON({"namespaces": store.langgraph_namespaces(tenant.user_id, tenant.project_id)})
 
     # --------------------------------------------------------------------------- status
     @app.get("/v1/status", tags=["status"], summary="Counts by state of the key's tenants")
@@ -473,6 +505,9 @@ def create_app(
 
     app.router.routes.extend(mcp_app.routes)  # POST/GET/DELETE /mcp
     app.add_middleware(BearerAuth, state=state)
-    app.add_middleware(RequestBodyLimit, max_bytes=max_request_bytes)  # outermost: first
+    app.add_middleware(RequestBodyLimit, max_bytes=max_request_bytes)
+    app.add_middleware(
+        RequestMetrics, metrics=metrics, routes=app.router.routes
+    )  # outermost: counts 413s and 401s too
     _document_bearer_keys(app)
     return app

@@ -123,3 +123,20 @@ class SearchBatchIn(SearchOptions):
     """Many searches of one tenant, embedded together (``search_many``)."""
 
     queries: list[str] = Field(max_length=MAX_QUERIES)
+
+
+class LangGraphTenantIn(Strict):
+    """A tenant of LangGraph store items (memory_pipeline.integrations.langgraph)."""
+
+    user_id: str | None = Field(None, description=_TENANT)
+    project_id: str | None = Field(None, description=_TENANT)
+
+
+class LangGraphItemsIn(LangGraphTenantIn):
+    """The item of one external id, or the items under a namespace prefix."""
+
+    external_id: str | None = None
+    prefix: list[str] = Field(default_factory=list)
+    value_filter: dict[str, Any] | None = None
+    limit: int = Field(10, ge=1, le=10_000)
+    offset: int = Field(0, ge=0)

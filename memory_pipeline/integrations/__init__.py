@@ -1,0 +1,1 @@
+"""Adapters for agent frameworks (docs/integrations.md); each needs its pip extra."""
