@@ -98,3 +98,30 @@ def test_explain_shows_the_second_stage_and_its_cosine_is_the_second_models(stag
     fused = [r.explanation["second_stage"]["fused"] for r in rescored]
     assert fused == sorted(fused, reverse=True)
     assert rescored == results[:3]
+
+
+def test_rows_embedded_before_the_setting_are_backfilled_and_never_mixed(store, staged):
+    tenant = Tenant(f"stage-{uuid.uuid4().hex[:8]}", "p")
+    ids = [
+        staged.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
+        for text in NOTES
+    ]
+    ids = [getattr(i, "log_id", i) for i in ids]
+    store.process_pending(tenant.user_id, tenant.project_id)  # no second stage configured
+    assert not [key for key in _vectors(store, ids) if key[0] == MPNET]
+    query = "why did the nightly import fail?"
+    plain = store.search_similar_memories(query, tenant.user_id, tenant.project_id, 4)
+    # top results without second-stage vectors keep the first stage's order, unscored by mpnet
+    before = staged.search_similar_memories(
+        query, tenant.user_id, tenant.project_id, 4, explain=True
+    )
+    assert [r.log_id for r in before] == [r.log_id for r in plain]
+    assert all(r.explanation["second_stage"] is None for r in before)
+
+    staged.process_pending(tenant.user_id, tenant.project_id)
+    found = _vectors(staged, ids)
+    assert {vid for (m, vid) in found if m == MPNET} == {str(i) for i in ids}
+    after = staged.search_similar_memories(
+        query, tenant.user_id, tenant.project_id, 4, explain=True
+    )
+    assert sum(1 for r in after if r.explanation["second_stage"]) == 3

@@ -36,9 +36,12 @@ class SecondStage:
 
 def second_stage_embedder(settings: Settings) -> Embedder | None:
     """The configured second-stage model's embedder (``None``: no second stage)."""
-    if not settings.rerank_model:
-        return None
     from memory_pipeline.embedding import load_embedder
+    from memory_pipeline.embedding.backends import model_id_for
+
+    first = model_id_for(settings.embedding_model, settings.embedding_backend)
+    if not settings.rerank_model or settings.rerank_model == first:
+        return None  # one model's vectors must not count as another stage's (0153)
 
     return load_embedder(
         settings.rerank_model,
