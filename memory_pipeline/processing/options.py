@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from memory_pipeline.search.second_stage import second_stage_embedder
 from memory_pipeline.settings import Settings
 
 
@@ -51,6 +52,8 @@ class ProcessOptions:
     after_vector_upsert: Callable[[Sequence[int]], None] | None = field(default=None, compare=False)
     #: Called with each committed batch's counts (progress in the Dagster run log).
     on_batch: Callable[[ProcessCounts], None] | None = field(default=None, compare=False)
+    #: The second stage's model: its vectors are written by the same batch (docs/decisions/0153).
+    second_stage: Any = field(default=None, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ProcessOptions:
@@ -59,5 +62,6 @@ class ProcessOptions:
             max_attempts=settings.max_attempts,
             retry_backoff_seconds=settings.retry_backoff_seconds,
             max_document_bytes=settings.max_document_bytes,
+            second_stage=second_stage_embedder(settings),
         )
         return replace(base, **overrides)

@@ -38,6 +38,7 @@ from memory_pipeline.search.filters import where_to_sql
 from memory_pipeline.search.ranking import QueryRanking, RankingParams
 from memory_pipeline.search.request import SearchRequest
 from memory_pipeline.search.result import SearchResult
+from memory_pipeline.search.second_stage import Rescored, SecondStage, rescore
 from memory_pipeline.search.vector import vector_candidates
 from memory_pipeline.storage import search_reads
 from memory_pipeline.storage.database import Database
@@ -90,8 +91,10 @@ class MemorySearch:
         *,
         params: RankingParams = DEFAULT_PARAMS,
         keyword_exact_budget: int = EXACT_POSTINGS_BUDGET,
+        second_stage: SecondStage | None = None,
     ) -> None:
         self.db = db
+        self.second_stage = second_stage
         self.store = store
         self.embedder = embedder
         self.params = params
@@ -115,6 +118,10 @@ class MemorySearch:
         one call. An unknown tenant gives empty lists."""
         if not request.queries:
             return []
+        stage = self.second_stage
+        asked = request
+        if stage is not None:  # the first stage ranks as deep as the second re-scores
+            request = replace(request, limit=max(request.limit, stage.depth))
         prepared = self._prepare(request)
         if prepared is None:
             return [[] for _ in request.queries]
@@ -136,6 +143,11 @@ class MemorySearch:
             rankings = [
                 self._rank(request, found, i, self.params, now) for i in range(len(vectors))
             ]
+            rescored: list[dict[int, Rescored]] = [{} for _ in rankings]
+            if stage is not None:
+                rescored = self._second_stage(conn, request, stage, rankings)
+            for q in rankings:
+                q.ranked = q.ranked[: asked.limit]
             rows = search_reads.memory_rows(
                 conn, request.tenant.key, {r.log_id for q in rankings for r in q.ranked}
             )
@@ -144,6 +156,9 @@ class MemorySearch:
                 explanations = [
                     self._explain(conn, request, found, i, q, now) for i, q in enumerate(rankings)
                 ]
+                for why, parts in zip(explanations, rescored, strict=True):
+                    for log_id, entry in why.items():
+                        entry["second_stage"] = _second_stage_entry(stage, parts.get(log_id))
         return [
             [
                 _result(rows[r.log_id], r.score, sims[r.log_id], why.get(r.log_id))
@@ -175,6 +190,27 @@ class MemorySearch:
         return [
             MemorySearch._rank(request, found, i, params, now) for i in range(len(found.vector))
         ]
+
+    def _second_stage(
+        self,
+        conn: psycopg.Connection,
+        request: SearchRequest,
+        stage: SecondStage,
+        rankings: list[QueryRanking],
+    ) -> list[dict[int, Rescored]]:
+        """Each query's top results re-scored by the second model (its query vectors once)."""
+        vectors = stage.embedder.embed_queries(list(request.queries))
+        out: list[dict[int, Rescored]] = []
+        for q, vector in zip(rankings, vectors, strict=True):
+            top = [r.log_id for r in q.ranked[: stage.depth]]
+            chunks = search_reads.best_chunks(
+                conn, request.tenant.key, stage.model_id, vector, top, with_text=False
+            )
+            q.ranked, parts = rescore(
+                q.ranked, {i: c.similarity for i, c in chunks.items()}, stage.depth, stage.weight
+            )
+            out.append(parts)
+        return out
 
     # --------------------------------------------------------------------------- the steps
     def _prepare(self, request: SearchRequest) -> tuple[SearchRequest, str, np.ndarray] | None:
@@ -374,6 +410,20 @@ class MemorySearch:
             ),
             now=now,
         )
+
+
+def _second_stage_entry(stage: SecondStage | None, parts: Rescored | None) -> dict[str, Any] | None:
+    """What the second stage made of a result (``None``: not re-scored)."""
+    if stage is None or parts is None:
+        return None
+    return {
+        "model": stage.model_id,
+        "depth": stage.depth,
+        "weight": stage.weight,
+        "first_stage_score": parts.first,
+        "cosine": parts.cosine,
+        "fused": parts.score,
+    }
 
 
 def _result(

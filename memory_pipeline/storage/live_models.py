@@ -67,3 +67,19 @@ def model_source_of(conn: psycopg.Connection, model_id: str) -> str | None:
         "SELECT model_source FROM embedding_model WHERE model_id = %s", (model_id,)
     ).fetchone()
     return row["model_source"] if row else None
+
+
+def chunk_texts_of(
+    conn: psycopg.Connection, tenant_key: str, model_id: str, log_ids: Sequence[int]
+) -> dict[int, list[str]]:
+    """Each row's chunk texts as its ``model_id`` vectors hold them, in chunk order."""
+    rows = conn.execute(
+        """SELECT log_id, chunk_text FROM memory_vector
+           WHERE tenant_key = %s AND embedding_model = %s AND log_id = ANY(%s)
+           ORDER BY log_id, chunk_index""",
+        (tenant_key, model_id, list(log_ids)),
+    ).fetchall()
+    out: dict[int, list[str]] = {}
+    for r in rows:
+        out.setdefault(int(r["log_id"]), []).append(r["chunk_text"])
+    return out

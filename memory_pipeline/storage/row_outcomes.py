@@ -83,12 +83,24 @@ def write_vectors(
 
     ``tenant_key`` is the rows' tenant, or a mapping from row id to tenant key.
     """
+    write_chunk_vectors(
+        conn, tenant_key, model_id, [(r.id, r.chunk_texts, r.vectors) for r in rows]
+    )
+
+
+def write_chunk_vectors(
+    conn: psycopg.Connection,
+    tenant_key: str | Mapping[int, str],
+    model_id: str,
+    rows: Sequence[tuple[int, Sequence[str], np.ndarray]],
+) -> None:
+    """:func:`write_vectors` for (row id, chunk texts, one vector per chunk) triples."""
     fresh = list(rows)
     if not fresh:
         return
     conn.execute(
         "DELETE FROM memory_vector WHERE log_id = ANY(%s) AND embedding_model = %s",
-        ([r.id for r in fresh], model_id),
+        ([log_id for log_id, _, _ in fresh], model_id),
     )
     with (
         conn.cursor() as cur,
@@ -98,10 +110,10 @@ def write_vectors(
         ) as copy,
     ):
         copy.set_types(["int8", "text", "int4", "text", "text", "vector"])
-        for row in fresh:
-            key = tenant_key if isinstance(tenant_key, str) else tenant_key[row.id]
-            for index, (text, vector) in enumerate(zip(row.chunk_texts, row.vectors, strict=True)):
-                copy.write_row((row.id, model_id, index, key, text, vector))
+        for log_id, texts, vectors in fresh:
+            key = tenant_key if isinstance(tenant_key, str) else tenant_key[log_id]
+            for index, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
+                copy.write_row((log_id, model_id, index, key, text, vector))
 
 
 def mark_embedded(

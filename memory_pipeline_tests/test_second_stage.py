@@ -1,0 +1,127 @@
+"""The second stage (issue 27): all-mpnet-base-v2 vectors written by the same batch as the first
+stage's, replaced and deleted with the row; searches re-score the first stage's top results by
+its cosine, explained, and never compare vectors of two models."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from memory_pipeline.memory_store import MemoryStore
+from memory_pipeline.tenancy import Tenant
+
+MPNET = "sentence-transformers/all-mpnet-base-v2"
+NOTES = [
+    "The nightly import broke because the Chroma batch exceeded its maximum size.",
+    "Fixed the flaky deploy by pinning the base image digest.",
+    "Team lunch moved to Thursday; bring the quarterly slides.",
+    "pgvector HNSW iterative scans keep filtered searches complete.",
+]
+
+
+@pytest.fixture(scope="module")
+def staged(store: MemoryStore) -> MemoryStore:
+    settings = store.settings.with_overrides(rerank_model=MPNET, rerank_depth=3, rerank_weight=0.6)
+    with MemoryStore(settings, store.endpoints, embedder=store.embedder, migrate=False) as s:
+        yield s
+
+
+def _vectors(store: MemoryStore, log_ids: list[int]) -> dict[tuple[str, str], int]:
+    with store.db.connection() as conn:
+        rows = conn.execute(
+            "SELECT embedding_model, vector_id, vector_dims(embedding) AS dims FROM memory_vector "
+            "WHERE log_id = ANY(%s)",
+            (log_ids,),
+        ).fetchall()
+    return {(r["embedding_model"], r["vector_id"]): r["dims"] for r in rows}
+
+
+def _chunk_text(store: MemoryStore, log_id: int, model: str) -> str:
+    with store.db.connection() as conn:
+        return conn.execute(
+            "SELECT chunk_text FROM memory_vector WHERE log_id = %s AND embedding_model = %s",
+            (log_id, model),
+        ).fetchone()["chunk_text"]
+
+
+def test_second_stage_vectors_are_written_updated_and_deleted_with_the_row(staged):
+    tenant = Tenant(f"stage-{uuid.uuid4().hex[:8]}", "p")
+    ids = [
+        staged.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
+        for text in NOTES
+    ]
+    ids = [getattr(i, "log_id", i) for i in ids]
+    staged.process_pending(tenant.user_id, tenant.project_id)
+    first = staged.embedder.model_id
+    found = _vectors(staged, ids)
+    assert {vid for (m, vid) in found if m == MPNET} == {vid for (m, vid) in found if m == first}
+    assert {d for (m, _), d in found.items() if m == MPNET} == {768}
+    assert {d for (m, _), d in found.items() if m == first} == {384}
+
+    staged.update_memory_log(ids[0], {"content": "The nightly import now splits its batches."})
+    staged.process_pending(tenant.user_id, tenant.project_id)
+    assert "splits its batches" in _chunk_text(staged, ids[0], MPNET)
+    assert _chunk_text(staged, ids[0], MPNET) == _chunk_text(staged, ids[0], first)
+
+    assert staged.delete_memory_log(ids[1])
+    staged.process_pending(tenant.user_id, tenant.project_id)
+    assert not [key for key in _vectors(staged, ids) if key[1] == str(ids[1])]
+
+
+def test_explain_shows_the_second_stage_and_its_cosine_is_the_second_models(staged):
+    tenant = Tenant(f"stage-{uuid.uuid4().hex[:8]}", "p")
+    for text in NOTES:
+        staged.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
+    staged.process_pending(tenant.user_id, tenant.project_id)
+    query = "why did the nightly import fail?"
+    results = staged.search_similar_memories(
+        query, tenant.user_id, tenant.project_id, 4, explain=True
+    )
+    assert results
+    stage = staged.search.second_stage
+    q = stage.embedder.embed_queries([query])[0]
+    doc = {r.log_id: stage.embedder.embed_batch([r.text])[0] for r in results}
+    first_q = staged.embedder.embed_queries([query])[0]
+    rescored = [r for r in results if r.explanation["second_stage"]]
+    assert len(rescored) == 3  # the depth
+    for r in rescored:
+        entry = r.explanation["second_stage"]
+        assert (entry["model"], entry["weight"], entry["depth"]) == (MPNET, 0.6, 3)
+        assert entry["cosine"] == pytest.approx(float(np.dot(q, doc[r.log_id])), abs=2e-2)
+        # the first stage's similarity stays the first model's
+        first_doc = staged.embedder.embed_batch([r.text])[0]
+        assert r.similarity == pytest.approx(float(np.dot(first_q, first_doc)), abs=2e-2)
+    scores = [r.score for r in results]
+    assert scores == sorted(scores, reverse=True)
+    fused = [r.explanation["second_stage"]["fused"] for r in rescored]
+    assert fused == sorted(fused, reverse=True)
+    assert rescored == results[:3]
+
+
+def test_rows_embedded_before_the_setting_are_backfilled_and_never_mixed(store, staged):
+    tenant = Tenant(f"stage-{uuid.uuid4().hex[:8]}", "p")
+    ids = [
+        staged.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
+        for text in NOTES
+    ]
+    ids = [getattr(i, "log_id", i) for i in ids]
+    store.process_pending(tenant.user_id, tenant.project_id)  # no second stage configured
+    assert not [key for key in _vectors(store, ids) if key[0] == MPNET]
+    query = "why did the nightly import fail?"
+    plain = store.search_similar_memories(query, tenant.user_id, tenant.project_id, 4)
+    # top results without second-stage vectors keep the first stage's order, unscored by mpnet
+    before = staged.search_similar_memories(
+        query, tenant.user_id, tenant.project_id, 4, explain=True
+    )
+    assert [r.log_id for r in before] == [r.log_id for r in plain]
+    assert all(r.explanation["second_stage"] is None for r in before)
+
+    staged.process_pending(tenant.user_id, tenant.project_id)
+    found = _vectors(staged, ids)
+    assert {vid for (m, vid) in found if m == MPNET} == {str(i) for i in ids}
+    after = staged.search_similar_memories(
+        query, tenant.user_id, tenant.project_id, 4, explain=True
+    )
+    assert sum(1 for r in after if r.explanation["second_stage"]) == 3
