@@ -15,6 +15,7 @@ from memory_pipeline.embedding import Embedder, load_embedder
 from memory_pipeline.embedding.backends import model_id_for
 from memory_pipeline.local_services import ensure_services
 from memory_pipeline.search import MemorySearch, SearchRequest, SearchResult
+from memory_pipeline.search.second_stage import second_stage_of
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.migrations import apply_migrations
@@ -118,7 +119,10 @@ class SearchResource(ConfigurableResource):
 
     def searcher(self) -> MemorySearch:
         return MemorySearch(
-            self.postgres.database(), self.chroma.vector_store(), self.embedder.embedder()
+            self.postgres.database(),
+            self.chroma.vector_store(),
+            self.embedder.embedder(),
+            second_stage=second_stage_of(Settings.from_env()),  # as MemoryStore's search
         )
 
     def search_similar_memories(
