@@ -311,6 +311,28 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from memory_pipeline.backup import backup_home
+    from memory_pipeline.settings import Settings
+
+    result = backup_home(Settings.from_env(), Path(args.path))
+    _emit(args, result, lambda d: f"backed up to {d['path']} ({d['bytes']} bytes): {d['counts']}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from memory_pipeline.backup import restore_home
+    from memory_pipeline.settings import Settings
+
+    result = restore_home(Settings.from_env(), Path(args.path))
+    _emit(args, result, lambda d: f"restored {d['path']}: {d['counts']}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -419,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--user", required=True)
     p.add_argument("--project", required=True)
+
+    p = verb("backup", cmd_backup, "write a pg_dump of the home's database (memories, keys, runs)")
+    p.add_argument("path", metavar="PATH")
+    p = verb("restore", cmd_restore, "restore a backup into an empty home; Chroma is rebuilt")
+    p.add_argument("path", metavar="PATH")
 
     p = verb("keys", cmd_keys, "API keys of the service: create, list, revoke", json_out=False)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
