@@ -486,6 +486,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConnectionError, OSError, RuntimeError) as exc:
         print(f"memory-pipeline {args.verb}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except Exception as exc:  # a database error (a full disk) is one line, not a traceback
+        import psycopg
+
+        if not isinstance(exc, psycopg.Error):
+            raise
+        print(f"memory-pipeline {args.verb}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
 
