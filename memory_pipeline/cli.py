@@ -329,6 +329,28 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from memory_pipeline.backup import backup_home
+    from memory_pipeline.settings import Settings
+
+    result = backup_home(Settings.from_env(), Path(args.path))
+    _emit(args, result, lambda d: f"backed up to {d['path']} ({d['bytes']} bytes): {d['counts']}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from memory_pipeline.backup import restore_home
+    from memory_pipeline.settings import Settings
+
+    result = restore_home(Settings.from_env(), Path(args.path))
+    _emit(args, result, lambda d: f"restored {d['path']}: {d['counts']}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -448,6 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True)
     p.add_argument("--project", required=True)
 
+    p = verb("backup", cmd_backup, "write a pg_dump of the home's database (memories, keys, runs)")
+    p.add_argument("path", metavar="PATH")
+    p = verb("restore", cmd_restore, "restore a backup into an empty home; Chroma is rebuilt")
+    p.add_argument("path", metavar="PATH")
+
     p = verb("keys", cmd_keys, "API keys of the service: create, list, revoke", json_out=False)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     k = actions.add_parser("create", help="create a key (printed once)")
@@ -486,6 +513,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except (ConnectionError, OSError, RuntimeError) as exc:
         print(f"memory-pipeline {args.verb}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # a database error (a full disk) is one line, not a traceback
+        import psycopg
+
+        if not isinstance(exc, psycopg.Error):
+            raise
+        print(f"memory-pipeline {args.verb}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
