@@ -28,7 +28,9 @@ from memory_pipeline_bench.results import (
     write_json,
 )
 
-SECTIONS = ("pipeline", "search", "keyword", "scale", "service", "celery")
+SECTIONS = ("pipeline", "search", "keyword", "scale", "service", "celery", "tenants")
+#: Run only when named: section G takes an hour or more at its default sizes.
+DEFAULT_SECTIONS = SECTIONS[:-1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m memory_pipeline_bench",
         description="Benchmarks of memory_pipeline: pipeline throughput (A), search latency (B), "
         "1,000 tenants under `memory-pipeline up` (C), keyword search against exact BM25 (D), "
-        "the memory service over HTTP (E), one backlog on 1 and 2 Celery workers (F).",
+        "the memory service over HTTP (E), one backlog on 1 and 2 Celery workers (F), 10k and "
+        "100k small tenants (G).",
     )
     parser.add_argument(
         "--only",
-        default=",".join(SECTIONS),
-        help="comma-separated benchmarks to run: pipeline,search,keyword,scale,service,celery",
+        default=",".join(DEFAULT_SECTIONS),
+        help="comma-separated benchmarks to run: pipeline,search,keyword,scale,service,celery "
+        "(the default), and tenants (G, only when named)",
     )
     parser.add_argument("--seed", type=int, default=0, help="synthetic corpus seed")
     a = parser.add_argument_group("pipeline (A)")
@@ -107,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="single-row runs per block (blocks: Celery, in-process, in-process, Celery)",
     )
+    g = parser.add_argument_group("tenants (G)")
+    g.add_argument("--tenant-counts", default="10000,100000", help="comma-separated tenant counts")
+    g.add_argument("--max-memories", type=int, default=5, help="notes per tenant: 1 to this")
+    g.add_argument("--new-rows", type=int, default=20, help="rows then added one at a time")
     return parser
 
 
@@ -190,6 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows_per_tenant=args.celery_rows_per_tenant,
             rows_per_run=args.celery_rows_per_run,
             overhead_runs=args.celery_overhead_runs,
+            seed=args.seed,
+        )
+
+    if "tenants" in wanted:
+        from memory_pipeline_bench import tenant_scale
+
+        runners["tenants"] = lambda: tenant_scale.run(
+            base,
+            tenant_counts=[int(n) for n in args.tenant_counts.split(",") if n.strip()],
+            max_memories=args.max_memories,
+            new_rows=args.new_rows,
             seed=args.seed,
         )
 
