@@ -39,7 +39,32 @@ COLD_SEARCHES, WARM_SEARCHES = 30, 100
 NEW_ROW_TIMEOUT = 300.0
 #: Issue 28's targets at 100k tenants (2 cores).
 IDLE_TICK_P95_S, NEW_ROW_P95_S = 2.0, 30.0
-WORDS = ["river", "harbour", "lantern", "orchard", "violin", "meadow", "granite", "comet", "falcon", "saddle", "copper", "willow", "pepper", "tunnel", "glacier", "bakery", "ticket", "mirror", "puzzle", "canyon", "kettle", "marble", "wagon", "poet"]
+WORDS = [
+    "river",
+    "harbour",
+    "lantern",
+    "orchard",
+    "violin",
+    "meadow",
+    "granite",
+    "comet",
+    "falcon",
+    "saddle",
+    "copper",
+    "willow",
+    "pepper",
+    "tunnel",
+    "glacier",
+    "bakery",
+    "ticket",
+    "mirror",
+    "puzzle",
+    "canyon",
+    "kettle",
+    "marble",
+    "wagon",
+    "poet",
+]
 CLI = [sys.executable, "-m", "memory_pipeline.cli"]
 
 
