@@ -8,7 +8,7 @@ as they were for the next run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -178,6 +178,7 @@ def _run_batches(
     while True:
         with db.connection() as conn, conn.transaction():
             shared_tenant_lock(conn, tenant)  # repair, purge and model switches take it exclusively
+            placed = _placed_now(conn, [tenant])
             rows = claim(conn, last_id)
             if not rows:
                 return
@@ -185,7 +186,7 @@ def _run_batches(
             result = process_batch(
                 conn,
                 rows,
-                _placed_now(conn, {tenant.key: tenant}, rows),
+                placed,
                 embedder,
                 store,
                 options,
@@ -202,13 +203,10 @@ def _run_batches(
             compact_term_stats(conn, [tenant.key])
 
 
-def _placed_now(
-    conn: psycopg.Connection, tenants: Mapping[str, Tenant], rows: Sequence[ClaimedRow]
-) -> dict[str, Tenant]:
-    """The batch's tenants placed as the claiming transaction sees them: it holds their shared
-    locks, so no move into a shard can change where their vectors go until it commits."""
-    batch = [tenants[key] for key in dict.fromkeys(row.tenant_key for row in rows)]
-    return {t.key: t for t in tenant_layout.placed(conn, batch)}
+def _placed_now(conn: psycopg.Connection, tenants: Sequence[Tenant]) -> dict[str, Tenant]:
+    """The tenants placed as the claiming transaction sees them, read once it holds their
+    shared locks: no move into a shard can change where their vectors go until it commits."""
+    return {t.key: t for t in tenant_layout.placed(conn, tenants)}
 
 
 def process_tenants(
@@ -244,15 +242,14 @@ def process_tenants(
     while together:
         with db.connection() as conn, conn.transaction():
             shared_tenant_locks(conn, list(together))
+            placed = _placed_now(conn, list(together.values()))
             rows = claims.claim_workable_rows_of_tenants(
                 conn, list(together), options.batch_rows, after
             )
             if not rows:
                 break
             after = (rows[-1].tenant_key, rows[-1].id)
-            result = process_batch(
-                conn, rows, _placed_now(conn, together, rows), embedder, store, options
-            )
+            result = process_batch(conn, rows, placed, embedder, store, options)
             done = [key for key, c in result.counts.items() if c.embedded]
             if done:
                 live_models.adopt_live_model(conn, done, embedder.model_id)
