@@ -125,3 +125,42 @@ def test_rows_embedded_before_the_setting_are_backfilled_and_never_mixed(store, 
         query, tenant.user_id, tenant.project_id, 4, explain=True
     )
     assert sum(1 for r in after if r.explanation["second_stage"]) == 3
+
+
+def test_a_rollout_to_the_second_stages_model_serves_its_vectors_from_chroma(store, staged):
+    """Rows that have mpnet vectors as their second stage are not re-embedded when mpnet becomes
+    the tenant's model; Chroma's new collection must still hold them."""
+    tenant = Tenant(f"stage-{uuid.uuid4().hex[:8]}", "p")
+    ids = [
+        staged.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
+        for text in NOTES
+    ]
+    ids = [getattr(i, "log_id", i) for i in ids]
+    staged.process_pending(tenant.user_id, tenant.project_id)
+    settings = store.settings.with_overrides(embedding_model=MPNET, rerank_model=None)
+    with MemoryStore(
+        settings, store.endpoints, embedder=staged.search.second_stage.embedder, migrate=False
+    ) as only:
+        only.process_pending(tenant.user_id, tenant.project_id)
+        with only.db.connection() as conn:
+            assert only_models(conn, tenant) == [MPNET]
+        chroma_ids = only.vector_store.vector_ids(
+            tenant, collection_name=only.vector_store.live_collection_name(tenant, MPNET)
+        )
+        assert chroma_ids == {str(i) for i in ids}
+        for backend in ("chroma", "pgvector"):
+            hits = only.search_similar_memories(
+                "why did the nightly import fail?",
+                tenant.user_id,
+                tenant.project_id,
+                4,
+                backend=backend,
+            )
+            assert hits and hits[0].log_id == ids[0], backend
+
+
+def only_models(conn, tenant: Tenant) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT embedding_model FROM memory_vector WHERE tenant_key = %s", (tenant.key,)
+    ).fetchall()
+    return sorted(r["embedding_model"] for r in rows)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from memory_pipeline.storage import live_models
+import psycopg
+
+from memory_pipeline.consistency.repair import copy_vectors_from_pgvector
+from memory_pipeline.storage import live_models, memory_reads
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.tenant_locks import tenant_lock
 from memory_pipeline.tenancy import Tenant
@@ -23,7 +26,9 @@ def switch_when_complete(
             return False  # another run switched meanwhile
         if live_models.rows_missing_model(conn, tenant.key, model_id) > 0:
             return False
-        store.collection(tenant, model_id, name=store.building_collection_name(tenant, model_id))
+        building = store.building_collection_name(tenant, model_id)
+        store.collection(tenant, model_id, name=building)
+        _copy_vectors_the_rollout_did_not_write(conn, store, tenant, model_id, building)
         store.swap_in(tenant, model_id, old_model)
         if old_model is not None:
             live_models.drop_model_vectors(conn, tenant.key, old_model)
@@ -32,3 +37,17 @@ def switch_when_complete(
         store.drop_collection(tenant, name=store.building_collection_name(tenant, old_model))
     logger.info("tenant %s now searches with model %s", tenant, model_id)
     return True
+
+
+def _copy_vectors_the_rollout_did_not_write(
+    conn: psycopg.Connection, store: ChromaVectorStore, tenant: Tenant, model_id: str, name: str
+) -> None:
+    """Rows that already had the model's vectors in pgvector (written as the tenant's second
+    stage, docs/decisions/0153) were not re-embedded, so the rollout never sent them to Chroma:
+    the new collection gets them from pgvector before searches switch to it."""
+    missing = memory_reads.vector_ids_of_tenant(conn, tenant.key, model_id) - store.vector_ids(
+        tenant, collection_name=name
+    )
+    if missing:
+        copied = copy_vectors_from_pgvector(conn, store, tenant, model_id, collection_name=name)
+        logger.info("tenant %s: %d vectors of %s copied from pgvector", tenant, copied, model_id)
