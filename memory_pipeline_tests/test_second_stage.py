@@ -5,11 +5,13 @@ its cosine, explained, and never compare vectors of two models."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from memory_pipeline.memory_store import MemoryStore
+from memory_pipeline.search.second_stage import SecondStage
 from memory_pipeline.tenancy import Tenant
 
 MPNET = "sentence-transformers/all-mpnet-base-v2"
@@ -19,6 +21,7 @@ NOTES = [
     "Team lunch moved to Thursday; bring the quarterly slides.",
     "pgvector HNSW iterative scans keep filtered searches complete.",
 ]
+WORDS = ["billing", "latency", "signup", "storage", "alerting", "search", "queue", "cache"]
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +167,34 @@ def only_models(conn, tenant: Tenant) -> list[str]:
         "SELECT DISTINCT embedding_model FROM memory_vector WHERE tenant_key = %s", (tenant.key,)
     ).fetchall()
     return sorted(r["embedding_model"] for r in rows)
+
+
+def test_the_evaluations_cached_second_stage_ranks_as_the_products_search(staged):
+    """``make eval`` chooses the second stage's depth and weight on cached retrieval; its
+    rankings must be the ones a search with that second stage returns."""
+    from memory_pipeline.evaluation.stronger_model import Rescorable, Staged, rescorable
+    from memory_pipeline.evaluation.tuning import retrieve_questions
+    from memory_pipeline.search.searcher import DEFAULT_PARAMS, MemorySearch
+
+    tenant = Tenant(f"stage-{uuid.uuid4().hex[:8]}", "p")
+    notes = [*NOTES, *(f"Standup {i}: reviewed the {w} dashboard." for i, w in enumerate(WORDS))]
+    for i, text in enumerate(notes):
+        staged.create_memory_log(
+            tenant.user_id, tenant.project_id, {"content": text}, external_id=f"n{i}"
+        )
+    staged.process_pending(tenant.user_id, tenant.project_id)
+    questions = [("why did the nightly import fail?", ("n0",)), ("which dashboard broke?", ())]
+    cached = retrieve_questions(staged.search, staged, "t", tenant, questions, [DEFAULT_PARAMS])
+    second = staged.search.second_stage
+    scored: Rescorable = rescorable(staged.search, staged, cached, second, [DEFAULT_PARAMS])
+    for depth, weight in ((0, 0.0), (3, 0.6), (10, 0.8)):
+        stage = SecondStage(second.embedder, depth, weight) if depth else None
+        search = MemorySearch(staged.db, staged.search.store, staged.embedder, second_stage=stage)
+        expected = [
+            [h.external_id for h in hits]
+            for hits in search.search_many(
+                [q for q, _ in questions], tenant.user_id, tenant.project_id, 10
+            )
+        ]
+        got = scored.rankings(Staged(DEFAULT_PARAMS, depth, weight), datetime.now(UTC))
+        assert got == expected, (depth, weight)

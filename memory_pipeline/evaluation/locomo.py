@@ -212,6 +212,19 @@ def score_exact_dense(
     return score_rankings(conversations, rank, ks)
 
 
+def default_stronger_model() -> str | None:
+    """all-mpnet-base-v2 when the ``mpnet`` extra is installed (``make`` installs it)."""
+    from memory_pipeline.embedding.model_source import part_paths
+    from memory_pipeline.evaluation.stronger_model import MPNET
+
+    try:
+        part_paths()
+    except RuntimeError as missing:
+        print(f"no stronger model scored: {missing}", file=sys.stderr)
+        return None
+    return MPNET
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Import, process and evaluate; print the recall tables. Returns the exit code."""
     parser = argparse.ArgumentParser(
@@ -225,6 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--encoder-backends",
         default=",".join(EMBEDDING_BACKENDS),
         help="comma-separated encoder backends rolled out and compared (empty: none)",
+    )
+    parser.add_argument(
+        "--stronger-model",
+        default=None,
+        help="a stronger model scored as a second stage and as the only model (default: "
+        "all-mpnet-base-v2 when the 'mpnet' extra is installed; empty: none)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
     parser.add_argument(
@@ -240,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_conversations(args.data_dir),
         backend=args.backend,
         encoder_backends=[b for b in args.encoder_backends.split(",") if b],
+        stronger_model=default_stronger_model()
+        if args.stronger_model is None
+        else (args.stronger_model or None),
         as_json=args.json,
         write_results=not args.no_results_file,
     )

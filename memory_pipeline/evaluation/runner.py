@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,10 +38,20 @@ from memory_pipeline.evaluation.seed_questions import (
     find_work_logs,
     import_work_logs,
 )
+from memory_pipeline.evaluation.stronger_model import (
+    StagedScorer,
+    cached_staged_held_out,
+    choose_second_stage,
+    rescorable,
+    second_stage_folds,
+    staged_held_out_searches,
+    write_second_stage,
+)
 from memory_pipeline.evaluation.tuning import (
     TECHNIQUES,
     CachedQuestions,
     GridScorer,
+    K,
     describe,
     ranking_grid,
     retrieve_conversation,
@@ -49,6 +60,7 @@ from memory_pipeline.evaluation.tuning import (
 )
 from memory_pipeline.search.ranking import RankingParams
 from memory_pipeline.search.searcher import DEFAULT_PARAMS, MemorySearch
+from memory_pipeline.tenancy import Tenant
 
 HELD_OUT = "hybrid (default, held-out)"
 #: A setting is chosen only if the seed work-log questions keep at least this many hits@1.
@@ -186,11 +198,143 @@ def encoder_backend_rows(
     return out
 
 
+@dataclass
+class FirstStage:
+    """The first stage's leave-one-out choice on one store: the scorer over cached retrieval,
+    the admissible grid, each variant's held-out figure, the folds and the all-five choice."""
+
+    scorer: GridScorer
+    full_grid: list[RankingParams]
+    grid: list[RankingParams]
+    alone: dict[str, CategoryScores]
+    folds: list[Split]
+    on_all: RankingParams
+
+
+def choose_first_stage(
+    store: Any, conversations: Sequence[LocomoConversation], *, variants: bool = True
+) -> FirstStage:
+    """Retrieve once, then choose hybrid's parameters leave-one-out in stages (base grid, then
+    each technique); ``variants`` also scores each technique alone and each fusion alone."""
+    names = [c.name for c in conversations]
+    full_grid = ranking_grid(DEFAULT_PARAMS)
+    cached = [retrieve_conversation(store.search, store, c, full_grid) for c in conversations]
+    scorer = GridScorer(cached, retrieve_seed(store, full_grid))
+    grid = [p for p in full_grid if scorer.admissible(p, MIN_SEED_HITS)]
+    progress(f"retrieved once; {len(grid)} of {len(full_grid)} settings keep the seed")
+
+    stages = {
+        name: technique_stage(scorer, field, MIN_SEED_HITS) for name, field in TECHNIQUES.items()
+    }
+    every: dict[str, tuple[Sequence[RankingParams], list[Stage]]] = {
+        "base + every technique": (grid, list(stages.values()))
+    }
+    if variants:
+        every = {
+            "base grid": (grid, []),
+            "min-max fusion only": ([p for p in grid if p.fusion == "minmax"], []),
+            "reciprocal-rank fusion only": ([p for p in grid if p.fusion == "rrf"], []),
+            **{f"base + {name}": (grid, [stage]) for name, stage in stages.items()},
+            **every,
+        }
+    alone: dict[str, CategoryScores] = {}
+    choices: dict[str, list[Split]] = {}
+    for label, (first, then) in every.items():
+        if not first:
+            continue
+        choices[label] = leave_one_out_in_stages(scorer.score, names, first, then)
+        alone[f"{label} (held-out)"] = cached_held_out(scorer, conversations, choices[label])
+        progress(f"leave-one-out: {label}")
+    on_all = choose_in_stages(scorer.score, names, grid, list(stages.values()))
+    return FirstStage(scorer, full_grid, grid, alone, choices["base + every technique"], on_all)
+
+
+def stronger_model_rows(
+    store: Any,
+    conversations: Sequence[LocomoConversation],
+    first: FirstStage,
+    model: str,
+    rows: dict[str, CategoryScores],
+    *,
+    backend: str | None = None,
+) -> dict[str, Any]:
+    """``model`` as a second stage over the chosen first stage, then as the tenants' only model
+    (rolled out and back); each held-out row searched through the product is added to ``rows``.
+    """
+    from memory_pipeline.memory_store import MemoryStore
+
+    tenants = [Tenant(c.user_id, PROJECT_ID) for c in conversations]
+    if first.scorer.seed is not None:
+        tenants.append(SEED_TENANT)
+    out: dict[str, Any] = {"model": model}
+
+    settings = store.settings.with_overrides(rerank_model=model)
+    with MemoryStore(settings, store.endpoints, embedder=store.embedder, migrate=False) as staged:
+        second = staged.search.second_stage
+        vectors, seconds = write_second_stage(staged, tenants, second.model_id)
+        progress(f"second stage: {vectors} {model} vectors written in {seconds:.0f} s")
+        firsts = list(dict.fromkeys([*(f.chosen for f in first.folds), first.on_all]))
+        search = staged.search
+        scorer = StagedScorer(
+            [rescorable(search, staged, c, second, firsts) for c in first.scorer.cached],
+            rescorable(search, staged, first.scorer.seed, second, firsts)
+            if first.scorer.seed is not None
+            else None,
+        )
+        folds = second_stage_folds(scorer, first.folds, MIN_SEED_HITS)
+        on_all = choose_second_stage(
+            scorer, [c.name for c in conversations], first.on_all, MIN_SEED_HITS
+        )
+        cached = cached_staged_held_out(scorer, conversations, folds)
+        label = f"hybrid + {model.rsplit('/', 1)[-1]} second stage (held-out)"
+        rows[label] = staged_held_out_searches(
+            staged, second, conversations, {f.held_out: f.chosen for f in folds}, backend=backend
+        )
+        progress(f"leave-one-out: second stage ({rows[label].mean(10):.3f})")
+        out["second_stage"] = {
+            "vectors_written": vectors,
+            "write_s": seconds,
+            "folds": [{"held_out": f.held_out, "chosen": f.chosen.describe()} for f in folds],
+            "chosen_on_all_five": on_all.describe(),
+            "depth": on_all.depth,
+            "weight": on_all.weight,
+            "seed_hits_at_1": scorer.seed_hits(on_all),
+            "cached_held_out_recall@10": cached.mean(K),
+            "held_out": rows[label].to_json(),
+        }
+
+    settings = store.settings.with_overrides(embedding_model=model, rerank_model=None)
+    with MemoryStore(settings, store.endpoints, migrate=False) as only:
+        only.ensure_model_index()
+        started = time.perf_counter()
+        for t in tenants:
+            only.process_pending(t.user_id, t.project_id)
+        seconds = time.perf_counter() - started
+        progress(f"{model} rolled out as the only model in {seconds:.0f} s")
+        alone = choose_first_stage(only, conversations, variants=False)
+        label = f"{model.rsplit('/', 1)[-1]} as the model, hybrid (held-out)"
+        rows[label] = held_out_scores(
+            only, conversations, {f.held_out: f.chosen for f in alone.folds}, backend=backend
+        )
+        progress(f"leave-one-out: {model} as the model ({rows[label].mean(10):.3f})")
+        out["only_model"] = {
+            "rollout_s": seconds,
+            "folds": [{"held_out": f.held_out, "chosen": describe(f.chosen)} for f in alone.folds],
+            "chosen_on_all_five": describe(alone.on_all),
+            "seed_hits_at_1": alone.scorer.seed_hits(alone.on_all),
+            "held_out": rows[label].to_json(),
+        }
+    for t in tenants:  # back to the configured model
+        store.process_pending(t.user_id, t.project_id)
+    return out
+
+
 def evaluate_and_report(
     conversations: Sequence[LocomoConversation],
     *,
     backend: str | None = None,
     encoder_backends: Sequence[str] = (),
+    stronger_model: str | None = None,
     as_json: bool = False,
     write_results: bool = True,
 ) -> int:
@@ -215,38 +359,12 @@ def evaluate_and_report(
             "keyword": score_searches(store, conversations, "keyword", backend=backend),
         }
         progress("exact dense, vector and keyword rows measured")
-        full_grid = ranking_grid(DEFAULT_PARAMS)
-        cached = [retrieve_conversation(store.search, store, c, full_grid) for c in conversations]
-        scorer = GridScorer(cached, retrieve_seed(store, full_grid))
-        grid = [p for p in full_grid if scorer.admissible(p, MIN_SEED_HITS)]
-        progress(f"retrieved once; {len(grid)} of {len(full_grid)} settings keep the seed")
-
-        stages = {
-            name: technique_stage(scorer, field, MIN_SEED_HITS)
-            for name, field in TECHNIQUES.items()
-        }
-        variants: dict[str, tuple[Sequence[RankingParams], list[Stage]]] = {
-            "base grid": (grid, []),
-            "min-max fusion only": ([p for p in grid if p.fusion == "minmax"], []),
-            "reciprocal-rank fusion only": ([p for p in grid if p.fusion == "rrf"], []),
-            **{f"base + {name}": (grid, [stage]) for name, stage in stages.items()},
-            "base + every technique": (grid, list(stages.values())),
-        }
-        alone: dict[str, CategoryScores] = {}
-        choices: dict[str, list[Split]] = {}
-        for label, (first, then) in variants.items():
-            if not first:
-                continue
-            choices[label] = leave_one_out_in_stages(scorer.score, names, first, then)
-            alone[f"{label} (held-out)"] = cached_held_out(scorer, conversations, choices[label])
-            progress(f"leave-one-out: {label}")
-        folds = choices["base + every technique"]
-        on_all = choose_in_stages(scorer.score, names, grid, list(stages.values()))
+        first = choose_first_stage(store, conversations)
         rows["hybrid, shipped parameters (in-sample)"] = score_searches(
             store, conversations, "hybrid", backend=backend
         )
         rows[HELD_OUT] = held_out_scores(
-            store, conversations, {f.held_out: f.chosen for f in folds}, backend=backend
+            store, conversations, {f.held_out: f.chosen for f in first.folds}, backend=backend
         )
         t2 = time.perf_counter()
         progress("held-out searches done")
@@ -255,7 +373,7 @@ def evaluate_and_report(
             encoder_backend_rows(
                 store,
                 conversations,
-                {f.held_out: f.chosen for f in folds},
+                {f.held_out: f.chosen for f in first.folds},
                 [b for b in encoder_backends if b != store.embedder.backend],
                 rows[HELD_OUT],
                 backend=backend,
@@ -263,9 +381,14 @@ def evaluate_and_report(
             if encoder_backends
             else {}
         )
+        stronger = (
+            stronger_model_rows(store, conversations, first, stronger_model, rows, backend=backend)
+            if stronger_model
+            else {}
+        )
 
     timing = {"import_and_process_s": t1 - t0, "search_s": t2 - t1, "total_s": t2 - started}
-    shipped_hits = scorer.seed_hits(DEFAULT_PARAMS)
+    shipped_hits = first.scorer.seed_hits(DEFAULT_PARAMS)
     document = {
         "conversations": names,
         "memories": turns,
@@ -273,13 +396,15 @@ def evaluate_and_report(
         "skipped_questions": sum(c.skipped_questions for c in conversations),
         "process_counts": counts,
         "recall": {name: s.to_json() for name, s in rows.items()},
-        "techniques_held_out_recall@10": {name: s.to_json() for name, s in alone.items()},
-        "folds": [{"held_out": f.held_out, "chosen": describe(f.chosen)} for f in folds],
-        "chosen_on_all_five": describe(on_all),
+        "techniques_held_out_recall@10": {name: s.to_json() for name, s in first.alone.items()},
+        "first.folds": [
+            {"held_out": f.held_out, "chosen": describe(f.chosen)} for f in first.folds
+        ],
+        "chosen_on_all_five": describe(first.on_all),
         "shipped": describe(DEFAULT_PARAMS),
-        "shipped_is_the_all_five_choice": on_all == DEFAULT_PARAMS,
-        "grid_size": len(full_grid),
-        "admissible_settings": len(grid),
+        "shipped_is_the_all_five_choice": first.on_all == DEFAULT_PARAMS,
+        "grid_size": len(first.full_grid),
+        "admissible_settings": len(first.grid),
         "seed_hits_at_1": {
             "shipped": shipped_hits,
             "of": len(SEED_QUESTIONS),
@@ -287,9 +412,10 @@ def evaluate_and_report(
         },
         "timing": timing,
         "encoder_backends": backend_rows,
+        "stronger_model": stronger,
     }
     if write_results:
-        document["results_file"] = _write_results_file(document, rows, alone)
+        document["results_file"] = _write_results_file(document, rows, first.alone)
     if as_json:
         print(json.dumps(document))
         return 0
@@ -302,18 +428,18 @@ def evaluate_and_report(
         print()
         print(format_category_table(rows, k))
     print()
-    print("each technique alone, leave-one-out (ranked on cached retrieval):")
-    print(format_category_table(alone, 10))
+    print("each technique first.alone, leave-one-out (ranked on cached retrieval):")
+    print(format_category_table(first.alone, 10))
     print()
     print(
-        f"leave-one-conversation-out over {len(grid)} base settings (of {len(full_grid)}; the "
+        f"leave-one-conversation-out over {len(first.grid)} base settings (of {len(first.full_grid)}; the "
         f"others put an answer first for fewer than {MIN_SEED_HITS} of the "
         f"{len(SEED_QUESTIONS)} seed work-log questions), then each technique; recall@10 chooses:"
     )
-    for f in folds:
+    for f in first.folds:
         print(f"  without {f.held_out}: {describe(f.chosen)}")
-    print(f"chosen on all five: {describe(on_all)}")
-    agree = "the same" if on_all == DEFAULT_PARAMS else "DIFFERENT: update the defaults"
+    print(f"chosen on all five: {describe(first.on_all)}")
+    agree = "the same" if first.on_all == DEFAULT_PARAMS else "DIFFERENT: update the defaults"
     print(f"shipped defaults:   {describe(DEFAULT_PARAMS)} ({agree})")
     print(f"seed work-log questions, hit@1 with the shipped defaults: {shipped_hits}/16")
     held = rows[HELD_OUT]
@@ -331,6 +457,9 @@ def evaluate_and_report(
                 f"| {name} | {f['held_out_recall@10']:.3f} | {f['reembed_rows_per_s'] or 0:.1f} | "
                 f"{f['question_cosine_mean']:.4f} / {f['question_cosine_min']:.4f} |"
             )
+    if stronger:
+        print()
+        print(stronger_summary(stronger))
     print(
         f"time: import+process {timing['import_and_process_s']:.1f} s, "
         f"searches {timing['search_s']:.1f} s, total {timing['total_s']:.1f} s"
@@ -338,6 +467,33 @@ def evaluate_and_report(
     if write_results and document.get("results_file"):
         print(f"results: {document['results_file']}")
     return 0
+
+
+def stronger_summary(stronger: dict[str, Any]) -> str:
+    """The stronger model's choices, for the printed report (its recall rows are in the
+    tables)."""
+    from memory_pipeline.settings import Settings
+
+    second, only = stronger["second_stage"], stronger["only_model"]
+    shipped = (
+        Settings.model_fields["rerank_depth"].default,
+        Settings.model_fields["rerank_weight"].default,
+    )
+    agree = (
+        "the same" if (second["depth"], second["weight"]) == shipped else "DIFFERENT: update them"
+    )
+    lines = [
+        f"{stronger['model']} as a second stage ({second['vectors_written']} vectors written in "
+        f"{second['write_s']:.0f} s), chosen leave-one-out on each fold's first stage:",
+        *(f"  without {f['held_out']}: {f['chosen']}" for f in second["folds"]),
+        f"chosen on all five: {second['chosen_on_all_five']}",
+        f"shipped MEMORY_PIPELINE_RERANK_DEPTH/WEIGHT: {shipped[0]}/{shipped[1]:g} ({agree})",
+        f"seed work-log questions, hit@1 with it: {second['seed_hits_at_1']}/16",
+        f"{stronger['model']} as the only model (rolled out in {only['rollout_s']:.0f} s):",
+        *(f"  without {f['held_out']}: {f['chosen']}" for f in only["folds"]),
+        f"chosen on all five: {only['chosen_on_all_five']}; seed hit@1 {only['seed_hits_at_1']}/16",
+    ]
+    return "\n".join(lines)
 
 
 def _write_results_file(
@@ -362,6 +518,9 @@ def _write_results_file(
             section.add(f"  {group} recall@{k} (held-out)", held.mean(k, group), "")
     for name, scores in alone.items():
         section.add(f"  {name} recall@10", scores.mean(10), "")
+    for name, scores in rows.items():
+        if name != HELD_OUT and name.endswith("(held-out)"):  # the stronger model's rows
+            section.add(f"  {name} recall@10", scores.mean(10), "")
     for name, figures in document.get("encoder_backends", {}).items():
         section.add(f"  encoder {name}: recall@10 (held-out)", figures["held_out_recall@10"], "")
     section.details = document
