@@ -67,8 +67,12 @@ def load_embedded_memories(
     tenant: Tenant,
     memories: Sequence[ReadyMemory],
     vectors: np.ndarray,
+    *,
+    second_stage: tuple[str, np.ndarray] | None = None,
 ) -> list[int]:
-    """Load memories as ``embedded`` by ``model_id``, one vector each, in Postgres and Chroma.
+    """Load memories as ``embedded`` by ``model_id``, one vector each, in Postgres and Chroma;
+    with ``second_stage`` (its model id and vectors) their second-stage vectors too, in
+    Postgres only, where the second stage reads them (docs/decisions/0153).
 
     Returns their ids in the order of ``memories``. External ids must be new in the tenant.
     """
@@ -93,6 +97,14 @@ def load_embedded_memories(
             for k, (log_id, m) in enumerate(zip(ids, memories, strict=True))
         ]
         row_outcomes.write_vectors(conn, tenant.key, model_id, rows)
+        if second_stage is not None:
+            second_model, second_vectors = second_stage
+            row_outcomes.write_chunk_vectors(
+                conn,
+                tenant.key,
+                second_model,
+                [(r.id, r.chunk_texts, second_vectors[k : k + 1]) for k, r in enumerate(rows)],
+            )
         row_outcomes.mark_embedded(conn, model_id, rows)
     metadatas = [
         vector_metadata(tenant, model_id, log_id, 0, m.memory_type, m.occurred_at)

@@ -76,20 +76,34 @@ class _Corpus:
         self.vectors = store.embedder.embed_batch(first_chunks)
         self.texts = first_chunks
         self.model_id = store.embedder.model_id
+        # the configured second stage's vectors of the same texts (MEMORY_PIPELINE_RERANK_MODEL)
+        stage = store.search.second_stage
+        self.second_model = stage.model_id if stage else None
+        self.second_vectors = stage.embedder.embed_batch(first_chunks) if stage else None
 
     def memories(
         self, start: int, count: int, rng: np.random.Generator
-    ) -> tuple[list[ReadyMemory], np.ndarray]:
+    ) -> tuple[list[ReadyMemory], np.ndarray, tuple[str, np.ndarray] | None]:
+        """Memories ``start..start+count``, their noisy vectors and their second stage's."""
         picks = [(start + i) % len(self.docs) for i in range(count)]
-        noisy = self.vectors[picks] + rng.normal(0.0, NOISE_SIGMA, (count, self.vectors.shape[1]))
-        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+        noisy = _noisy(self.vectors[picks], rng)
+        second = None
+        if self.second_model is not None and self.second_vectors is not None:
+            second = (self.second_model, _noisy(self.second_vectors[picks], rng))
         memories = [
             ReadyMemory.of(
                 f"m-{start + i}", self.docs[p], self.extracted[p], self.model_id, self.texts[p]
             )
             for i, p in enumerate(picks)
         ]
-        return memories, noisy.astype(np.float32)
+        return memories, noisy, second
+
+
+def _noisy(vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``vectors`` moved by Gaussian noise and normalised again (distinct but realistic)."""
+    noisy = vectors + rng.normal(0.0, NOISE_SIGMA, vectors.shape)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    return noisy.astype(np.float32)
 
 
 def _timed_searches(
@@ -184,9 +198,15 @@ def run(
             big = Tenant("bench-user", f"bench-search-{rows}")
             load_start = time.perf_counter()
             for start in range(0, rows, 20_000):
-                memories, vectors = corpus.memories(start, min(20_000, rows - start), rng)
+                memories, vectors, second = corpus.memories(start, min(20_000, rows - start), rng)
                 load_embedded_memories(
-                    store.db, store.vector_store, model_id, big, memories, vectors
+                    store.db,
+                    store.vector_store,
+                    model_id,
+                    big,
+                    memories,
+                    vectors,
+                    second_stage=second,
                 )
                 progress(f"search: big tenant {start + len(memories)}/{rows} loaded")
             big_seconds = time.perf_counter() - load_start
@@ -194,9 +214,15 @@ def run(
             small = [Tenant(f"bench-user-{i:04d}", "bench-search-small") for i in range(tenants)]
             load_start = time.perf_counter()
             for index, tenant in enumerate(small):
-                memories, vectors = corpus.memories(index * tenant_rows, tenant_rows, rng)
+                memories, vectors, second = corpus.memories(index * tenant_rows, tenant_rows, rng)
                 load_embedded_memories(
-                    store.db, store.vector_store, model_id, tenant, memories, vectors
+                    store.db,
+                    store.vector_store,
+                    model_id,
+                    tenant,
+                    memories,
+                    vectors,
+                    second_stage=second,
                 )
                 if (index + 1) % 100 == 0:
                     progress(f"search: small tenants {index + 1}/{tenants} loaded")

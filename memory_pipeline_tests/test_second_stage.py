@@ -198,3 +198,42 @@ def test_the_evaluations_cached_second_stage_ranks_as_the_products_search(staged
         ]
         got = scored.rankings(Staged(DEFAULT_PARAMS, depth, weight), datetime.now(UTC))
         assert got == expected, (depth, weight)
+
+
+def test_seeded_memories_carry_second_stage_vectors_as_the_pipeline_writes_them(staged):
+    """Bench B seeds its big tenant; with a second stage its memories need that model's vectors
+    too, under the same vector ids, or the search it times would skip re-scoring."""
+    from memory_pipeline.extraction import extract_memory
+    from memory_pipeline.seeding import ReadyMemory, load_embedded_memories
+
+    piped, seeded = (Tenant(f"{kind}-{uuid.uuid4().hex[:8]}", "p") for kind in ("piped", "seed"))
+    piped_ids = [
+        staged.create_memory_log(piped.user_id, piped.project_id, {"content": t}) for t in NOTES
+    ]
+    staged.process_pending(piped.user_id, piped.project_id)
+    extracted = [extract_memory({"content": t}) for t in NOTES]
+    second = staged.search.second_stage
+    texts = [x.text for x in extracted]
+    first = staged.embedder.model_id
+    seeded_ids = load_embedded_memories(
+        staged.db,
+        staged.vector_store,
+        first,
+        seeded,
+        [
+            ReadyMemory.of(f"d{i}", {"content": t}, x, first)
+            for i, (t, x) in enumerate(zip(NOTES, extracted, strict=True))
+        ],
+        staged.embedder.embed_batch(texts),
+        second_stage=(second.model_id, second.embedder.embed_batch(texts)),
+    )
+
+    def models(ids: list[int]) -> list[tuple[str, int]]:
+        found = _vectors(staged, ids)
+        return sorted((m, dims) for (m, _), dims in found.items())
+
+    assert models(seeded_ids) == models([getattr(i, "log_id", i) for i in piped_ids])
+    hits = staged.search_similar_memories(
+        "why did the nightly import fail?", seeded.user_id, seeded.project_id, 4, explain=True
+    )
+    assert sum(1 for h in hits if h.explanation["second_stage"]) == 3
