@@ -239,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "cpu": cpu_description(),
         "load_average_at_end": os.getloadavg(),
+        # the models the sections ran with (MEMORY_PIPELINE_EMBEDDING_MODEL, _RERANK_MODEL)
+        "models": _configured_models(),
     }
     out = base / "results.json"
     write_json(out, results, run_info)
@@ -248,6 +250,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results))
     print(f"\n(all figures: {out}; kept as {record})")
     return 1 if any(r.error for r in results) else 0
+
+
+def _configured_models() -> dict[str, str | None]:
+    from memory_pipeline.settings import Settings
+
+    settings = Settings.from_env()
+    return {
+        "embedding_model": settings.embedding_model,
+        "embedding_backend": settings.embedding_backend,
+        "rerank_model": settings.rerank_model,
+    }
 
 
 if __name__ == "__main__":

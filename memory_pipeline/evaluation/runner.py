@@ -256,10 +256,12 @@ def stronger_model_rows(
     model: str,
     rows: dict[str, CategoryScores],
     *,
+    encoder_backends: Sequence[str] = (),
     backend: str | None = None,
 ) -> dict[str, Any]:
     """``model`` as a second stage over the chosen first stage, then as the tenants' only model
-    (rolled out and back); each held-out row searched through the product is added to ``rows``.
+    (rolled out and back, with each of ``encoder_backends`` rolled out too); each held-out row
+    searched through the product is added to ``rows``.
     """
     from memory_pipeline.memory_store import MemoryStore
 
@@ -324,6 +326,15 @@ def stronger_model_rows(
             "seed_hits_at_1": alone.scorer.seed_hits(alone.on_all),
             "held_out": rows[label].to_json(),
         }
+        if encoder_backends:
+            out["only_model"]["encoder_backends"] = encoder_backend_rows(
+                only,
+                conversations,
+                {f.held_out: f.chosen for f in alone.folds},
+                [b for b in encoder_backends if b != only.embedder.backend],
+                rows[label],
+                backend=backend,
+            )
     for t in tenants:  # back to the configured model
         store.process_pending(t.user_id, t.project_id)
     return out
@@ -382,7 +393,15 @@ def evaluate_and_report(
             else {}
         )
         stronger = (
-            stronger_model_rows(store, conversations, first, stronger_model, rows, backend=backend)
+            stronger_model_rows(
+                store,
+                conversations,
+                first,
+                stronger_model,
+                rows,
+                encoder_backends=encoder_backends,
+                backend=backend,
+            )
             if stronger_model
             else {}
         )
@@ -446,17 +465,7 @@ def evaluate_and_report(
     print(f"default (held-out): recall@10 {held.mean(10):.3f}, recall@5 {held.mean(5):.3f}")
     if backend_rows:
         print()
-        configured = store_backend
-        print(f"encoder backends, each rolled out on the five tenants ({configured} configured):")
-        print(
-            "| backend | held-out recall@10 | re-embed rows/s | question cosine to fp32 (mean / min) |"
-        )
-        print("|---|---|---|---|")
-        for name, f in backend_rows.items():
-            print(
-                f"| {name} | {f['held_out_recall@10']:.3f} | {f['reembed_rows_per_s'] or 0:.1f} | "
-                f"{f['question_cosine_mean']:.4f} / {f['question_cosine_min']:.4f} |"
-            )
+        print(backend_table(backend_rows, store_backend))
     if stronger:
         print()
         print(stronger_summary(stronger))
@@ -467,6 +476,21 @@ def evaluate_and_report(
     if write_results and document.get("results_file"):
         print(f"results: {document['results_file']}")
     return 0
+
+
+def backend_table(backend_rows: dict[str, dict[str, float | None]], configured: str) -> str:
+    """The encoder backends' figures as a markdown table."""
+    lines = [
+        f"encoder backends, each rolled out on the five tenants ({configured} configured):",
+        "| backend | held-out recall@10 | re-embed rows/s | question cosine to fp32 (mean / min) |",
+        "|---|---|---|---|",
+    ]
+    for name, f in backend_rows.items():
+        lines.append(
+            f"| {name} | {f['held_out_recall@10']:.3f} | {f['reembed_rows_per_s'] or 0:.1f} | "
+            f"{f['question_cosine_mean']:.4f} / {f['question_cosine_min']:.4f} |"
+        )
+    return "\n".join(lines)
 
 
 def stronger_summary(stronger: dict[str, Any]) -> str:
@@ -493,6 +517,8 @@ def stronger_summary(stronger: dict[str, Any]) -> str:
         *(f"  without {f['held_out']}: {f['chosen']}" for f in only["folds"]),
         f"chosen on all five: {only['chosen_on_all_five']}; seed hit@1 {only['seed_hits_at_1']}/16",
     ]
+    if only.get("encoder_backends"):
+        lines += ["", backend_table(only["encoder_backends"], "torch")]
     return "\n".join(lines)
 
 
