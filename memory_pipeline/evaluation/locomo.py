@@ -245,6 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a stronger model scored as a second stage and as the only model (default: "
         "all-mpnet-base-v2 when the 'mpnet' extra is installed; empty: none)",
     )
+    parser.add_argument(
+        "--stronger-encoder-backends",
+        default="onnx-int8,openvino-int8",
+        help="comma-separated encoder backends rolled out for the stronger model (empty: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
     parser.add_argument(
         "--no-results-file", action="store_true", help="do not write a results file"
@@ -259,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_conversations(args.data_dir),
         backend=args.backend,
         encoder_backends=[b for b in args.encoder_backends.split(",") if b],
+        stronger_encoder_backends=[b for b in args.stronger_encoder_backends.split(",") if b],
         stronger_model=default_stronger_model()
         if args.stronger_model is None
         else (args.stronger_model or None),

@@ -145,8 +145,7 @@ def encoder_backend_rows(
     Per backend: recall, re-embedding rows/s through the pipeline, and the cosine of its
     question vectors to torch float32's.
     """
-    from memory_pipeline.embedding import Embedder, load_embedder
-    from memory_pipeline.memory_store import MemoryStore
+    from memory_pipeline.embedding import Embedder
 
     settings = store.settings
     questions = [q.question for c in conversations for q in c.questions]
@@ -154,8 +153,9 @@ def encoder_backend_rows(
         settings.embedding_model, model_source=store.embedder.model_source, precision="float32"
     ).embed_batch(questions)
     cosines = (store.embedder.embed_batch(questions) * reference).sum(axis=1)
-    out: dict[str, dict[str, float | None]] = {
+    out: dict[str, dict[str, Any]] = {
         store.embedder.backend: {
+            "precision": str(store.embedder.precision),
             "held_out_recall@10": configured.mean(10),
             "reembed_rows_per_s": None,
             "question_cosine_mean": float(cosines.mean()),
@@ -163,31 +163,12 @@ def encoder_backend_rows(
         }
     }
     for name in backends:
-        embedder = load_embedder(
-            settings.embedding_model,
-            batch_size=settings.embedding_batch_size,
-            precision=settings.embedding_precision,
-            trace_queries=settings.query_trace,
-            backend=name,
-            exports_dir=settings.models_dir,
-        )
-        with MemoryStore(
-            settings, store.endpoints, embedder=embedder, migrate=False
-        ) as backend_store:
-            backend_store.ensure_model_index()
-            started, rows = time.perf_counter(), 0
-            for c in conversations:
-                counts = backend_store.process_pending(c.user_id, PROJECT_ID)
-                rows += counts.get("reembedded", 0) + counts.get("embedded", 0)
-            seconds = time.perf_counter() - started
-            held = held_out_scores(backend_store, conversations, chosen, backend=backend)
-            cosines = (embedder.embed_batch(questions) * reference).sum(axis=1)
-        out[name] = {
-            "held_out_recall@10": held.mean(10),
-            "reembed_rows_per_s": rows / seconds if rows else None,
-            "question_cosine_mean": float(cosines.mean()),
-            "question_cosine_min": float(cosines.min()),
-        }
+        try:
+            out[name] = _backend_row(
+                store, conversations, chosen, name, questions, reference, backend
+            )
+        except Exception as exc:  # an export this model does not support: say so, go on
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
         progress(f"encoder backend {name}: {out[name]}")
     started, rows = time.perf_counter(), 0
     for c in conversations:  # back to the configured backend, timed like the others
@@ -249,6 +230,62 @@ def choose_first_stage(
     return FirstStage(scorer, full_grid, grid, alone, choices["base + every technique"], on_all)
 
 
+def _short(model: str) -> str:
+    return model.rsplit("/", 1)[-1]
+
+
+def second_stage_row(
+    store: Any,
+    model: str,
+    conversations: Sequence[LocomoConversation],
+    first: FirstStage,
+    tenants: Sequence[Tenant],
+    rows: dict[str, CategoryScores],
+    label: str,
+    *,
+    backend: str | None = None,
+) -> dict[str, Any]:
+    """``model`` as the second stage over ``store``'s first stage (``first``'s choices): its
+    vectors written by the pipeline, depth and weight chosen leave-one-out on each fold's first
+    stage, the held-out row searched through the product and added to ``rows`` as ``label``."""
+    from memory_pipeline.memory_store import MemoryStore
+
+    settings = store.settings.with_overrides(rerank_model=model)
+    with MemoryStore(settings, store.endpoints, embedder=store.embedder, migrate=False) as staged:
+        second = staged.search.second_stage
+        vectors, seconds = write_second_stage(staged, tenants, second.model_id)
+        progress(f"second stage: {vectors} {model} vectors written in {seconds:.0f} s")
+        firsts = list(dict.fromkeys([*(f.chosen for f in first.folds), first.on_all]))
+        search = staged.search
+        scorer = StagedScorer(
+            [rescorable(search, staged, c, second, firsts) for c in first.scorer.cached],
+            rescorable(search, staged, first.scorer.seed, second, firsts)
+            if first.scorer.seed is not None
+            else None,
+        )
+        folds = second_stage_folds(scorer, first.folds, MIN_SEED_HITS)
+        on_all = choose_second_stage(
+            scorer, [c.name for c in conversations], first.on_all, MIN_SEED_HITS
+        )
+        cached = cached_staged_held_out(scorer, conversations, folds)
+        rows[label] = staged_held_out_searches(
+            staged, second, conversations, {f.held_out: f.chosen for f in folds}, backend=backend
+        )
+        progress(f"leave-one-out: {label} ({rows[label].mean(10):.3f})")
+    return {
+        "model": model,
+        "vectors_written": vectors,
+        "write_s": seconds,
+        "folds": [{"held_out": f.held_out, "chosen": f.chosen.describe()} for f in folds],
+        "chosen_on_all_five": on_all.describe(),
+        "depth": on_all.depth,
+        "weight": on_all.weight,
+        "seed_hits_at_1": scorer.seed_hits(on_all),
+        "cached_held_out_recall@10": cached.mean(K),
+        "held_out": rows[label].to_json(),
+    }
+
+
 def stronger_model_rows(
     store: Any,
     conversations: Sequence[LocomoConversation],
@@ -270,40 +307,10 @@ def stronger_model_rows(
         tenants.append(SEED_TENANT)
     out: dict[str, Any] = {"model": model}
 
-    settings = store.settings.with_overrides(rerank_model=model)
-    with MemoryStore(settings, store.endpoints, embedder=store.embedder, migrate=False) as staged:
-        second = staged.search.second_stage
-        vectors, seconds = write_second_stage(staged, tenants, second.model_id)
-        progress(f"second stage: {vectors} {model} vectors written in {seconds:.0f} s")
-        firsts = list(dict.fromkeys([*(f.chosen for f in first.folds), first.on_all]))
-        search = staged.search
-        scorer = StagedScorer(
-            [rescorable(search, staged, c, second, firsts) for c in first.scorer.cached],
-            rescorable(search, staged, first.scorer.seed, second, firsts)
-            if first.scorer.seed is not None
-            else None,
-        )
-        folds = second_stage_folds(scorer, first.folds, MIN_SEED_HITS)
-        on_all = choose_second_stage(
-            scorer, [c.name for c in conversations], first.on_all, MIN_SEED_HITS
-        )
-        cached = cached_staged_held_out(scorer, conversations, folds)
-        label = f"hybrid + {model.rsplit('/', 1)[-1]} second stage (held-out)"
-        rows[label] = staged_held_out_searches(
-            staged, second, conversations, {f.held_out: f.chosen for f in folds}, backend=backend
-        )
-        progress(f"leave-one-out: second stage ({rows[label].mean(10):.3f})")
-        out["second_stage"] = {
-            "vectors_written": vectors,
-            "write_s": seconds,
-            "folds": [{"held_out": f.held_out, "chosen": f.chosen.describe()} for f in folds],
-            "chosen_on_all_five": on_all.describe(),
-            "depth": on_all.depth,
-            "weight": on_all.weight,
-            "seed_hits_at_1": scorer.seed_hits(on_all),
-            "cached_held_out_recall@10": cached.mean(K),
-            "held_out": rows[label].to_json(),
-        }
+    label = f"hybrid + {_short(model)} second stage (held-out)"
+    out["second_stage"] = second_stage_row(
+        store, model, conversations, first, tenants, rows, label, backend=backend
+    )
 
     settings = store.settings.with_overrides(embedding_model=model, rerank_model=None)
     with MemoryStore(settings, store.endpoints, migrate=False) as only:
@@ -314,7 +321,7 @@ def stronger_model_rows(
         seconds = time.perf_counter() - started
         progress(f"{model} rolled out as the only model in {seconds:.0f} s")
         alone = choose_first_stage(only, conversations, variants=False)
-        label = f"{model.rsplit('/', 1)[-1]} as the model, hybrid (held-out)"
+        label = f"{_short(model)} as the model, hybrid (held-out)"
         rows[label] = held_out_scores(
             only, conversations, {f.held_out: f.chosen for f in alone.folds}, backend=backend
         )
@@ -326,6 +333,18 @@ def stronger_model_rows(
             "seed_hits_at_1": alone.scorer.seed_hits(alone.on_all),
             "held_out": rows[label].to_json(),
         }
+        # both models together: mpnet's first stage re-scored by the configured model
+        minilm = store.settings.embedding_model
+        out["only_model_second_stage"] = second_stage_row(
+            only,
+            minilm,
+            conversations,
+            alone,
+            tenants,
+            rows,
+            f"{_short(model)} + {_short(minilm)} second stage (held-out)",
+            backend=backend,
+        )
         if encoder_backends:
             out["only_model"]["encoder_backends"] = encoder_backend_rows(
                 only,
@@ -340,12 +359,52 @@ def stronger_model_rows(
     return out
 
 
+def _backend_row(
+    store: Any,
+    conversations: Sequence[LocomoConversation],
+    chosen: dict[str, RankingParams],
+    name: str,
+    questions: list[str],
+    reference: Any,
+    backend: str | None,
+) -> dict[str, Any]:
+    """Encoder backend ``name`` rolled out on the conversations' tenants and scored."""
+    from memory_pipeline.embedding import load_embedder
+    from memory_pipeline.memory_store import MemoryStore
+
+    settings = store.settings
+    embedder = load_embedder(
+        settings.embedding_model,
+        batch_size=settings.embedding_batch_size,
+        precision=settings.embedding_precision,
+        trace_queries=settings.query_trace,
+        backend=name,
+        exports_dir=settings.models_dir,
+    )
+    with MemoryStore(settings, store.endpoints, embedder=embedder, migrate=False) as backend_store:
+        backend_store.ensure_model_index()
+        started, rows = time.perf_counter(), 0
+        for c in conversations:
+            counts = backend_store.process_pending(c.user_id, PROJECT_ID)
+            rows += counts.get("reembedded", 0) + counts.get("embedded", 0)
+        seconds = time.perf_counter() - started
+        held = held_out_scores(backend_store, conversations, chosen, backend=backend)
+        cosines = (embedder.embed_batch(questions) * reference).sum(axis=1)
+    return {
+        "held_out_recall@10": held.mean(10),
+        "reembed_rows_per_s": rows / seconds if rows else None,
+        "question_cosine_mean": float(cosines.mean()),
+        "question_cosine_min": float(cosines.min()),
+    }
+
+
 def evaluate_and_report(
     conversations: Sequence[LocomoConversation],
     *,
     backend: str | None = None,
     encoder_backends: Sequence[str] = (),
     stronger_model: str | None = None,
+    stronger_encoder_backends: Sequence[str] = (),
     as_json: bool = False,
     write_results: bool = True,
 ) -> int:
@@ -399,7 +458,7 @@ def evaluate_and_report(
                 first,
                 stronger_model,
                 rows,
-                encoder_backends=encoder_backends,
+                encoder_backends=stronger_encoder_backends,
                 backend=backend,
             )
             if stronger_model
@@ -416,9 +475,7 @@ def evaluate_and_report(
         "process_counts": counts,
         "recall": {name: s.to_json() for name, s in rows.items()},
         "techniques_held_out_recall@10": {name: s.to_json() for name, s in first.alone.items()},
-        "first.folds": [
-            {"held_out": f.held_out, "chosen": describe(f.chosen)} for f in first.folds
-        ],
+        "folds": [{"held_out": f.held_out, "chosen": describe(f.chosen)} for f in first.folds],
         "chosen_on_all_five": describe(first.on_all),
         "shipped": describe(DEFAULT_PARAMS),
         "shipped_is_the_all_five_choice": first.on_all == DEFAULT_PARAMS,
@@ -447,12 +504,12 @@ def evaluate_and_report(
         print()
         print(format_category_table(rows, k))
     print()
-    print("each technique first.alone, leave-one-out (ranked on cached retrieval):")
+    print("each technique alone, leave-one-out (ranked on cached retrieval):")
     print(format_category_table(first.alone, 10))
     print()
     print(
-        f"leave-one-conversation-out over {len(first.grid)} base settings (of {len(first.full_grid)}; the "
-        f"others put an answer first for fewer than {MIN_SEED_HITS} of the "
+        f"leave-one-conversation-out over {len(first.grid)} base settings "
+        f"(of {len(first.full_grid)}; the others put an answer first for fewer than {MIN_SEED_HITS} of the "
         f"{len(SEED_QUESTIONS)} seed work-log questions), then each technique; recall@10 chooses:"
     )
     for f in first.folds:
@@ -486,6 +543,9 @@ def backend_table(backend_rows: dict[str, dict[str, float | None]], configured: 
         "|---|---|---|---|",
     ]
     for name, f in backend_rows.items():
+        if "error" in f:
+            lines.append(f"| {name} | failed: {f['error']} | | |")
+            continue
         lines.append(
             f"| {name} | {f['held_out_recall@10']:.3f} | {f['reembed_rows_per_s'] or 0:.1f} | "
             f"{f['question_cosine_mean']:.4f} / {f['question_cosine_min']:.4f} |"
@@ -517,9 +577,21 @@ def stronger_summary(stronger: dict[str, Any]) -> str:
         *(f"  without {f['held_out']}: {f['chosen']}" for f in only["folds"]),
         f"chosen on all five: {only['chosen_on_all_five']}; seed hit@1 {only['seed_hits_at_1']}/16",
     ]
+    both = stronger.get("only_model_second_stage")
+    if both:
+        lines += [
+            f"{stronger['model']} as the model, {both['model']} as its second stage:",
+            *(f"  without {f['held_out']}: {f['chosen']}" for f in both["folds"]),
+            f"chosen on all five: {both['chosen_on_all_five']}; "
+            f"seed hit@1 {both['seed_hits_at_1']}/16",
+        ]
     if only.get("encoder_backends"):
         lines += ["", backend_table(only["encoder_backends"], "torch")]
     return "\n".join(lines)
+
+
+def mpnet_label(document: dict[str, Any]) -> str:
+    return _short(document.get("stronger_model", {}).get("model", ""))
 
 
 def _write_results_file(
@@ -548,7 +620,18 @@ def _write_results_file(
         if name != HELD_OUT and name.endswith("(held-out)"):  # the stronger model's rows
             section.add(f"  {name} recall@10", scores.mean(10), "")
     for name, figures in document.get("encoder_backends", {}).items():
-        section.add(f"  encoder {name}: recall@10 (held-out)", figures["held_out_recall@10"], "")
+        if "error" not in figures:
+            section.add(
+                f"  encoder {name}: recall@10 (held-out)", figures["held_out_recall@10"], ""
+            )
+    mpnet = document.get("stronger_model", {}).get("only_model", {})
+    for name, figures in mpnet.get("encoder_backends", {}).items():
+        if "error" not in figures:
+            section.add(
+                f"  {mpnet_label(document)} encoder {name}: recall@10 (held-out)",
+                figures["held_out_recall@10"],
+                "",
+            )
     section.details = document
     cpu = cpu_description()
     started = datetime.now(UTC)

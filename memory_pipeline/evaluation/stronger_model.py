@@ -31,8 +31,8 @@ from memory_pipeline.tenancy import Tenant
 
 MPNET = "sentence-transformers/all-mpnet-base-v2"
 #: How many first-stage results the second stage may re-score, and its fusion weights.
-DEPTHS: tuple[int, ...] = (10, 20, 30, 50)
-WEIGHTS: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8)
+DEPTHS: tuple[int, ...] = (10, 20, 30, 50, 100)
+WEIGHTS: tuple[float, ...] = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8)
 
 
 class Staged(NamedTuple):
