@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from memory_pipeline.memory_store import MemoryStore
+from memory_pipeline.processing.prepare import content_hash
 from memory_pipeline.search.second_stage import SecondStage
 from memory_pipeline.tenancy import Tenant
 
@@ -160,6 +161,36 @@ def test_a_rollout_to_the_second_stages_model_serves_its_vectors_from_chroma(sto
                 backend=backend,
             )
             assert hits and hits[0].log_id == ids[0], backend
+        assert _recorded(only, ids) == {
+            (MPNET, content_hash(t, MPNET), 768) for t in _texts(only, ids)
+        }
+
+    # and back: the first model re-embeds every row (none is taken as unchanged) and switches
+    counts = store.process_pending(tenant.user_id, tenant.project_id)
+    assert (counts["reembedded"], counts["switched"]) == (len(ids), 1)
+    first = store.embedder.model_id
+    with store.db.connection() as conn:
+        assert only_models(conn, tenant) == [first]
+    assert _recorded(store, ids) == {
+        (first, content_hash(t, first), 384) for t in _texts(store, ids)
+    }
+
+
+def _recorded(store: MemoryStore, ids: list[int]) -> set[tuple[str, str, int]]:
+    """What memory_log says embedded each row: model, content hash, first-chunk dimensions."""
+    with store.db.connection() as conn:
+        rows = conn.execute(
+            "SELECT embedding_model, content_hash, vector_dims(embedding) AS dims FROM memory_log "
+            "WHERE id = ANY(%s)",
+            (ids,),
+        ).fetchall()
+    return {(r["embedding_model"], r["content_hash"], r["dims"]) for r in rows}
+
+
+def _texts(store: MemoryStore, ids: list[int]) -> list[str]:
+    with store.db.connection() as conn:
+        rows = conn.execute("SELECT search_text FROM memory_log WHERE id = ANY(%s)", (ids,))
+        return [r["search_text"] for r in rows.fetchall()]
 
 
 def only_models(conn, tenant: Tenant) -> list[str]:

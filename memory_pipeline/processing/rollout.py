@@ -30,6 +30,7 @@ def switch_when_complete(
         store.collection(tenant, model_id, name=building)
         _copy_vectors_the_rollout_did_not_write(conn, store, tenant, model_id, building)
         store.swap_in(tenant, model_id, old_model)
+        live_models.record_rows_embedded_by(conn, tenant.key, model_id)
         if old_model is not None:
             live_models.drop_model_vectors(conn, tenant.key, old_model)
         live_models.set_live_model(conn, tenant.key, model_id)

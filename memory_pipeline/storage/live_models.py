@@ -53,6 +53,24 @@ def adopt_live_model(conn: psycopg.Connection, tenant_keys: Sequence[str], model
     )
 
 
+def record_rows_embedded_by(conn: psycopg.Connection, tenant_key: str, model_id: str) -> int:
+    """Record ``model_id`` on the tenant's embedded rows that have its vectors but name another
+    model (their vectors came from elsewhere than a re-embedding: the second stage's), with the
+    content hash and first-chunk vector a re-embedding would have written
+    (``processing.prepare.content_hash``); how many rows."""
+    return conn.execute(
+        """UPDATE memory_log AS m
+           SET embedding_model = %(model)s, embedding = v.embedding,
+               content_hash = encode(sha256(convert_to(%(model)s || E'\n' || m.search_text,
+                                                        'UTF8')), 'hex')
+           FROM memory_vector AS v
+           WHERE m.tenant_key = %(tenant)s AND m.status = 'embedded'
+             AND m.embedding_model IS DISTINCT FROM %(model)s
+             AND v.log_id = m.id AND v.chunk_index = 0 AND v.embedding_model = %(model)s""",
+        {"tenant": tenant_key, "model": model_id},
+    ).rowcount
+
+
 def drop_model_vectors(conn: psycopg.Connection, tenant_key: str, model_id: str) -> int:
     """Delete the tenant's vectors of a retired model from memory_vector."""
     return conn.execute(
