@@ -73,9 +73,10 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = None
     #: The second stage's model (docs/decisions/0153); unset = no second stage.
     rerank_model: str | None = None
-    #: How many first-stage results the second stage re-scores, and its share of the fused score.
-    rerank_depth: int = Field(default=30, ge=1)
-    rerank_weight: float = Field(default=0.5, ge=0, le=1)
+    #: How many first-stage results the second stage re-scores, and its share of the fused score
+    #: (chosen leave-one-out by make eval, docs/search.md).
+    rerank_depth: int = Field(default=100, ge=1)
+    rerank_weight: float = Field(default=0.2, ge=0, le=1)
     import_dir: Path | None = None
     import_cron: str = "0 * * * *"
     drift_check_cron: str = "0 3 * * *"
