@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from memory_pipeline_bench.homes import bench_home
 from memory_pipeline_bench.results import (
@@ -112,9 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="single-row runs per block (blocks: Celery, in-process, in-process, Celery)",
     )
     g = parser.add_argument_group("tenants (G)")
-    g.add_argument("--tenant-counts", default="10000,100000", help="comma-separated tenant counts")
+    g.add_argument(
+        "--tenant-counts",
+        default="1000,10000,100000",
+        help="comma-separated tenant counts, each in a fresh home; search p50 is compared with "
+        "the smallest's",
+    )
     g.add_argument("--max-memories", type=int, default=5, help="notes per tenant: 1 to this")
     g.add_argument("--new-rows", type=int, default=20, help="rows then added one at a time")
+    g.add_argument(
+        "--tenant-homes",
+        default="",
+        help="comma-separated homes an earlier run left, measured as they are (no import)",
+    )
     return parser
 
 
@@ -210,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_memories=args.max_memories,
             new_rows=args.new_rows,
             seed=args.seed,
+            existing_homes=[Path(p) for p in args.tenant_homes.split(",") if p.strip()],
         )
 
     results: list[SectionResult] = []

@@ -23,7 +23,6 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -33,19 +32,11 @@ from memory_pipeline.local_services.local_chroma import _free_port
 from memory_pipeline.memory_store import MemoryStore
 from memory_pipeline.settings import Settings
 from memory_pipeline.tenancy import Tenant
+from memory_pipeline_bench.browser import CHROMIUM, launch_chromium, local_context
 from memory_pipeline_tests.fault_harness import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "ui"
 #: Deadlines for a loaded 2-core machine; the conditions usually hold far sooner.
 READY_SECONDS = 240
@@ -139,27 +130,14 @@ def ui() -> Iterator[Ui]:
 def browser(ui: Ui):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
 
 
 @pytest.fixture
 def page(browser, ui: Ui):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(PAGE_SECONDS * 1000)
-    # Dagster's once-per-browser "join the community" dialog would cover the page.
-    context.add_init_script("window.localStorage.setItem('communityNux', JSON.stringify('1'))")
-
-    def only_this_machine(route) -> None:
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            route.abort()
-
-    context.route("**/*", only_this_machine)
+    context = local_context(browser, PAGE_SECONDS)
     page = context.new_page()
     yield page
     context.close()
