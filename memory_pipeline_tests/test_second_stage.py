@@ -50,13 +50,18 @@ def _chunk_text(store: MemoryStore, log_id: int, model: str) -> str:
         ).fetchone()["chunk_text"]
 
 
-def test_second_stage_vectors_are_written_updated_and_deleted_with_the_row(staged):
+def _write_notes(store: MemoryStore) -> tuple[Tenant, list[int]]:
+    """A fresh tenant holding NOTES, not yet processed; the notes' log ids in order."""
     tenant = Tenant(f"stage-{uuid.uuid4().hex[:8]}", "p")
-    ids = [
-        staged.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
+    written = [
+        store.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
         for text in NOTES
     ]
-    ids = [getattr(i, "log_id", i) for i in ids]
+    return tenant, [getattr(w, "log_id", w) for w in written]
+
+
+def test_second_stage_vectors_are_written_updated_and_deleted_with_the_row(staged):
+    tenant, ids = _write_notes(staged)
     staged.process_pending(tenant.user_id, tenant.project_id)
     first = staged.embedder.model_id
     found = _vectors(staged, ids)
@@ -75,9 +80,7 @@ def test_second_stage_vectors_are_written_updated_and_deleted_with_the_row(stage
 
 
 def test_explain_shows_the_second_stage_and_its_cosine_is_the_second_models(staged):
-    tenant = Tenant(f"stage-{uuid.uuid4().hex[:8]}", "p")
-    for text in NOTES:
-        staged.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
+    tenant, _ = _write_notes(staged)
     staged.process_pending(tenant.user_id, tenant.project_id)
     query = "why did the nightly import fail?"
     results = staged.search_similar_memories(
@@ -105,12 +108,7 @@ def test_explain_shows_the_second_stage_and_its_cosine_is_the_second_models(stag
 
 
 def test_rows_embedded_before_the_setting_are_backfilled_and_never_mixed(store, staged):
-    tenant = Tenant(f"stage-{uuid.uuid4().hex[:8]}", "p")
-    ids = [
-        staged.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
-        for text in NOTES
-    ]
-    ids = [getattr(i, "log_id", i) for i in ids]
+    tenant, ids = _write_notes(staged)
     store.process_pending(tenant.user_id, tenant.project_id)  # no second stage configured
     assert not [key for key in _vectors(store, ids) if key[0] == MPNET]
     query = "why did the nightly import fail?"
@@ -134,12 +132,7 @@ def test_rows_embedded_before_the_setting_are_backfilled_and_never_mixed(store, 
 def test_a_rollout_to_the_second_stages_model_serves_its_vectors_from_chroma(store, staged):
     """Rows that have mpnet vectors as their second stage are not re-embedded when mpnet becomes
     the tenant's model; Chroma's new collection must still hold them."""
-    tenant = Tenant(f"stage-{uuid.uuid4().hex[:8]}", "p")
-    ids = [
-        staged.create_memory_log(tenant.user_id, tenant.project_id, {"content": text})
-        for text in NOTES
-    ]
-    ids = [getattr(i, "log_id", i) for i in ids]
+    tenant, ids = _write_notes(staged)
     staged.process_pending(tenant.user_id, tenant.project_id)
     settings = store.settings.with_overrides(embedding_model=MPNET, rerank_model=None)
     with MemoryStore(
@@ -227,7 +220,7 @@ def test_the_evaluations_cached_second_stage_ranks_as_the_products_search(staged
                 [q for q, _ in questions], tenant.user_id, tenant.project_id, 10
             )
         ]
-        got = scored.rankings(Staged(DEFAULT_PARAMS, depth, weight), datetime.now(UTC))
+        got = scored.ranked(Staged(DEFAULT_PARAMS, depth, weight), datetime.now(UTC))
         assert got == expected, (depth, weight)
 
 

@@ -39,8 +39,6 @@ from memory_pipeline.evaluation.seed_questions import (
     import_work_logs,
 )
 from memory_pipeline.evaluation.stronger_model import (
-    StagedScorer,
-    cached_staged_held_out,
     choose_second_stage,
     rescorable,
     second_stage_folds,
@@ -99,15 +97,14 @@ def held_out_scores(
 def cached_held_out(
     scorer: GridScorer, conversations: Sequence[LocomoConversation], folds: Sequence[Split]
 ) -> CategoryScores:
-    """Recall@10 per category of each held-out conversation under its fold's choice."""
+    """Recall@10 per category of each held-out conversation under its fold's choice (ranking
+    parameters, or staged settings with a second stage)."""
     scores = CategoryScores((10,))
     by_name = {c.name: c for c in conversations}
     for fold in folds:
         conversation = by_name[fold.held_out]
         cached = next(c for c in scorer.cached if c.name == fold.held_out)
-        rankings = cached.rankings(
-            fold.chosen, cached.found[fold.chosen.candidates(10)], scorer.now
-        )
+        rankings = cached.ranked(fold.chosen, scorer.now)
         for q, ranked in zip(conversation.questions, rankings, strict=True):
             scores.add(q.category, q.evidence, ranked)
     return scores
@@ -132,21 +129,24 @@ def retrieve_seed(store: Any, grid: Sequence[RankingParams]) -> CachedQuestions 
 def encoder_backend_rows(
     store: Any,
     conversations: Sequence[LocomoConversation],
-    chosen: dict[str, RankingParams],
+    folds: Sequence[Split],
     backends: Sequence[str],
     configured: CategoryScores,
     *,
     backend: str | None = None,
-) -> dict[str, dict[str, float | None]]:
-    """Each encoder backend rolled out on the conversations' tenants (re-embedded aside and
-    switched, as a configuration change does), then the default's held-out recall@10 with the
-    same ranking choices; the configured backend is rolled back at the end.
+) -> dict[str, dict[str, Any]]:
+    """Each encoder backend other than the store's rolled out on the conversations' tenants
+    (re-embedded aside and switched, as a configuration change does), then the default's
+    held-out recall@10 with the folds' ranking choices; the configured backend is rolled back
+    at the end.
 
     Per backend: recall, re-embedding rows/s through the pipeline, and the cosine of its
     question vectors to torch float32's.
     """
     from memory_pipeline.embedding import Embedder
 
+    chosen = {f.held_out: f.chosen for f in folds}
+    backends = [b for b in backends if b != store.embedder.backend]
     settings = store.settings
     questions = [q.question for c in conversations for q in c.questions]
     reference = Embedder(
@@ -257,7 +257,7 @@ def second_stage_row(
         progress(f"second stage: {vectors} {model} vectors written in {seconds:.0f} s")
         firsts = list(dict.fromkeys([*(f.chosen for f in first.folds), first.on_all]))
         search = staged.search
-        scorer = StagedScorer(
+        scorer = GridScorer(
             [rescorable(search, staged, c, second, firsts) for c in first.scorer.cached],
             rescorable(search, staged, first.scorer.seed, second, firsts)
             if first.scorer.seed is not None
@@ -267,7 +267,7 @@ def second_stage_row(
         on_all = choose_second_stage(
             scorer, [c.name for c in conversations], first.on_all, MIN_SEED_HITS
         )
-        cached = cached_staged_held_out(scorer, conversations, folds)
+        cached = cached_held_out(scorer, conversations, folds)
         rows[label] = staged_held_out_searches(
             staged, second, conversations, {f.held_out: f.chosen for f in folds}, backend=backend
         )
@@ -347,12 +347,7 @@ def stronger_model_rows(
         )
         if encoder_backends:
             out["only_model"]["encoder_backends"] = encoder_backend_rows(
-                only,
-                conversations,
-                {f.held_out: f.chosen for f in alone.folds},
-                [b for b in encoder_backends if b != only.embedder.backend],
-                rows[label],
-                backend=backend,
+                only, conversations, alone.folds, encoder_backends, rows[label], backend=backend
             )
     for t in tenants:  # back to the configured model
         store.process_pending(t.user_id, t.project_id)
@@ -441,12 +436,7 @@ def evaluate_and_report(
         store_backend = store.embedder.backend
         backend_rows = (
             encoder_backend_rows(
-                store,
-                conversations,
-                {f.held_out: f.chosen for f in first.folds},
-                [b for b in encoder_backends if b != store.embedder.backend],
-                rows[HELD_OUT],
-                backend=backend,
+                store, conversations, first.folds, encoder_backends, rows[HELD_OUT], backend=backend
             )
             if encoder_backends
             else {}

@@ -16,13 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from memory_pipeline.evaluation.locomo import KS, PROJECT_ID, LocomoConversation, score_rankings
-from memory_pipeline.evaluation.loo import FoldScore, Split, best
-from memory_pipeline.evaluation.scoring import CategoryScores, recall_at_k
-from memory_pipeline.evaluation.tuning import LIMIT, CachedQuestions, K, describe
+from memory_pipeline.evaluation.loo import Split, best
+from memory_pipeline.evaluation.scoring import CategoryScores
+from memory_pipeline.evaluation.tuning import LIMIT, CachedQuestions, GridScorer, describe
 from memory_pipeline.search.ranking import QueryRanking, RankingParams
 from memory_pipeline.search.searcher import MemorySearch, Retrieved
 from memory_pipeline.search.second_stage import SecondStage, rescore
@@ -66,7 +66,7 @@ class Rescorable:
     external_ids: dict[int, str]
     _first: dict[tuple[RankingParams, int], list[QueryRanking]] = field(default_factory=dict)
 
-    def rankings(self, setting: Staged, now: datetime) -> list[list[str]]:
+    def ranked(self, setting: Staged, now: datetime) -> list[list[str]]:
         """Each question's top-:data:`LIMIT` external ids under ``setting``."""
         limit = max(LIMIT, setting.depth)
         key = (setting.first, limit)
@@ -118,51 +118,8 @@ def rescorable(
     return Rescorable(cached.name, cached.evidence, request, found, cosines, cached.external_ids)
 
 
-class StagedScorer:
-    """Per-question recall@10 of the conversations and seed hits@1 under staged settings."""
-
-    def __init__(self, conversations: Sequence[Rescorable], seed: Rescorable | None) -> None:
-        self.conversations = list(conversations)
-        self.seed = seed
-        self.now = datetime.now(UTC)
-        self._recalls: dict[Staged, dict[str, list[float]]] = {}
-        self._seed_hits: dict[Staged, int] = {}
-
-    def recalls(self, setting: Staged) -> dict[str, list[float]]:
-        if setting not in self._recalls:
-            self._recalls[setting] = {
-                c.name: [
-                    recall_at_k(evidence, ranked, K)
-                    for evidence, ranked in zip(
-                        c.evidence, c.rankings(setting, self.now), strict=True
-                    )
-                ]
-                for c in self.conversations
-            }
-        return self._recalls[setting]
-
-    def score(self, setting: Staged) -> dict[str, FoldScore]:
-        return {n: FoldScore(sum(r), len(r)) for n, r in self.recalls(setting).items()}
-
-    def seed_hits(self, setting: Staged) -> int | None:
-        if self.seed is None:
-            return None
-        if setting not in self._seed_hits:
-            rankings = self.seed.rankings(setting, self.now)
-            self._seed_hits[setting] = sum(
-                1
-                for answers, ranked in zip(self.seed.evidence, rankings, strict=True)
-                if ranked[:1] and ranked[0] in answers
-            )
-        return self._seed_hits[setting]
-
-    def admissible(self, setting: Staged, min_seed_hits: int) -> bool:
-        hits = self.seed_hits(setting)
-        return hits is None or hits >= min_seed_hits
-
-
 def choose_second_stage(
-    scorer: StagedScorer, conversations: Sequence[str], first: RankingParams, min_seed_hits: int
+    scorer: GridScorer, conversations: Sequence[str], first: RankingParams, min_seed_hits: int
 ) -> Staged:
     """The admissible second stage on ``first`` that does best on ``conversations``."""
     grid = [s for s in staged_grid(first) if s.depth == 0 or scorer.admissible(s, min_seed_hits)]
@@ -170,7 +127,7 @@ def choose_second_stage(
 
 
 def second_stage_folds(
-    scorer: StagedScorer, first_folds: Sequence[Split[RankingParams]], min_seed_hits: int
+    scorer: GridScorer, first_folds: Sequence[Split[RankingParams]], min_seed_hits: int
 ) -> list[Split[Staged]]:
     """Each fold's second stage, chosen on its training conversations over its first-stage
     choice."""
@@ -182,22 +139,6 @@ def second_stage_folds(
         )
         for f in first_folds
     ]
-
-
-def cached_staged_held_out(
-    scorer: StagedScorer,
-    conversations: Sequence[LocomoConversation],
-    folds: Sequence[Split[Staged]],
-) -> CategoryScores:
-    """Recall@10 per category of each held-out conversation under its fold's choice."""
-    scores = CategoryScores((K,))
-    by_name = {c.name: c for c in scorer.conversations}
-    for conversation in conversations:
-        fold = next(f for f in folds if f.held_out == conversation.name)
-        rankings = by_name[conversation.name].rankings(fold.chosen, scorer.now)
-        for q, ranked in zip(conversation.questions, rankings, strict=True):
-            scores.add(q.category, q.evidence, ranked)
-    return scores
 
 
 def staged_held_out_searches(

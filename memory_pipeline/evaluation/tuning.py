@@ -13,7 +13,7 @@ the base setting on its training conversations, then each technique's weight giv
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +71,11 @@ class CachedQuestions:
             [self.external_ids.get(r.log_id, "") for r in q.ranked]
             for q in MemorySearch.rank(self.request, found, setting, now)
         ]
+
+    def ranked(self, setting: RankingParams, now: datetime) -> list[list[str]]:
+        """:meth:`rankings` on the retrieval as deep as ``setting`` asks (what
+        :class:`GridScorer` ranks)."""
+        return self.rankings(setting, self.found[setting.candidates(LIMIT)], now)
 
 
 def retrieve_questions(
@@ -134,49 +139,50 @@ TECHNIQUES: dict[str, str] = {
 
 class GridScorer:
     """Rankings of cached questions under any setting, memoised: per-question recall@10 of
-    the conversations, hits@1 of the seed questions (if any)."""
+    the conversations, hits@1 of the seed questions (if any).
 
-    def __init__(self, cached: Sequence[CachedQuestions], seed: CachedQuestions | None) -> None:
+    Any cached questions with a ``ranked(setting, now)`` method serve: :class:`CachedQuestions`
+    under ranking parameters, :class:`~.stronger_model.Rescorable` under staged settings.
+    """
+
+    def __init__(self, cached: Sequence[Any], seed: Any | None) -> None:
         self.cached = list(cached)
         self.seed = seed
         self.now = datetime.now(UTC)
-        self._recalls: dict[RankingParams, dict[str, list[float]]] = {}
-        self._seed_hits: dict[RankingParams, int] = {}
+        self._recalls: dict[Hashable, dict[str, list[float]]] = {}
+        self._seed_hits: dict[Hashable, int] = {}
 
-    def recalls(self, setting: RankingParams) -> dict[str, list[float]]:
+    def recalls(self, setting: Hashable) -> dict[str, list[float]]:
         """Per conversation, each question's recall@10 under ``setting``."""
         if setting not in self._recalls:
             self._recalls[setting] = {
                 c.name: [
                     recall_at_k(evidence, ranked, K)
                     for evidence, ranked in zip(
-                        c.evidence,
-                        c.rankings(setting, c.found[setting.candidates(LIMIT)], self.now),
-                        strict=True,
+                        c.evidence, c.ranked(setting, self.now), strict=True
                     )
                 ]
                 for c in self.cached
             }
         return self._recalls[setting]
 
-    def score(self, setting: RankingParams) -> dict[str, FoldScore]:
+    def score(self, setting: Hashable) -> dict[str, FoldScore]:
         return {n: FoldScore(sum(r), len(r)) for n, r in self.recalls(setting).items()}
 
-    def seed_hits(self, setting: RankingParams) -> int | None:
+    def seed_hits(self, setting: Hashable) -> int | None:
         """How many seed questions have an answer first under ``setting``."""
         if self.seed is None:
             return None
         if setting not in self._seed_hits:
-            seed = self.seed
-            rankings = seed.rankings(setting, seed.found[setting.candidates(LIMIT)], self.now)
+            rankings = self.seed.ranked(setting, self.now)
             self._seed_hits[setting] = sum(
                 1
-                for answers, ranked in zip(seed.evidence, rankings, strict=True)
+                for answers, ranked in zip(self.seed.evidence, rankings, strict=True)
                 if ranked[:1] and ranked[0] in answers
             )
         return self._seed_hits[setting]
 
-    def admissible(self, setting: RankingParams, min_seed_hits: int) -> bool:
+    def admissible(self, setting: Hashable, min_seed_hits: int) -> bool:
         hits = self.seed_hits(setting)
         return hits is None or hits >= min_seed_hits
 
