@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT_SECONDS = 180.0
 #: How often `up` looks at what it supervises.
 SUPERVISE_INTERVAL_SECONDS = 1.0
+#: How often `up` looks for runs whose worker exited unrecorded (one runs query).
+ORPHAN_CHECK_SECONDS = 15.0
 #: A `dagster dev` that exits sooner than this after its start is not restarted (it would
 #: only fail again): `up` stops with its log's address instead.
 MIN_DAGSTER_DEV_LIFETIME_SECONDS = 60.0
@@ -99,7 +101,7 @@ def _run_supervised(
         try:
             service.start()
             dev.start(announce)
-            next_check = 0.0
+            next_check = next_orphan_check = 0.0
             while not stop.requested:
                 if dev.exited():
                     dev.restart_or_raise(announce)
@@ -107,6 +109,9 @@ def _run_supervised(
                     services.check()
                     service.supervise(announce)
                     next_check = time.monotonic() + SUPERVISE_INTERVAL_SECONDS
+                if time.monotonic() >= next_orphan_check:
+                    dev.fail_runs_whose_worker_exited(announce)
+                    next_orphan_check = time.monotonic() + ORPHAN_CHECK_SECONDS
                 service.announce_when_ready(announce)
                 dev.announce_when_ready(announce)
                 time.sleep(0.5)
@@ -216,6 +221,21 @@ class DagsterDev(SupervisedProcess):
         ]
         self.launch(command, env, cwd=self.settings.home)
         self.ready_deadline = self.started_at + READY_TIMEOUT_SECONDS
+
+    def fail_runs_whose_worker_exited(self, announce: Announce) -> None:
+        """Free the runs whose worker died while their end could not be recorded."""
+        from memory_pipeline.defs.instance import fail_runs_whose_worker_exited, home_instance
+
+        try:
+            with home_instance(self.settings, self.endpoints) as instance:
+                failed = fail_runs_whose_worker_exited(
+                    instance, "its run worker exited without recording the run's end"
+                )
+        except Exception as exc:  # Postgres down: tried again on the next check
+            logger.debug("could not look for runs without a worker yet: %s", exc)
+            return
+        if failed:
+            announce(f"marked {len(failed)} run(s) whose worker exited as failed; work resumes")
 
     def restart_or_raise(self, announce: Announce) -> None:
         assert self.process is not None

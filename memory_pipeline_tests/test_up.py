@@ -1,9 +1,14 @@
 """`up` owns its home: one `up` per home, and at start it frees the runs whose workers died."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from dagster import DagsterRunStatus
+from dagster._core.events import EngineEventData
 
-from memory_pipeline.defs.instance import fail_orphaned_runs
+from memory_pipeline.defs.instance import fail_orphaned_runs, fail_runs_whose_worker_exited
 from memory_pipeline.local_services.home_lock import exclusive_home_lock
 from memory_pipeline.settings import Settings
 from memory_pipeline.up import run_up
@@ -31,6 +36,40 @@ def test_runs_that_hold_a_worker_are_failed_and_the_others_left_alone(instance):
         DagsterRunStatus.SUCCESS: DagsterRunStatus.SUCCESS,
     }
     assert len(freed) == 4
+
+
+def _started_by(instance, pid: int | None) -> str:
+    run = record_run(instance, status=DagsterRunStatus.STARTED)
+    if pid is not None:  # what the code server's worker records as it starts
+        instance.report_engine_event(
+            f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid)
+        )
+    return run.run_id
+
+
+def test_started_runs_whose_worker_exited_unrecorded_are_failed_while_up_runs(instance):
+    exited = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    dead = _started_by(instance, int(exited.stdout))
+    alive = _started_by(instance, os.getpid())
+    unknown = _started_by(instance, None)  # not started yet: run monitoring's start timeout
+    done = record_run(instance, status=DagsterRunStatus.SUCCESS).run_id
+
+    freed = fail_runs_whose_worker_exited(instance, "its run worker exited")
+
+    assert freed == [dead]
+    status = {r: instance.get_run_by_id(r).status for r in (dead, alive, unknown, done)}
+    assert status == {
+        dead: DagsterRunStatus.FAILURE,
+        alive: DagsterRunStatus.STARTED,
+        unknown: DagsterRunStatus.STARTED,
+        done: DagsterRunStatus.SUCCESS,
+    }
+    assert fail_runs_whose_worker_exited(instance, "again") == []
 
 
 def test_a_second_up_of_the_same_home_is_refused(tmp_path):

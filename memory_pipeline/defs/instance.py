@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import psycopg
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from memory_pipeline.defs.partitions import TENANT_PARTITIONS_NAME
 from memory_pipeline.local_services.endpoints import ServiceEndpoints
@@ -129,3 +130,39 @@ def delete_tenant_partition(
             return False
         instance.delete_dynamic_partition(TENANT_PARTITIONS_NAME, partition_key)
         return True
+
+
+def fail_runs_whose_worker_exited(instance: DagsterInstance, reason: str) -> list[str]:
+    """Mark failed the ``STARTED`` runs whose worker process (the pid of its "Started process
+    for run" event) is gone; return their ids.
+
+    The code server records a worker's unexpected exit itself, unless Postgres is down at that
+    moment (a full disk, a crash): the run would then stay ``STARTED`` and hold its tenants
+    forever, and the default run launcher gives run monitoring no worker health to check.
+    Only for ``up``, which runs every worker of the instance on this machine.
+    """
+    failed: list[str] = []
+    for run in instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+        pid = _worker_pid(instance, run.run_id)
+        if pid is None or psutil.pid_exists(pid):
+            continue
+        latest = instance.get_run_by_id(run.run_id)  # it may have ended as we looked
+        if latest is None or latest.status != DagsterRunStatus.STARTED:
+            continue
+        instance.report_run_failed(latest, message=f"{reason} (pid {pid})")
+        failed.append(run.run_id)
+    if failed:
+        logger.warning("%d run(s) whose worker exited marked failed", len(failed))
+    return failed
+
+
+def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    for record in records:
+        entry = record.event_log_entry
+        if not (entry.dagster_event and "Started process for run" in (entry.message or "")):
+            continue
+        pid = (getattr(entry.dagster_event.event_specific_data, "metadata", None) or {}).get("pid")
+        if pid is not None:
+            return int(pid.value)
+    return None
