@@ -156,3 +156,21 @@ def test_the_dagster_drift_check_reports_it_and_the_repair_job_fixes_it(
     assert repaired.success
     healed = evaluation()
     assert healed.passed and healed.metadata["missing_second_stage"].value == 0
+
+
+def test_a_row_that_lost_one_chunks_second_stage_vector_is_backfilled(staged):
+    tenant = Tenant(f"sdrift-{uuid.uuid4().hex[:8]}", "p")
+    long_text = " ".join(f"paragraph {i} about the repair drill schedule" for i in range(60))
+    log_id = staged.create_memory_log(tenant.user_id, tenant.project_id, {"content": long_text})
+    staged.process_pending(tenant.user_id, tenant.project_id)
+    chunks = _drift(staged, tenant).postgres_count
+    assert chunks > 1 and _drift(staged, tenant).in_sync
+    _sql(
+        staged,
+        "DELETE FROM memory_vector WHERE log_id = %s AND embedding_model = %s AND chunk_index = 1",
+        (log_id, MPNET),
+    )
+    assert _drift(staged, tenant).missing_second_stage == [f"{log_id}#1"]
+
+    assert _repair(staged, tenant).backfilled == 1
+    assert _drift(staged, tenant).in_sync
