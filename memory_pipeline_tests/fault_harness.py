@@ -342,16 +342,35 @@ class Agreement:
     duplicated: list[str] = field(default_factory=list)  # vector ids held twice
     foreign: list[str] = field(default_factory=list)  # vectors in a collection not the tenant's
     stale: list[str] = field(default_factory=list)  # vectors of rows not embedded (or deleted)
+    #: Second-stage vectors compared (0 without a rerank model): the check was not vacuous.
+    second_stage_vectors: int = 0
 
     @property
     def ok(self) -> bool:
         return not (self.lost or self.duplicated or self.foreign or self.stale)
 
 
+def _pgvector_ids(home: Home, tenant_key: str, model_id: str, out: Agreement) -> set[str]:
+    """The tenant's rows' vector ids of ``model_id`` in pgvector; duplicates and vectors filed
+    under another tenant go to ``out``."""
+    pg = home.sql(
+        """SELECT vector_id, count(*) AS n, bool_and(tenant_key = %s) AS own
+           FROM memory_vector WHERE log_id IN (
+               SELECT id FROM memory_log WHERE tenant_key = %s)
+             AND embedding_model = %s GROUP BY vector_id""",
+        (tenant_key, tenant_key, model_id),
+    )
+    out.duplicated += [r["vector_id"] for r in pg if r["n"] > 1]
+    out.foreign += [r["vector_id"] for r in pg if not r["own"]]
+    return {r["vector_id"] for r in pg}
+
+
 def agreement(home: Home, tenants: Sequence[Tenant]) -> Agreement:
-    """Compare, per tenant, the vector id sets of pgvector and Chroma with the embedded rows."""
+    """Compare, per tenant, the vector id sets of pgvector and Chroma with the embedded rows;
+    with a rerank model configured, also its pgvector ids (it has no Chroma copy)."""
     out = Agreement()
     client = home.chroma()
+    second = home.env.get("MEMORY_PIPELINE_RERANK_MODEL") or None
     for t in tenants:
         rows = home.sql(
             """SELECT m.id, m.status, m.chunk_count, m.tenant_key FROM memory_log m
@@ -371,16 +390,7 @@ def agreement(home: Home, tenants: Sequence[Tenant]) -> Agreement:
             if r["status"] == "embedded"
             for n in range(r["chunk_count"])
         }
-        pg = home.sql(
-            """SELECT vector_id, count(*) AS n, bool_and(tenant_key = %s) AS own
-               FROM memory_vector WHERE log_id IN (
-                   SELECT id FROM memory_log WHERE tenant_key = %s)
-                 AND embedding_model = %s GROUP BY vector_id""",
-            (tenant_key, tenant_key, MODEL_ID),
-        )
-        pg_ids = {r["vector_id"] for r in pg}
-        out.duplicated += [r["vector_id"] for r in pg if r["n"] > 1]
-        out.foreign += [r["vector_id"] for r in pg if not r["own"]]
+        pg_ids = _pgvector_ids(home, tenant_key, MODEL_ID, out)
         try:
             if shard is None:
                 collection = client.get_collection(f"memory_logs_{tenant_key}")
@@ -399,8 +409,14 @@ def agreement(home: Home, tenants: Sequence[Tenant]) -> Agreement:
             chroma_ids = []
         out.duplicated += sorted({v for v in chroma_ids if chroma_ids.count(v) > 1})
         lost_ids = (expected - pg_ids) | (expected - set(chroma_ids))
+        stale_ids = (pg_ids | set(chroma_ids)) - expected
+        if second is not None:  # the same expectations of the second vector set
+            second_ids = _pgvector_ids(home, tenant_key, second, out)
+            out.second_stage_vectors += len(second_ids)
+            lost_ids |= expected - second_ids
+            stale_ids |= second_ids - expected
         out.lost += sorted({int(v.split("#")[0]) for v in lost_ids})
-        out.stale += sorted((pg_ids | set(chroma_ids)) - expected)
+        out.stale += sorted(stale_ids)
     return out
 
 
@@ -415,6 +431,7 @@ class Outcome:
     duplicated: int = 0
     stuck: int = 0
     stale: int = 0  # vectors of deleted or not-embedded rows still in a store
+    second_stage_vectors: int = 0  # second-stage vectors compared (a rerank model configured)
     recover_seconds: float | None = None
     note: str = ""
 
@@ -456,6 +473,7 @@ def outcome_of(
         out.lost = len(set(agree.lost)) + sum(1 for i in ids if i not in present)
         out.duplicated = len(agree.duplicated) + len(agree.foreign)
         out.stale = len(agree.stale)
+        out.second_stage_vectors = agree.second_stage_vectors
     except (psycopg.Error, OSError) as exc:
         out.stuck = len(ids)
         out.note = f"{note} stores unreachable: {type(exc).__name__}".strip()

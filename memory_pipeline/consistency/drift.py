@@ -1,15 +1,17 @@
-"""Drift detection: vector id sets (DESIGN §2) and sampled vector values across the stores."""
+"""Drift detection: vector id sets (DESIGN §2) and sampled vector values across the stores, and
+with a second stage configured, its vectors in pgvector against the embedded rows (0153)."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from memory_pipeline.storage import memory_reads
 from memory_pipeline.storage.database import Database
+from memory_pipeline.storage.second_stage_vectors import second_stage_gaps
 from memory_pipeline.tenancy import Tenant
 from memory_pipeline.vector_store import ChromaVectorStore
 
@@ -20,7 +22,9 @@ VECTOR_TOLERANCE = 1e-4
 
 @dataclass(frozen=True)
 class VectorDrift:
-    """How a tenant's vectors differ between Postgres (the truth) and Chroma."""
+    """How a tenant's vectors differ between Postgres (the truth) and Chroma, and how its
+    second-stage vectors (``second_stage_model``; ``None``: none configured) differ from its
+    embedded rows' chunks."""
 
     postgres_count: int
     chroma_count: int
@@ -28,10 +32,42 @@ class VectorDrift:
     extra_in_chroma: list[str] = field(default_factory=list)
     mismatched_vectors: list[str] = field(default_factory=list)
     sampled: int = 0
+    second_stage_model: str | None = None
+    missing_second_stage: list[str] = field(default_factory=list)
+    stale_second_stage: list[str] = field(default_factory=list)
+    #: Vectors of models neither live, configured nor the second stage's (a replaced model).
+    other_model_vectors: dict[str, int] = field(default_factory=dict)
 
     @property
     def in_sync(self) -> bool:
-        return not (self.missing_in_chroma or self.extra_in_chroma or self.mismatched_vectors)
+        return not (
+            self.missing_in_chroma
+            or self.extra_in_chroma
+            or self.mismatched_vectors
+            or self.missing_second_stage
+            or self.stale_second_stage
+            or self.other_model_vectors
+        )
+
+
+def _with_second_stage(
+    db: Database, drifts: dict[Tenant, VectorDrift], model_id: str, second_stage_model: str | None
+) -> dict[Tenant, VectorDrift]:
+    """``drifts`` with the tenants' second-stage gaps filled in (unchanged without one)."""
+    if second_stage_model is None or not drifts:
+        return drifts
+    with db.connection() as conn:
+        gaps = second_stage_gaps(conn, [t.key for t in drifts], second_stage_model, model_id)
+    return {
+        t: replace(
+            d,
+            second_stage_model=second_stage_model,
+            missing_second_stage=gaps[t.key].missing,
+            stale_second_stage=gaps[t.key].stale,
+            other_model_vectors=gaps[t.key].other_models,
+        )
+        for t, d in drifts.items()
+    }
 
 
 def compare_vectors(
@@ -42,8 +78,10 @@ def compare_vectors(
     *,
     sample_size: int = VECTOR_SAMPLE_SIZE,
     seed: int = 0,
+    second_stage_model: str | None = None,
 ) -> VectorDrift:
-    """Compare the tenant's vector id sets, and a sample of vector values, across the stores."""
+    """Compare the tenant's vector id sets, and a sample of vector values, across the stores;
+    with ``second_stage_model``, also its second-stage vectors against its embedded rows."""
     with db.connection() as conn:
         pg_ids = memory_reads.vector_ids_of_tenant(conn, tenant.key, model_id)
     live = store.live_collection_name(tenant, model_id)
@@ -69,7 +107,7 @@ def compare_vectors(
                 or np.max(np.abs(a - b)) > VECTOR_TOLERANCE
             ):
                 mismatched.append(vid)
-    return VectorDrift(
+    drift = VectorDrift(
         postgres_count=len(pg_ids),
         chroma_count=len(chroma_ids),
         missing_in_chroma=sorted(pg_ids - chroma_ids),
@@ -77,6 +115,7 @@ def compare_vectors(
         mismatched_vectors=mismatched,
         sampled=len(sample),
     )
+    return _with_second_stage(db, {tenant: drift}, model_id, second_stage_model)[tenant]
 
 
 def compare_tenants(
@@ -87,10 +126,12 @@ def compare_tenants(
     *,
     sample_size: int = VECTOR_SAMPLE_SIZE,
     seed: int = 0,
+    second_stage_model: str | None = None,
 ) -> dict[Tenant, VectorDrift]:
     """:func:`compare_vectors` for many tenants: those in a shard are compared shard by shard,
     one read of the shard's collection for all of them (a sample of ``sample_size`` vectors per
-    shard), so a sharded home's check costs Chroma requests per shard, not per tenant."""
+    shard), so a sharded home's check costs Chroma requests per shard, not per tenant; the
+    second stage's gaps take three queries for all of them."""
     out: dict[Tenant, VectorDrift] = {}
     by_shard: dict[int, list[Tenant]] = {}
     for tenant in tenants:
@@ -102,7 +143,7 @@ def compare_tenants(
             by_shard.setdefault(tenant.shard, []).append(tenant)
     for shard, members in by_shard.items():
         out.update(_compare_shard(db, store, shard, members, model_id, sample_size, seed))
-    return {t: out[t] for t in tenants}
+    return _with_second_stage(db, {t: out[t] for t in tenants}, model_id, second_stage_model)
 
 
 def _compare_shard(

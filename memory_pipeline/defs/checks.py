@@ -41,6 +41,7 @@ from memory_pipeline.defs.partitions import (
 )
 from memory_pipeline.defs.resources import ChromaResource, EmbedderResource, PostgresResource
 from memory_pipeline.defs.runs import tenants_in_active_runs
+from memory_pipeline.search.second_stage import second_stage_model_id
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage import tenant_layout, tenant_status
 from memory_pipeline.tenancy import Tenant
@@ -203,7 +204,8 @@ def no_failed_or_dead_memories(
     asset=tenant_memory_vectors,
     description=(
         "The checked tenants' vector id sets in Postgres and Chroma are equal, and sampled "
-        "vectors match; names the vector ids that differ."
+        "vectors match; with a second stage configured, every embedded chunk has exactly its "
+        "second-stage vector in Postgres; names the vector ids that differ."
     ),
 )
 def postgres_and_chroma_agree(
@@ -215,7 +217,9 @@ def postgres_and_chroma_agree(
 ) -> AssetCheckResult:
     tenants = _scope(context, postgres, config)
     db, store, model_id = postgres.database(), chroma.vector_store(), embedder.model_id()
-    drifts = compare_tenants(db, store, tenants, model_id)  # a shard at a time (decision 0203)
+    second = second_stage_model_id(Settings.from_env())
+    # a shard at a time (decision 0203)
+    drifts = compare_tenants(db, store, tenants, model_id, second_stage_model=second)
     rows = [
         {
             "tenant": t.partition_key,
@@ -225,8 +229,18 @@ def postgres_and_chroma_agree(
             "missing_in_chroma": len(d.missing_in_chroma),
             "extra_in_chroma": len(d.extra_in_chroma),
             "mismatched_sampled_vectors": len(d.mismatched_vectors),
+            "missing_second_stage": len(d.missing_second_stage),
+            "stale_second_stage": len(d.stale_second_stage),
+            "other_model_vectors": sum(d.other_model_vectors.values()),
             "example_ids": ", ".join(
-                (d.missing_in_chroma + d.extra_in_chroma + d.mismatched_vectors)[:5]
+                (
+                    d.missing_in_chroma
+                    + d.extra_in_chroma
+                    + d.mismatched_vectors
+                    + d.missing_second_stage
+                    + d.stale_second_stage
+                    + sorted(d.other_model_vectors)
+                )[:5]
             ),
         }
         for t, d in drifts.items()
@@ -243,6 +257,10 @@ def postgres_and_chroma_agree(
             "missing_in_chroma": sum(r["missing_in_chroma"] for r in rows),
             "extra_in_chroma": sum(r["extra_in_chroma"] for r in rows),
             "mismatched_sampled_vectors": sum(r["mismatched_sampled_vectors"] for r in rows),
+            **({"second_stage_model": second} if second else {}),
+            "missing_second_stage": sum(r["missing_second_stage"] for r in rows),
+            "stale_second_stage": sum(r["stale_second_stage"] for r in rows),
+            "other_model_vectors": sum(r["other_model_vectors"] for r in rows),
             **_per_tenant(
                 [
                     ("postgres_vectors", "int"),
@@ -250,6 +268,9 @@ def postgres_and_chroma_agree(
                     ("missing_in_chroma", "int"),
                     ("extra_in_chroma", "int"),
                     ("mismatched_sampled_vectors", "int"),
+                    ("missing_second_stage", "int"),
+                    ("stale_second_stage", "int"),
+                    ("other_model_vectors", "int"),
                     ("example_ids", "string"),
                 ],
                 rows,

@@ -18,12 +18,12 @@ from memory_pipeline.keyword_index import compact_term_stats, refresh_keyword_in
 from memory_pipeline.processing.batch import process_batch
 from memory_pipeline.processing.options import ProcessCounts, ProcessOptions
 from memory_pipeline.processing.rollout import switch_when_complete
+from memory_pipeline.processing.second_stage import backfill_second_stage
 from memory_pipeline.processing.shard_moves import move_to_shard
 from memory_pipeline.processing.tombstones import apply_tombstones
 from memory_pipeline.storage import claims, live_models, tenant_layout, tombstones
 from memory_pipeline.storage.claims import ClaimedRow
 from memory_pipeline.storage.database import Database
-from memory_pipeline.storage.row_outcomes import write_chunk_vectors
 from memory_pipeline.storage.tenant_locks import shared_tenant_lock, shared_tenant_locks
 from memory_pipeline.storage.vector_indexes import ensure_model_index
 from memory_pipeline.tenancy import Tenant
@@ -87,35 +87,6 @@ def process(
     for tenant in tenants:
         backfill_second_stage(db, tenant, options)
     return ProcessResult(per_tenant)
-
-
-def backfill_second_stage(db: Database, tenant: Tenant, options: ProcessOptions) -> int:
-    """Give the tenant's embedded rows that lack them their second-stage vectors (the setting
-    was turned on or changed after they were embedded); how many rows got them."""
-    second = options.second_stage
-    if second is None:
-        return 0
-    done, last_id = 0, 0
-    while True:
-        with db.connection() as conn, conn.transaction():
-            shared_tenant_lock(conn, tenant)
-            live = live_models.live_model_of(conn, tenant.key)
-            rows = claims.claim_rows_missing_model(
-                conn, tenant.key, second.model_id, options.batch_rows, last_id
-            )
-            if live is None or not rows:
-                return done
-            last_id = rows[-1].id
-            texts = live_models.chunk_texts_of(conn, tenant.key, live, [r.id for r in rows])
-            ids = [r.id for r in rows if texts.get(r.id)]
-            flat = [t for i in ids for t in texts[i]]
-            vectors = second.embed_batch(flat) if flat else None
-            triples, start = [], 0
-            for i in ids:
-                triples.append((i, texts[i], vectors[start : start + len(texts[i])]))
-                start += len(texts[i])
-            write_chunk_vectors(conn, tenant.key, second.model_id, triples)
-            done += len(triples)
 
 
 def process_tenant(

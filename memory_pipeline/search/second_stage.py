@@ -34,17 +34,25 @@ class SecondStage:
         return self.embedder.model_id
 
 
-def second_stage_embedder(settings: Settings) -> Embedder | None:
-    """The configured second-stage model's embedder (``None``: no second stage)."""
-    from memory_pipeline.embedding import load_embedder
+def second_stage_model_id(settings: Settings) -> str | None:
+    """The configured second-stage model's id, without loading it (``None``: no second stage)."""
     from memory_pipeline.embedding.backends import model_id_for
 
     first = model_id_for(settings.embedding_model, settings.embedding_backend)
     if not settings.rerank_model or settings.rerank_model == first:
         return None  # one model's vectors must not count as another stage's (0153)
+    return settings.rerank_model
 
+
+def second_stage_embedder(settings: Settings) -> Embedder | None:
+    """The configured second-stage model's embedder (``None``: no second stage)."""
+    from memory_pipeline.embedding import load_embedder
+
+    model_id = second_stage_model_id(settings)
+    if model_id is None:
+        return None
     return load_embedder(
-        settings.rerank_model,
+        model_id,
         batch_size=settings.embedding_batch_size,
         precision=settings.embedding_precision,
         trace_queries=settings.query_trace,

@@ -100,6 +100,25 @@ def claim_rows_missing_model(
     return [ClaimedRow(**row) for row in rows]
 
 
+def claim_rows_lacking_chunks_of_model(
+    conn: psycopg.Connection, tenant_key: str, model_id: str, limit: int, after_id: int = 0
+) -> list[ClaimedRow]:
+    """Lock embedded rows of a tenant whose vectors of ``model_id`` are not one per chunk: none
+    yet, or some lost (the second stage's backfill and repair)."""
+    rows = conn.execute(
+        f"""SELECT {_CLAIMED_COLUMNS}
+           FROM memory_log m
+           WHERE tenant_key = %s AND status = 'embedded' AND id > %s
+             AND (SELECT count(*) FROM memory_vector v
+                  WHERE v.log_id = m.id AND v.embedding_model = %s) <> chunk_count
+           ORDER BY id
+           LIMIT %s
+           FOR UPDATE SKIP LOCKED""",
+        (tenant_key, after_id, model_id, limit),
+    ).fetchall()
+    return [ClaimedRow(**row) for row in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class WorkableTenant:
     """One entry of :func:`workable_tenants`."""
