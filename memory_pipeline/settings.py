@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     sensor_interval_seconds: int = Field(default=5, ge=1)
     #: Delay before the sensor requests unfinished work again, doubling per attempt (max 10 min).
     run_retry_backoff_seconds: float = Field(default=10.0, ge=0)
+    #: A pipeline run still going after this long is ended by Dagster's run monitoring and its
+    #: work retried (a store that hangs instead of failing); 0 leaves runs unbounded.
+    run_max_runtime_seconds: float = Field(default=3600.0, ge=0)
     dagster_home: Path | None = Field(
         default=None, validation_alias=AliasChoices("dagster_home", "DAGSTER_HOME")
     )

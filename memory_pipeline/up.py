@@ -4,7 +4,8 @@
 ``up`` owns what it runs. At start it marks failed the runs of its Dagster instance that no
 worker executes any more (their workers died with an earlier ``up``), so their tenants are
 free again. While it runs it starts the home's PostgreSQL and Chroma again when they die (same
-socket, same port where free, so clients that cached the address reconnect), restarts
+socket, same port where free, so clients that cached the address reconnect), and Chroma when
+it hit a full disk or answers its heartbeat but hangs every request, restarts
 ``dagster dev`` and the memory service (``serve``) if they exit on their own, and restarts the
 service when Chroma had to move to another port. On the way out it stops everything it started
 (decision 0101).
@@ -18,12 +19,19 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from memory_pipeline.local_services import ensure_services, stop_services
 from memory_pipeline.local_services.endpoints import ServiceEndpoints
 from memory_pipeline.local_services.home_lock import HomeBusy, exclusive_home_lock
-from memory_pipeline.local_services.local_chroma import running_local_chroma
+from memory_pipeline.local_services.local_chroma import (
+    full_disk_logged,
+    kill_local_chroma,
+    log_size,
+    requests_ok,
+    running_local_chroma,
+)
 from memory_pipeline.local_services.local_postgres import local_postgres_uri
 from memory_pipeline.settings import Settings
 from memory_pipeline.storage.migrations import apply_migrations
@@ -36,6 +44,14 @@ READY_TIMEOUT_SECONDS = 180.0
 SUPERVISE_INTERVAL_SECONDS = 1.0
 #: How often `up` looks for runs whose worker exited unrecorded (one runs query).
 ORPHAN_CHECK_SECONDS = 15.0
+#: How often `up` asks the home's Chroma a real request, and how long it may take.
+CHROMA_PROBE_SECONDS = 15.0
+CHROMA_PROBE_TIMEOUT_SECONDS = 5.0
+#: A Chroma that answers its heartbeat but no request for this long is wedged: `up` kills it
+#: and starts it again (decision 0102).
+CHROMA_WEDGED_SECONDS = 60.0
+#: Free space on Chroma's file system after which a Chroma that hit a full disk is restarted.
+CHROMA_RESTART_FREE_BYTES = 64 << 20
 #: A `dagster dev` that exits sooner than this after its start is not restarted (it would
 #: only fail again): `up` stops with its log's address instead.
 MIN_DAGSTER_DEV_LIFETIME_SECONDS = 60.0
@@ -106,6 +122,7 @@ def _run_supervised(
                 if dev.exited():
                     dev.restart_or_raise(announce)
                 if time.monotonic() >= next_check:
+                    services.restart_stuck_chroma()
                     services.check()
                     service.supervise(announce)
                     next_check = time.monotonic() + SUPERVISE_INTERVAL_SECONDS
@@ -141,12 +158,68 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+def _free_bytes(path: Path) -> int:
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return 0
+    return stat.f_bavail * stat.f_frsize
+
+
+def _restart_free_bytes(path: Path) -> int:
+    """``CHROMA_RESTART_FREE_BYTES``, or a twentieth of a smaller file system."""
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return CHROMA_RESTART_FREE_BYTES
+    return min(CHROMA_RESTART_FREE_BYTES, stat.f_blocks * stat.f_frsize // 20)
+
+
 class ServiceSupervisor:
-    """Starts the home's local PostgreSQL and Chroma again when they die."""
+    """Starts the home's local PostgreSQL and Chroma again when they die, and Chroma when it
+    stops answering requests."""
 
     def __init__(self, settings: Settings, announce: Announce) -> None:
         self.settings = settings
         self.announce = announce
+        self.chroma_answered = time.monotonic()
+        self.next_chroma_probe = 0.0
+        self.chroma_log_offset = log_size(settings.chroma_data_dir)
+        self.chroma_hit_full_disk = False
+
+    def restart_stuck_chroma(self) -> None:
+        """Kill the home's Chroma (the next :meth:`check` starts it again) when it hit a full
+        disk and space is back (some of its collections may hang every read until restarted),
+        or when it has answered no request for ``CHROMA_WEDGED_SECONDS`` (decision 0102)."""
+        now = time.monotonic()
+        if self.settings.chroma_host is not None or now < self.next_chroma_probe:
+            return
+        self.next_chroma_probe = now + CHROMA_PROBE_SECONDS
+        data_dir = self.settings.chroma_data_dir
+        full, self.chroma_log_offset = full_disk_logged(data_dir, self.chroma_log_offset)
+        self.chroma_hit_full_disk |= full
+        info = running_local_chroma(data_dir)
+        if info is None:
+            self.chroma_answered = now
+            return
+        if self.chroma_hit_full_disk and _free_bytes(data_dir) >= _restart_free_bytes(data_dir):
+            self.announce(
+                "Chroma hit a full disk and space is free again; restarting it "
+                "(after a failed write some collections hang until it is)"
+            )
+            self.chroma_hit_full_disk = False
+        elif requests_ok(info.host, info.port, CHROMA_PROBE_TIMEOUT_SECONDS):
+            self.chroma_answered = time.monotonic()
+            return
+        elif now - self.chroma_answered >= CHROMA_WEDGED_SECONDS:
+            self.announce(
+                f"Chroma answered no request for {now - self.chroma_answered:.0f} s "
+                "(its heartbeat still did); killing it to start it again"
+            )
+        else:
+            return
+        kill_local_chroma(info)
+        self.chroma_answered = time.monotonic()
 
     def _down(self) -> list[str]:
         s = self.settings

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -233,3 +234,82 @@ def test_a_run_that_fills_the_disk_rolls_back_and_resumes_once_space_is_freed(fr
     )
     freed.home_disk.free()
     _all_embedded_once(home, tenants, ids)
+
+
+def _dagster_log_says(home: Home, text: str) -> bool:
+    log = home.path / "dagster-dev.log"
+    return log.exists() and text in log.read_text(errors="replace")
+
+
+def test_a_full_chroma_fails_runs_clearly_then_they_resume_once_space_is_freed(freed):
+    home = freed.home
+    known, new = _tenant("chroma-known"), _tenant("chroma-new")
+    first = insert_rows(home, known, 20, seed=3)
+    wait_until_terminal(home, first, CASE_TIMEOUT_SECONDS)  # its collection exists
+    assert freed.chroma_disk.fill() > 0 and freed.chroma_disk.full
+
+    ids = first + insert_rows(home, known, 100, seed=4) + insert_rows(home, new, 100, seed=5)
+    # Chroma's SQLite refuses the writes; the run fails naming it, and every row stays workable
+    wait_for(
+        lambda: _dagster_log_says(home, "(code: 13) database or disk is full"),
+        CASE_TIMEOUT_SECONDS,
+        "a run failing on Chroma's full disk",
+    )
+    assert _dagster_log_says(home, "VectorStoreUnavailable: Chroma ")
+    assert set(states(home, ids[20:]).values()) <= {"pending", "embedded"}  # none failed or dead
+    freed.chroma_disk.free()
+    # Chroma may stay wedged after its SQLite hit the full disk: `up` then restarts it
+    _all_embedded_once(home, [known, new], ids)
+
+
+def _post_batch(service: FullDiskHome, tenant: Tenant, batch: int) -> httpx.Response:
+    memories = [
+        {
+            "user_id": tenant.user_id,
+            "project_id": tenant.project_id,
+            "external_id": f"batch-{batch}-{n}",
+            "raw_data": {"content": f"batch {batch} memory {n}: " + "written on a full disk " * 40},
+        }
+        for n in range(200)
+    ]
+    return httpx.post(
+        f"{service.service_url}/v1/memories/batch",
+        headers={"Authorization": f"Bearer {service.admin_key}"},
+        json={"memories": memories},
+        timeout=60,
+    )
+
+
+def test_the_service_refuses_writes_on_a_full_disk_with_503_then_accepts_them(freed):
+    home = freed.home
+    tenant = _tenant("service")
+    freed.home_disk.fill()
+    # the database's free pages and WAL take some writes; batches go on until one is refused
+    accepted: set[int] = set()
+    refused = None
+    for batch in range(200):
+        answer = _post_batch(freed, tenant, batch)
+        if answer.status_code != 200:
+            refused = (batch, answer)
+            break
+        results = answer.json()["results"]
+        assert all("id" in r for r in results), results  # a batch is stored whole or refused
+        accepted |= {r["id"] for r in results}
+    assert refused is not None, "the full disk never refused a batch"
+    batch, answer = refused
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "unavailable" and "\n" not in error["message"], error
+    freed.home_disk.free()
+    wait_for(lambda: _database_answers(home), CASE_TIMEOUT_SECONDS, "Postgres answering again")
+    assert set(_ids_of(home, tenant)) == accepted  # the refused batch left nothing behind
+
+    def stored_again() -> httpx.Response | None:  # the service may still be reconnecting
+        again = _post_batch(freed, tenant, batch)
+        return again if again.status_code == 200 else None
+
+    again = wait_for(stored_again, CASE_TIMEOUT_SECONDS, "the service accepting writes again", 2)
+    assert all(r.get("created") is True for r in again.json()["results"]), again.text
+    ids = _ids_of(home, tenant)
+    assert len(ids) == len(accepted) + 200
+    _all_embedded_once(home, [tenant], ids)

@@ -4,7 +4,7 @@ left pending again (failed, canceled, crashed, or claimed nothing), with backoff
 import json
 
 import pytest
-from dagster import DagsterRunStatus, SensorResult, build_sensor_context
+from dagster import MAX_RUNTIME_SECONDS_TAG, DagsterRunStatus, SensorResult, build_sensor_context
 
 from memory_pipeline.defs.partitions import (
     PARTITION_RANGE_END_TAG,
@@ -150,6 +150,25 @@ def test_a_run_key_is_never_reused_even_after_its_attempts_are_forgotten(
     assert again.tags[WORK_TAG] == first.tags[WORK_TAG]
     assert again.tags[ATTEMPT_TAG] == first.tags[ATTEMPT_TAG] == "0"
     assert again.run_key != first.run_key
+
+
+@pytest.mark.parametrize("limit, tag", [(None, "3600"), ("90", "90"), ("0", None)])
+def test_runs_carry_the_max_runtime_dagsters_run_monitoring_enforces(
+    store, new_tenant, instance, resources, monkeypatch, limit, tag
+):
+    # a run hung on a store that stopped answering is ended by the monitoring daemon, and its
+    # work is requested again like any failed run's
+    if limit is not None:
+        monkeypatch.setenv("MEMORY_PIPELINE_RUN_MAX_RUNTIME_SECONDS", limit)
+    tenant = new_tenant()
+    store.create_memory_log(tenant.user_id, tenant.project_id, {"content": "bounded"})
+    context = build_sensor_context(
+        instance=instance,
+        resources={"postgres": resources["postgres"], "embedder": resources["embedder"]},
+    )
+    result = pending_rows_sensor(context)
+    assert isinstance(result, SensorResult) and result.run_requests
+    assert {r.tags.get(MAX_RUNTIME_SECONDS_TAG) for r in result.run_requests} == {tag}
 
 
 def test_a_cursor_written_before_generations_still_reads_its_stray_keys():

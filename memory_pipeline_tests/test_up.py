@@ -79,3 +79,88 @@ def test_a_second_up_of_the_same_home_is_refused(tmp_path):
         pytest.raises(RuntimeError, match="another `memory-pipeline up` is running"),
     ):
         run_up(settings, "127.0.0.1", 1, 2, announce=print)
+
+
+STAND_IN_SERVER = """
+import http.server, sys, time
+class Wedged(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path != "/api/v2/heartbeat" and sys.argv[1] == "wedged":
+            time.sleep(3600)  # what Chroma did after its SQLite hit a full disk
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Wedged)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def _stand_in_chroma(settings: Settings, mode: str) -> subprocess.Popen:
+    """A server at the home's Chroma address: ``wedged`` answers only its heartbeat."""
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN_SERVER, mode],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    port = int(stand_in.stdout.readline())
+    settings.chroma_data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.chroma_data_dir / "server.json").write_text(
+        f'{{"pid": {stand_in.pid}, "host": "127.0.0.1", "port": {port}}}'
+    )
+    return stand_in
+
+
+def test_a_chroma_that_answers_its_heartbeat_but_no_request_is_killed(tmp_path, monkeypatch):
+    from memory_pipeline import up
+
+    settings = Settings(home=tmp_path)
+    stand_in = _stand_in_chroma(settings, "wedged")
+    try:
+        monkeypatch.setattr(up, "CHROMA_PROBE_TIMEOUT_SECONDS", 0.5)
+        said: list[str] = []
+        services = up.ServiceSupervisor(settings, said.append)
+        services.restart_stuck_chroma()  # one unanswered probe is not yet a wedge
+        assert stand_in.poll() is None and said == []
+
+        monkeypatch.setattr(up, "CHROMA_WEDGED_SECONDS", 0.0)
+        services.next_chroma_probe = 0.0
+        services.restart_stuck_chroma()
+        assert stand_in.wait(timeout=30) == -9
+        assert len(said) == 1 and said[0].startswith("Chroma answered no request for")
+    finally:
+        if stand_in.poll() is None:
+            stand_in.kill()
+
+
+def test_a_chroma_that_hit_a_full_disk_is_restarted_once_space_is_back(tmp_path, monkeypatch):
+    from memory_pipeline import up
+
+    settings = Settings(home=tmp_path)
+    stand_in = _stand_in_chroma(settings, "answering")
+    log = settings.chroma_data_dir / "server.log"
+    log.write_text("ERROR an old error: database or disk is full\n")  # before this `up`
+    try:
+        said: list[str] = []
+        services = up.ServiceSupervisor(settings, said.append)
+        services.restart_stuck_chroma()
+        assert stand_in.poll() is None and said == []
+
+        with log.open("a") as f:
+            f.write("ERROR Query error: (code: 13) database or disk is full\n")
+        monkeypatch.setattr(up, "_free_bytes", lambda path: 0)  # still full: wait
+        services.next_chroma_probe = 0.0
+        services.restart_stuck_chroma()
+        assert stand_in.poll() is None and said == []
+
+        monkeypatch.undo()
+        services.next_chroma_probe = 0.0
+        services.restart_stuck_chroma()
+        assert stand_in.wait(timeout=30) == -9
+        assert len(said) == 1 and said[0].startswith("Chroma hit a full disk")
+    finally:
+        if stand_in.poll() is None:
+            stand_in.kill()

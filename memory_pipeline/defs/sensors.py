@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from dagster import (
+    MAX_RUNTIME_SECONDS_TAG,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -198,7 +199,7 @@ def plan_runs(
     return planned, waiting
 
 
-def _run_request(run: PlannedRun, generation: int) -> RunRequest:
+def _run_request(run: PlannedRun, generation: int, max_runtime_seconds: float) -> RunRequest:
     # A run key names the work, its attempt and the tick that asked for it: Dagster never
     # launches a key twice, so one may repeat only when a tick is evaluated again (decision 0100).
     suffix = f":{run.attempt}:{generation}"
@@ -207,6 +208,9 @@ def _run_request(run: PlannedRun, generation: int) -> RunRequest:
         WORK_TAG: run.digest,
         ATTEMPT_TAG: str(run.attempt),
     }
+    if max_runtime_seconds:
+        # Dagster's run monitoring ends a run hung past this (a wedged store); its work retries
+        tags[MAX_RUNTIME_SECONDS_TAG] = str(int(max_runtime_seconds))
     first, last = run.tenants[0], run.tenants[-1]
     if len(run.tenants) == 1:
         return RunRequest(
@@ -318,4 +322,8 @@ def pending_rows_sensor(
         context.log.info(f"{waiting} run(s) of unfinished work wait out their retry delay")
     generation = cursor.generation + 1 if planned else cursor.generation
     context.update_cursor(SensorCursor(sync.strays, generation).dumps())
-    return SensorResult(run_requests=[_run_request(p, generation) for p in planned])
+    return SensorResult(
+        run_requests=[
+            _run_request(p, generation, settings.run_max_runtime_seconds) for p in planned
+        ]
+    )

@@ -7,6 +7,7 @@ Every process of the platform talks to this one server; its port and pid are rec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -71,6 +72,48 @@ def heartbeat_ok(host: str, port: int, timeout: float = 1.0) -> bool:
             return resp.status == 200
     except OSError:
         return False
+
+
+def requests_ok(host: str, port: int, timeout: float) -> bool:
+    """Whether a Chroma server answers a request that reads its database (the heartbeat alone
+    does not: a server whose SQLite hit a full disk keeps answering it and hangs the rest)."""
+    url = (
+        f"http://{host}:{port}/api/v2/tenants/default_tenant/databases/default_database"
+        "/collections_count"
+    )
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+#: What Chroma's log says when its SQLite could not write (SQLITE_FULL).
+FULL_DISK_ERROR = b"database or disk is full"
+
+
+def log_size(data_dir: Path) -> int:
+    try:
+        return (data_dir / "server.log").stat().st_size
+    except OSError:
+        return 0
+
+
+def full_disk_logged(data_dir: Path, offset: int) -> tuple[bool, int]:
+    """Whether the server's log reports a full disk past ``offset``; and the log's new end."""
+    try:
+        with open(data_dir / "server.log", "rb") as log:
+            log.seek(offset)
+            tail = log.read()
+    except OSError:
+        return False, offset
+    return FULL_DISK_ERROR in tail, offset + len(tail)
+
+
+def kill_local_chroma(info: ChromaServerInfo) -> None:
+    """Kill a wedged server at once (its data is on disk; the next start reopens it)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(info.pid, signal.SIGKILL)
 
 
 def running_local_chroma(data_dir: Path) -> ChromaServerInfo | None:
