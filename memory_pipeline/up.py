@@ -26,6 +26,7 @@ from memory_pipeline.local_services import ensure_services, stop_services
 from memory_pipeline.local_services.endpoints import ServiceEndpoints
 from memory_pipeline.local_services.home_lock import HomeBusy, exclusive_home_lock
 from memory_pipeline.local_services.local_chroma import (
+    ChromaServerInfo,
     full_disk_logged,
     kill_local_chroma,
     log_size,
@@ -158,21 +159,15 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def _free_bytes(path: Path) -> int:
+def _space_is_back(path: Path) -> bool:
+    """Whether the file system at ``path`` has ``CHROMA_RESTART_FREE_BYTES`` free (or a
+    twentieth of itself, if smaller)."""
     try:
         stat = os.statvfs(path)
     except OSError:
-        return 0
-    return stat.f_bavail * stat.f_frsize
-
-
-def _restart_free_bytes(path: Path) -> int:
-    """``CHROMA_RESTART_FREE_BYTES``, or a twentieth of a smaller file system."""
-    try:
-        stat = os.statvfs(path)
-    except OSError:
-        return CHROMA_RESTART_FREE_BYTES
-    return min(CHROMA_RESTART_FREE_BYTES, stat.f_blocks * stat.f_frsize // 20)
+        return False
+    wanted = min(CHROMA_RESTART_FREE_BYTES, stat.f_blocks * stat.f_frsize // 20)
+    return stat.f_bavail * stat.f_frsize >= wanted
 
 
 class ServiceSupervisor:
@@ -199,27 +194,33 @@ class ServiceSupervisor:
         full, self.chroma_log_offset = full_disk_logged(data_dir, self.chroma_log_offset)
         self.chroma_hit_full_disk |= full
         info = running_local_chroma(data_dir)
-        if info is None:
+        if info is None:  # down: `check` starts it, and its silence counts from then
             self.chroma_answered = now
             return
-        if self.chroma_hit_full_disk and _free_bytes(data_dir) >= _restart_free_bytes(data_dir):
-            self.announce(
+        why = self._why_restart(info, now)
+        if why is None:
+            return
+        self.announce(why)
+        kill_local_chroma(info)
+        self.chroma_hit_full_disk = False
+        self.chroma_answered = time.monotonic()
+
+    def _why_restart(self, info: ChromaServerInfo, now: float) -> str | None:
+        """What makes a running Chroma worth restarting now, or ``None``."""
+        if self.chroma_hit_full_disk and _space_is_back(self.settings.chroma_data_dir):
+            return (
                 "Chroma hit a full disk and space is free again; restarting it "
                 "(after a failed write some collections hang until it is)"
             )
-            self.chroma_hit_full_disk = False
-        elif requests_ok(info.host, info.port, CHROMA_PROBE_TIMEOUT_SECONDS):
+        if requests_ok(info.host, info.port, CHROMA_PROBE_TIMEOUT_SECONDS):
             self.chroma_answered = time.monotonic()
-            return
-        elif now - self.chroma_answered >= CHROMA_WEDGED_SECONDS:
-            self.announce(
-                f"Chroma answered no request for {now - self.chroma_answered:.0f} s "
-                "(its heartbeat still did); killing it to start it again"
-            )
-        else:
-            return
-        kill_local_chroma(info)
-        self.chroma_answered = time.monotonic()
+            return None
+        if now - self.chroma_answered < CHROMA_WEDGED_SECONDS:
+            return None
+        return (
+            f"Chroma answered no request for {now - self.chroma_answered:.0f} s "
+            "(its heartbeat still did); killing it to start it again"
+        )
 
     def _down(self) -> list[str]:
         s = self.settings

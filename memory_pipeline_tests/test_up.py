@@ -1,8 +1,10 @@
 """`up` owns its home: one `up` per home, and at start it frees the runs whose workers died."""
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 from dagster import DagsterRunStatus
@@ -82,11 +84,11 @@ def test_a_second_up_of_the_same_home_is_refused(tmp_path):
 
 
 STAND_IN_SERVER = """
-import http.server, sys, time
+import http.server, sys, threading
 class Wedged(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path != "/api/v2/heartbeat" and sys.argv[1] == "wedged":
-            time.sleep(3600)  # what Chroma did after its SQLite hit a full disk
+            threading.Event().wait()  # what Chroma did after its SQLite hit a full disk
         self.send_response(200)
         self.end_headers()
         self.wfile.write(b"{}")
@@ -98,7 +100,8 @@ server.serve_forever()
 """
 
 
-def _stand_in_chroma(settings: Settings, mode: str) -> subprocess.Popen:
+@contextlib.contextmanager
+def _stand_in_chroma(settings: Settings, mode: str) -> Iterator[subprocess.Popen]:
     """A server at the home's Chroma address: ``wedged`` answers only its heartbeat."""
     stand_in = subprocess.Popen(
         [sys.executable, "-c", STAND_IN_SERVER, mode],
@@ -106,20 +109,23 @@ def _stand_in_chroma(settings: Settings, mode: str) -> subprocess.Popen:
         text=True,
         start_new_session=True,
     )
-    port = int(stand_in.stdout.readline())
-    settings.chroma_data_dir.mkdir(parents=True, exist_ok=True)
-    (settings.chroma_data_dir / "server.json").write_text(
-        f'{{"pid": {stand_in.pid}, "host": "127.0.0.1", "port": {port}}}'
-    )
-    return stand_in
+    try:
+        port = int(stand_in.stdout.readline())
+        settings.chroma_data_dir.mkdir(parents=True, exist_ok=True)
+        (settings.chroma_data_dir / "server.json").write_text(
+            f'{{"pid": {stand_in.pid}, "host": "127.0.0.1", "port": {port}}}'
+        )
+        yield stand_in
+    finally:
+        if stand_in.poll() is None:
+            stand_in.kill()
 
 
 def test_a_chroma_that_answers_its_heartbeat_but_no_request_is_killed(tmp_path, monkeypatch):
     from memory_pipeline import up
 
     settings = Settings(home=tmp_path)
-    stand_in = _stand_in_chroma(settings, "wedged")
-    try:
+    with _stand_in_chroma(settings, "wedged") as stand_in:
         monkeypatch.setattr(up, "CHROMA_PROBE_TIMEOUT_SECONDS", 0.5)
         said: list[str] = []
         services = up.ServiceSupervisor(settings, said.append)
@@ -131,19 +137,15 @@ def test_a_chroma_that_answers_its_heartbeat_but_no_request_is_killed(tmp_path, 
         services.restart_stuck_chroma()
         assert stand_in.wait(timeout=30) == -9
         assert len(said) == 1 and said[0].startswith("Chroma answered no request for")
-    finally:
-        if stand_in.poll() is None:
-            stand_in.kill()
 
 
 def test_a_chroma_that_hit_a_full_disk_is_restarted_once_space_is_back(tmp_path, monkeypatch):
     from memory_pipeline import up
 
     settings = Settings(home=tmp_path)
-    stand_in = _stand_in_chroma(settings, "answering")
-    log = settings.chroma_data_dir / "server.log"
-    log.write_text("ERROR an old error: database or disk is full\n")  # before this `up`
-    try:
+    with _stand_in_chroma(settings, "answering") as stand_in:
+        log = settings.chroma_data_dir / "server.log"
+        log.write_text("ERROR an old error: database or disk is full\n")  # before this `up`
         said: list[str] = []
         services = up.ServiceSupervisor(settings, said.append)
         services.restart_stuck_chroma()
@@ -151,7 +153,7 @@ def test_a_chroma_that_hit_a_full_disk_is_restarted_once_space_is_back(tmp_path,
 
         with log.open("a") as f:
             f.write("ERROR Query error: (code: 13) database or disk is full\n")
-        monkeypatch.setattr(up, "_free_bytes", lambda path: 0)  # still full: wait
+        monkeypatch.setattr(up, "_space_is_back", lambda path: False)  # still full: wait
         services.next_chroma_probe = 0.0
         services.restart_stuck_chroma()
         assert stand_in.poll() is None and said == []
@@ -161,6 +163,3 @@ def test_a_chroma_that_hit_a_full_disk_is_restarted_once_space_is_back(tmp_path,
         services.restart_stuck_chroma()
         assert stand_in.wait(timeout=30) == -9
         assert len(said) == 1 and said[0].startswith("Chroma hit a full disk")
-    finally:
-        if stand_in.poll() is None:
-            stand_in.kill()
