@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True)
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--mode", choices=["vector", "keyword", "hybrid"], default=None)
-    p.add_argument("--backend", choices=["chroma", "pgvector"], default=None)
+    p.add_argument("--backend", choices=["auto", "chroma", "pgvector"], default=None)
     p.add_argument("--explain", action="store_true", help="say why each result ranked where it did")
     p.add_argument("query")
 

@@ -142,7 +142,11 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             logger.warning("%s; searching pgvector only", exc)
             store = None
         return MemorySearch(
-            self.db, store, self.embedder, second_stage=second_stage_of(self.settings)
+            self.db,
+            store,
+            self.embedder,
+            second_stage=second_stage_of(self.settings),
+            exact_max_vectors=self.settings.exact_search_max_vectors,
         )
 
     def process_options(self, **overrides: Any) -> ProcessOptions:

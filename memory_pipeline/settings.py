@@ -18,6 +18,9 @@ from pydantic_settings import (
 
 ENV_PREFIX: Final = "MEMORY_PIPELINE_"
 DEFAULT_EMBEDDING_MODEL: Final = "sentence-transformers/all-MiniLM-L6-v2"
+#: The ``auto`` search backend scans tenants with at most this many chunk vectors exactly in
+#: Postgres, Chroma beyond (the measurement is in docs/decisions/0204).
+EXACT_SEARCH_MAX_VECTORS: Final = 500
 #: How the embedding model computes: ``auto`` picks bfloat16 where the CPU multiplies it natively.
 EmbeddingPrecision = Literal["auto", "float32", "bfloat16"]
 EMBEDDING_PRECISIONS: Final[tuple[str, ...]] = get_args(EmbeddingPrecision)
@@ -104,6 +107,8 @@ class Settings(BaseSettings):
     # Tenant shards (docs/decisions/0203): past this many tenants the home is sharded, once.
     shard_after_tenants: int = Field(default=2_000, ge=0)
     tenant_shards: int = Field(default=1_024, ge=1, le=65_536)
+    #: 0 sends every ``auto`` search to Chroma.
+    exact_search_max_vectors: int = Field(default=EXACT_SEARCH_MAX_VECTORS, ge=0)
 
     def __init__(self, **values: Any) -> None:
         try:

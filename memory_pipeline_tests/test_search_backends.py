@@ -1,4 +1,5 @@
-"""Chroma and pgvector agree, and search falls back to pgvector when Chroma is unreachable."""
+"""Chroma and pgvector agree, search falls back to pgvector when Chroma is unreachable, and the
+``auto`` backend searches small tenants exactly in Postgres, larger ones in Chroma."""
 
 from __future__ import annotations
 
@@ -174,3 +175,58 @@ def test_search_without_any_chroma_server_uses_pgvector(
         "pods out of memory", tenant.user_id, tenant.project_id
     )
     assert [r.log_id for r in results] == [wanted]
+
+
+def test_auto_searches_a_small_tenant_in_postgres_and_a_larger_one_in_chroma(
+    store: MemoryStore, new_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = new_tenant("auto")
+    texts = [
+        "The cache invalidation bug came from DST.",
+        "Lunch is at noon on Fridays.",
+        "The deploy key lives in the team vault.",
+    ]
+    ids = [
+        store.create_memory_log(tenant.user_id, tenant.project_id, {"content": t}) for t in texts
+    ]
+    store.process_pending(tenant.user_id, tenant.project_id)
+    query = "cache invalidation bug"
+    through_chroma = store.search_similar_memories(
+        query, tenant.user_id, tenant.project_id, backend="chroma"
+    )
+    assert [r.log_id for r in through_chroma][:1] == [ids[0]]
+    auto = store.search_similar_memories(query, tenant.user_id, tenant.project_id)
+    assert [(r.log_id, round(r.similarity, 5)) for r in auto] == [
+        (r.log_id, round(r.similarity, 5)) for r in through_chroma
+    ]
+    for backend in ("auto", "chroma"):  # a filter applies in the exact scan as in Chroma
+        filtered = store.search_similar_memories(
+            query,
+            tenant.user_id,
+            tenant.project_id,
+            where_filter={"log_id": {"$in": ids[1:]}},
+            min_similarity=-1.0,
+            mode="vector",
+            backend=backend,
+        )
+        assert {r.log_id for r in filtered} == set(ids[1:]), backend
+
+    # Chroma loses the tenant's vectors: auto still finds every memory (it never asked Chroma),
+    # until the tenant counts as larger than the exact scan's limit
+    store.vector_store.delete_memories(tenant, ids)
+    assert (
+        store.search_similar_memories(
+            query, tenant.user_id, tenant.project_id, mode="vector", backend="chroma"
+        )
+        == []
+    )
+    exact = store.search_similar_memories(
+        query, tenant.user_id, tenant.project_id, min_similarity=-1.0, mode="vector"
+    )
+    assert {r.log_id for r in exact} == set(ids) and exact[0].log_id == ids[0]
+    for limit, found in ((len(ids), set(ids)), (len(ids) - 1, set())):
+        search = MemorySearch(store.db, store.vector_store, store.embedder, exact_max_vectors=limit)
+        results = search.search_similar_memories(
+            query, tenant.user_id, tenant.project_id, min_similarity=-1.0, mode="vector"
+        )
+        assert {r.log_id for r in results} == found, limit

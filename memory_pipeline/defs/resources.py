@@ -118,11 +118,13 @@ class SearchResource(ConfigurableResource):
     embedder: EmbedderResource
 
     def searcher(self) -> MemorySearch:
+        settings = Settings.from_env()  # as MemoryStore's search
         return MemorySearch(
             self.postgres.database(),
             self.chroma.vector_store(),
             self.embedder.embedder(),
-            second_stage=second_stage_of(Settings.from_env()),  # as MemoryStore's search
+            second_stage=second_stage_of(settings),
+            exact_max_vectors=settings.exact_search_max_vectors,
         )
 
     def search_similar_memories(

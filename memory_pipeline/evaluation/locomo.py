@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parameters chosen by leave-one-conversation-out (the default's figure is held-out).",
     )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--backend", choices=("chroma", "pgvector"), default=None)
+    parser.add_argument("--backend", choices=("auto", "chroma", "pgvector"), default=None)
     parser.add_argument(
         "--encoder-backends",
         default=",".join(EMBEDDING_BACKENDS),

@@ -12,12 +12,13 @@ from memory_pipeline.search.filters import validate_where_filter
 from memory_pipeline.tenancy import Tenant
 
 SearchMode = Literal["vector", "keyword", "hybrid"]
-SearchBackend = Literal["chroma", "pgvector"]
+SearchBackend = Literal["auto", "chroma", "pgvector"]
 SEARCH_MODES: tuple[str, ...] = ("vector", "keyword", "hybrid")
-SEARCH_BACKENDS: tuple[str, ...] = ("chroma", "pgvector")
+SEARCH_BACKENDS: tuple[str, ...] = ("auto", "chroma", "pgvector")
 #: The mode that wins ``make eval`` (LoCoMo dev recall@10; docs/search.md).
 DEFAULT_MODE: SearchMode = "hybrid"
-DEFAULT_BACKEND: SearchBackend = "chroma"
+#: ``auto``: an exact scan in Postgres for small tenants, Chroma beyond (docs/decisions/0204).
+DEFAULT_BACKEND: SearchBackend = "auto"
 MAX_LIMIT = 1000
 #: Longest query accepted, in characters: the model reads only its first ~256 word pieces,
 #: and Postgres refuses a tsvector over 1 MB.

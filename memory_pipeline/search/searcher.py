@@ -40,6 +40,7 @@ from memory_pipeline.search.request import SearchRequest
 from memory_pipeline.search.result import SearchResult
 from memory_pipeline.search.second_stage import Rescored, SecondStage, rescore
 from memory_pipeline.search.vector import vector_candidates
+from memory_pipeline.settings import EXACT_SEARCH_MAX_VECTORS
 from memory_pipeline.storage import search_reads
 from memory_pipeline.storage.database import Database
 from memory_pipeline.storage.live_models import model_source_of
@@ -80,7 +81,8 @@ class MemorySearch:
 
     ``params`` are ranking's tuned parameters (the evaluation searches with others).
     ``keyword_exact_budget`` bounds exact keyword retrieval (0 always uses champion lists,
-    which the evaluation uses to measure what they cost in recall).
+    which the evaluation uses to measure what they cost in recall). ``exact_max_vectors``: the
+    largest tenant the ``auto`` backend searches exactly in Postgres instead of Chroma.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class MemorySearch:
         *,
         params: RankingParams = DEFAULT_PARAMS,
         keyword_exact_budget: int = EXACT_POSTINGS_BUDGET,
+        exact_max_vectors: int = EXACT_SEARCH_MAX_VECTORS,
         second_stage: SecondStage | None = None,
     ) -> None:
         self.db = db
@@ -99,6 +102,7 @@ class MemorySearch:
         self.embedder = embedder
         self.params = params
         self.keyword_exact_budget = keyword_exact_budget
+        self.exact_max_vectors = exact_max_vectors
 
     # ----------------------------------------------------------------------------- public API
     def search_similar_memories(
@@ -272,7 +276,9 @@ class MemorySearch:
         vector: list[dict[int, float]] = [{} for _ in request.queries]
         keyword: list[dict[int, float]] = [{} for _ in request.queries]
         if mode in ("vector", "hybrid"):
-            vector = vector_candidates(conn, self.store, request, model_id, vectors, n)
+            vector = vector_candidates(
+                conn, self.store, request, model_id, vectors, n, self.exact_max_vectors
+            )
         if mode in ("keyword", "hybrid"):
             budget = CHAMPION_POSTINGS_BUDGET if mode == "keyword" else HYBRID_CHAMPION_BUDGET
             keyword = [

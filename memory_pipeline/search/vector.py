@@ -11,6 +11,7 @@ from psycopg import sql
 
 from memory_pipeline.search.filters import where_to_sql
 from memory_pipeline.search.request import SearchRequest
+from memory_pipeline.settings import EXACT_SEARCH_MAX_VECTORS
 from memory_pipeline.storage import search_reads
 from memory_pipeline.vector_store import ChromaVectorStore, VectorStoreUnavailable
 
@@ -33,15 +34,32 @@ def vector_candidates(
     model_id: str,
     vectors: np.ndarray,
     n: int,
+    exact_max_vectors: int = EXACT_SEARCH_MAX_VECTORS,
 ) -> list[dict[int, float]]:
     """Best cosine similarity per memory among each query's ``n`` nearest vectors.
 
-    From Chroma unless the request asks for pgvector; pgvector too when Chroma cannot be
-    reached (logged). Chroma returns ids and similarities only: each memory's tenant is checked
-    in Postgres before anything is returned.
+    ``auto``: a tenant with at most ``exact_max_vectors`` chunk vectors is searched by an exact
+    scan of its rows in Postgres (no cold Chroma collection to load, docs/decisions/0204), a
+    larger one as ``chroma``. ``chroma``: from Chroma, and pgvector when Chroma cannot be
+    reached (logged). ``pgvector``: its HNSW index. Chroma returns ids and similarities only:
+    each memory's tenant is checked in Postgres before anything is returned.
     """
     tenant, where = request.tenant, request.where
-    if request.backend == "chroma":
+    condition: sql.Composable | None = where_to_sql(where) if where else None
+    if request.backend == "auto" and (
+        search_reads.tenant_vector_count(conn, tenant.key, model_id, exact_max_vectors + 1)
+        <= exact_max_vectors
+    ):
+        return [
+            best_per_memory(
+                (h.log_id, h.similarity)
+                for h in search_reads.exact_nearest(
+                    conn, tenant.key, model_id, vector, n * 2, condition
+                )
+            )
+            for vector in vectors
+        ]
+    if request.backend in ("auto", "chroma"):
         if store is None:
             logger.warning(
                 "no Chroma server reachable: searching pgvector instead (tenant %s)", tenant
@@ -55,7 +73,6 @@ def vector_candidates(
                 if hits is None:  # the tenant has no collection: nothing embedded yet
                     return [{} for _ in range(len(vectors))]
                 return [best_per_memory((h.log_id, h.similarity) for h in q) for q in hits]
-    condition: sql.Composable | None = where_to_sql(where) if where else None
     return [
         best_per_memory(
             (h.log_id, h.similarity)

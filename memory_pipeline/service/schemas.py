@@ -100,7 +100,9 @@ class SearchOptions(Strict):
     enable_temporal_decay: bool = False
     half_life_days: float = 30.0
     mode: str | None = Field(None, description="vector, keyword or hybrid (default).")
-    backend: str | None = Field(None, description="chroma (default) or pgvector.")
+    backend: str | None = Field(
+        None, description="auto (default: small tenants exactly in Postgres), chroma or pgvector."
+    )
     memory_types: list[str] | None = None
     since: datetime | None = None
     until: datetime | None = None

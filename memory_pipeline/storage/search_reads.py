@@ -128,6 +128,54 @@ def pgvector_nearest(
     return [VectorHit(int(r["log_id"]), float(r["similarity"])) for r in rows]
 
 
+def tenant_vector_count(conn: psycopg.Connection, tenant_key: str, model_id: str, cap: int) -> int:
+    """How many chunk vectors of ``model_id`` the tenant holds, counted no further than
+    ``cap`` (an index-only scan of at most ``cap`` entries)."""
+    row = conn.execute(
+        """SELECT count(*) AS n FROM (
+               SELECT 1 FROM memory_vector
+               WHERE tenant_key = %s AND embedding_model = %s LIMIT %s) AS capped""",
+        (tenant_key, model_id, cap),
+    ).fetchone()
+    return int(row["n"])
+
+
+def exact_nearest(
+    conn: psycopg.Connection,
+    tenant_key: str,
+    model_id: str,
+    vector: np.ndarray,
+    n: int,
+    where: sql.Composable | None,
+) -> list[VectorHit]:
+    """The tenant's ``n`` chunk vectors nearest ``vector`` by comparing every one of them: for
+    small tenants, whose rows the tenant index finds at once (docs/decisions/0204)."""
+    cast = _vector_cast(vector)
+    join = (
+        sql.SQL(
+            "JOIN memory_log m ON m.id = v.log_id AND m.tenant_key = %(tenant)s "
+            "AND m.status = 'embedded' AND {}"
+        ).format(where)
+        if where is not None
+        else sql.SQL("")
+    )
+    # MATERIALIZED: the tenant's rows are read first, so the planner cannot pick the HNSW
+    # index, whose scan under a one-tenant filter is approximate.
+    statement = sql.SQL(
+        """WITH tenant_vectors AS MATERIALIZED (
+               SELECT v.log_id, v.embedding FROM memory_vector v {join}
+               WHERE v.embedding_model = %(model)s AND v.tenant_key = %(tenant)s)
+           SELECT log_id, 1 - (embedding::{cast} <=> %(q)s::{cast}) AS similarity
+           FROM tenant_vectors
+           ORDER BY similarity DESC, log_id
+           LIMIT %(n)s"""
+    ).format(cast=cast, join=join)
+    rows = conn.execute(
+        statement, {"q": vector, "model": model_id, "tenant": tenant_key, "n": n}
+    ).fetchall()
+    return [VectorHit(int(r["log_id"]), float(r["similarity"])) for r in rows]
+
+
 def best_chunks(
     conn: psycopg.Connection,
     tenant_key: str,
