@@ -53,8 +53,9 @@ def vector_candidates(
         return [
             best_per_memory(
                 (h.log_id, h.similarity)
+                # n chunks, as Chroma answers: the ranking was tuned on candidate lists that deep
                 for h in search_reads.exact_nearest(
-                    conn, tenant.key, model_id, vector, n * 2, condition
+                    conn, tenant.key, model_id, vector, n, condition
                 )
             )
             for vector in vectors
