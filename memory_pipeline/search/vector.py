@@ -45,22 +45,11 @@ def vector_candidates(
     each memory's tenant is checked in Postgres before anything is returned.
     """
     tenant, where = request.tenant, request.where
-    condition: sql.Composable | None = where_to_sql(where) if where else None
-    if request.backend == "auto" and (
+    small = request.backend == "auto" and (
         search_reads.tenant_vector_count(conn, tenant.key, model_id, exact_max_vectors + 1)
         <= exact_max_vectors
-    ):
-        return [
-            best_per_memory(
-                (h.log_id, h.similarity)
-                # n chunks, as Chroma answers: the ranking was tuned on candidate lists that deep
-                for h in search_reads.exact_nearest(
-                    conn, tenant.key, model_id, vector, n, condition
-                )
-            )
-            for vector in vectors
-        ]
-    if request.backend in ("auto", "chroma"):
+    )
+    if not small and request.backend in ("auto", "chroma"):
         if store is None:
             logger.warning(
                 "no Chroma server reachable: searching pgvector instead (tenant %s)", tenant
@@ -74,13 +63,16 @@ def vector_candidates(
                 if hits is None:  # the tenant has no collection: nothing embedded yet
                     return [{} for _ in range(len(vectors))]
                 return [best_per_memory((h.log_id, h.similarity) for h in q) for q in hits]
+    condition: sql.Composable | None = where_to_sql(where) if where else None
+    # The exact scan answers as deep as Chroma (the ranking was tuned on lists that deep);
+    # HNSW's vectors are chunks, several per memory: it is asked for more than n.
+    nearest, depth = (
+        (search_reads.exact_nearest, n) if small else (search_reads.pgvector_nearest, n * 2)
+    )
     return [
         best_per_memory(
             (h.log_id, h.similarity)
-            # vectors are chunks, several per memory: ask for more than n
-            for h in search_reads.pgvector_nearest(
-                conn, tenant.key, model_id, vector, n * 2, condition
-            )
+            for h in nearest(conn, tenant.key, model_id, vector, depth, condition)
         )
         for vector in vectors
     ]

@@ -84,6 +84,18 @@ def known_tenant(conn: psycopg.Connection, tenant_key: str) -> KnownTenant | Non
     return KnownTenant(row["live_model"], row["shard"]) if row else None
 
 
+def _vector_source(where: sql.Composable | None) -> sql.Composable:
+    """``memory_vector v``, joined to the tenant's embedded memories only under a filter on
+    memory columns (without one, no join per candidate: row status and filters are applied
+    again when rows are loaded)."""
+    if where is None:
+        return sql.SQL("memory_vector v")
+    return sql.SQL(
+        "memory_vector v JOIN memory_log m ON m.id = v.log_id "
+        "AND m.tenant_key = %(tenant)s AND m.status = 'embedded' AND {}"
+    ).format(where)
+
+
 def pgvector_nearest(
     conn: psycopg.Connection,
     tenant_key: str,
@@ -93,16 +105,7 @@ def pgvector_nearest(
     where: sql.Composable | None,
 ) -> list[VectorHit]:
     """The tenant's ``n`` chunk vectors nearest ``vector`` (HNSW, iterative scan), best first."""
-    cast = _vector_cast(vector)
-    # Without a filter on memory columns the scan stays on memory_vector (no join per
-    # candidate); row status and filters are applied again when rows are loaded.
-    if where is not None:
-        source = sql.SQL(
-            "memory_vector v JOIN memory_log m ON m.id = v.log_id "
-            "AND m.tenant_key = %(tenant)s AND m.status = 'embedded' AND {}"
-        ).format(where)
-    else:
-        source = sql.SQL("memory_vector v")
+    cast, source = _vector_cast(vector), _vector_source(where)
     statement = sql.SQL(
         """SELECT log_id, similarity FROM (
                SELECT v.log_id, 1 - (v.embedding::{cast} <=> %(q)s::{cast}) AS similarity
@@ -150,26 +153,18 @@ def exact_nearest(
 ) -> list[VectorHit]:
     """The tenant's ``n`` chunk vectors nearest ``vector`` by comparing every one of them: for
     small tenants, whose rows the tenant index finds at once (docs/decisions/0204)."""
-    cast = _vector_cast(vector)
-    join = (
-        sql.SQL(
-            "JOIN memory_log m ON m.id = v.log_id AND m.tenant_key = %(tenant)s "
-            "AND m.status = 'embedded' AND {}"
-        ).format(where)
-        if where is not None
-        else sql.SQL("")
-    )
+    cast, source = _vector_cast(vector), _vector_source(where)
     # MATERIALIZED: the tenant's rows are read first, so the planner cannot pick the HNSW
     # index, whose scan under a one-tenant filter is approximate.
     statement = sql.SQL(
         """WITH tenant_vectors AS MATERIALIZED (
-               SELECT v.log_id, v.embedding FROM memory_vector v {join}
+               SELECT v.log_id, v.embedding FROM {source}
                WHERE v.embedding_model = %(model)s AND v.tenant_key = %(tenant)s)
            SELECT log_id, 1 - (embedding::{cast} <=> %(q)s::{cast}) AS similarity
            FROM tenant_vectors
            ORDER BY similarity DESC, log_id
            LIMIT %(n)s"""
-    ).format(cast=cast, join=join)
+    ).format(cast=cast, source=source)
     rows = conn.execute(
         statement, {"q": vector, "model": model_id, "tenant": tenant_key, "n": n}
     ).fetchall()
