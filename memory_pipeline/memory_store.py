@@ -108,6 +108,7 @@ class MemoryStore(AbstractContextManager["MemoryStore"]):
             trace_queries=settings.query_trace,
             backend=settings.embedding_backend,
             exports_dir=settings.models_dir,
+            sentence_vectors=settings.sentence_vectors,
         )
         self._model_index_ready = False
 

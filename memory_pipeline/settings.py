@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     embedding_precision: EmbeddingPrecision = "auto"
     embedding_backend: EmbeddingBackend = "torch"
     query_trace: bool = True
+    #: A vector per sentence of short multi-sentence texts too (docs/decisions/0205); part of
+    #: the model id, so a change re-embeds each tenant aside like a model change.
+    sentence_vectors: bool = False
     #: Where models reassembled from wheels (all-mpnet-base-v2) live; shared by every home.
     model_cache_dir: Path | None = None
     #: The second stage's model (docs/decisions/0153); unset = no second stage.

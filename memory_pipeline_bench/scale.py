@@ -250,6 +250,7 @@ def run(base: Path, *, rows: int, tenants: int, latency_rows: int, seed: int) ->
         trace_queries=settings.query_trace,
         backend=settings.embedding_backend,
         exports_dir=settings.models_dir,
+        sentence_vectors=settings.sentence_vectors,
     )
     chunks = [c for _, raw, _ in batch for c in embedder.chunk_text(extract_memory(raw).text)]
     embedder.embed_batch(chunks[:64])  # warm-up, untimed

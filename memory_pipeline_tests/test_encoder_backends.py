@@ -56,9 +56,9 @@ def test_a_backend_is_part_of_the_model_id_and_torch_keeps_the_plain_name():
     for backend in EXPORTED:
         model_id = model_id_for("m/x", backend)
         assert model_id != "m/x"
-        assert split_model_id(model_id) == ("m/x", backend)
-    assert split_model_id("m/x") == ("m/x", "torch")
-    assert split_model_id("team@home/model") == ("team@home/model", "torch")
+        assert split_model_id(model_id) == ("m/x", backend, False)
+    assert split_model_id("m/x") == ("m/x", "torch", False)
+    assert split_model_id("team@home/model") == ("team@home/model", "torch", False)
     with pytest.raises(ValueError, match="unknown embedding backend"):
         model_id_for("m/x", "tensorrt")
 

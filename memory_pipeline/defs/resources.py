@@ -94,7 +94,11 @@ class EmbedderResource(ConfigurableResource):
     def model_id(self) -> str:
         """The configured model id (name and backend), without loading the model."""
         settings = Settings.from_env()
-        return model_id_for(self.model_name or settings.embedding_model, settings.embedding_backend)
+        return model_id_for(
+            self.model_name or settings.embedding_model,
+            settings.embedding_backend,
+            settings.sentence_vectors,
+        )
 
     def embedder(self) -> Embedder:
         settings = Settings.from_env()
@@ -107,6 +111,7 @@ class EmbedderResource(ConfigurableResource):
             trace_queries=settings.query_trace,
             backend=settings.embedding_backend,
             exports_dir=settings.models_dir,
+            sentence_vectors=settings.sentence_vectors,
         )
 
 

@@ -18,10 +18,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import numpy as np
 
+from memory_pipeline.embedding.sentences import SENTENCE_VECTORS_SUFFIX
 from memory_pipeline.settings import EMBEDDING_BACKENDS
 
 if TYPE_CHECKING:
@@ -63,18 +64,31 @@ CALIBRATION_TEXTS: Final = (
 )
 
 
-def model_id_for(model_name: str, backend: str) -> str:
-    """The model id recorded on rows and collections: the name, plus the backend unless torch."""
+def model_id_for(model_name: str, backend: str, sentence_vectors: bool = False) -> str:
+    """The model id recorded on rows and collections: the name, plus the backend unless torch,
+    plus :data:`SENTENCE_VECTORS_SUFFIX` when texts also get sentence vectors."""
     check_backend(backend)
-    return model_name if backend == "torch" else f"{model_name}{BACKEND_SEPARATOR}{backend}"
+    model_id = model_name if backend == "torch" else f"{model_name}{BACKEND_SEPARATOR}{backend}"
+    return model_id + SENTENCE_VECTORS_SUFFIX if sentence_vectors else model_id
 
 
-def split_model_id(model_id: str) -> tuple[str, str]:
-    """``(model name, backend)`` of a recorded model id (the inverse of :func:`model_id_for`)."""
+class ModelIdParts(NamedTuple):
+    """What a recorded model id names (the arguments of :func:`model_id_for`)."""
+
+    name: str
+    backend: str
+    sentence_vectors: bool
+
+
+def split_model_id(model_id: str) -> ModelIdParts:
+    """The parts of a recorded model id (the inverse of :func:`model_id_for`)."""
+    sentence_vectors = model_id.endswith(SENTENCE_VECTORS_SUFFIX)
+    if sentence_vectors:
+        model_id = model_id[: -len(SENTENCE_VECTORS_SUFFIX)]
     name, sep, backend = model_id.rpartition(BACKEND_SEPARATOR)
     if sep and backend in EMBEDDING_BACKENDS and backend != "torch":
-        return name, backend
-    return model_id, "torch"
+        return ModelIdParts(name, backend, sentence_vectors)
+    return ModelIdParts(model_id, "torch", sentence_vectors)
 
 
 def check_backend(backend: str) -> None:

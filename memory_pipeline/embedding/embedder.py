@@ -27,6 +27,7 @@ from memory_pipeline.embedding.backends import (
     tokenize,
 )
 from memory_pipeline.embedding.model_source import resolve_model_source
+from memory_pipeline.embedding.sentences import with_sentence_chunks
 from memory_pipeline.settings import EMBEDDING_PRECISIONS as PRECISIONS
 
 if TYPE_CHECKING:
@@ -84,13 +85,16 @@ class Embedder:
         trace_queries: bool = True,
         backend: str = "torch",
         exports_dir: Path | None = None,
+        sentence_vectors: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown embedding precision {precision!r}; use one of {PRECISIONS}")
         check_backend(backend)
         self.model_name = model_name
         self.backend = backend
-        self.model_id = model_id_for(model_name, backend)
+        #: Whether short multi-sentence texts also get a vector per sentence (0205).
+        self.sentence_vectors = sentence_vectors
+        self.model_id = model_id_for(model_name, backend, sentence_vectors)
         self.exports_dir = exports_dir
         self.batch_size = batch_size
         self.model_source = model_source or resolve_model_source(model_name)
@@ -256,6 +260,12 @@ class Embedder:
         }
 
     def chunk_text(self, text: str) -> list[str]:
+        """The texts embedded for ``text``: its pieces by the model window, then its sentences
+        where :attr:`sentence_vectors` asks (:func:`~.sentences.with_sentence_chunks`)."""
+        chunks = self._window_chunks(text)
+        return with_sentence_chunks(chunks) if self.sentence_vectors else chunks
+
+    def _window_chunks(self, text: str) -> list[str]:
         """Split ``text`` into pieces that each fit the model window, overlapping a little.
 
         A text that fits is returned whole; nothing of a longer one is dropped.

@@ -58,6 +58,7 @@ from memory_pipeline.evaluation.tuning import (
 )
 from memory_pipeline.search.ranking import RankingParams
 from memory_pipeline.search.searcher import DEFAULT_PARAMS, MemorySearch
+from memory_pipeline.storage import memory_reads
 from memory_pipeline.tenancy import Tenant
 
 HELD_OUT = "hybrid (default, held-out)"
@@ -349,9 +350,66 @@ def stronger_model_rows(
             out["only_model"]["encoder_backends"] = encoder_backend_rows(
                 only, conversations, alone.folds, encoder_backends, rows[label], backend=backend
             )
+    # sentence vectors (0205) under each model: rolled out, chosen and searched like a model
+    for name in (store.settings.embedding_model, model):
+        out[f"sentence_vectors_{_short(name)}"] = rolled_out_model_row(
+            store,
+            conversations,
+            tenants,
+            rows,
+            f"{_short(name)} + sentence vectors as the model, hybrid (held-out)",
+            backend=backend,
+            embedding_model=name,
+            sentence_vectors=True,
+            rerank_model=None,
+        )
     for t in tenants:  # back to the configured model
         store.process_pending(t.user_id, t.project_id)
     return out
+
+
+def rolled_out_model_row(
+    store: Any,
+    conversations: Sequence[LocomoConversation],
+    tenants: Sequence[Tenant],
+    rows: dict[str, CategoryScores],
+    label: str,
+    *,
+    backend: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """The tenants rolled out to the model ``overrides`` configure (re-embedded by the
+    pipeline), the first stage chosen leave-one-out on it, the held-out row searched through the
+    product and added to ``rows`` as ``label``."""
+    from memory_pipeline.memory_store import MemoryStore
+
+    settings = store.settings.with_overrides(**overrides)
+    with MemoryStore(settings, store.endpoints, migrate=False) as other:
+        other.ensure_model_index()
+        started = time.perf_counter()
+        for t in tenants:
+            other.process_pending(t.user_id, t.project_id)
+        seconds = time.perf_counter() - started
+        with other.db.autocommit_connection() as conn:
+            vectors = sum(
+                len(memory_reads.vector_ids_of_tenant(conn, t.key, other.embedder.model_id))
+                for t in tenants
+            )
+        progress(f"{other.embedder.model_id} rolled out in {seconds:.0f} s ({vectors} vectors)")
+        chosen = choose_first_stage(other, conversations, variants=False)
+        rows[label] = held_out_scores(
+            other, conversations, {f.held_out: f.chosen for f in chosen.folds}, backend=backend
+        )
+        progress(f"leave-one-out: {label} ({rows[label].mean(10):.3f})")
+        return {
+            "model_id": other.embedder.model_id,
+            "rollout_s": seconds,
+            "vectors": vectors,
+            "folds": [{"held_out": f.held_out, "chosen": describe(f.chosen)} for f in chosen.folds],
+            "chosen_on_all_five": describe(chosen.on_all),
+            "seed_hits_at_1": chosen.scorer.seed_hits(chosen.on_all),
+            "held_out": rows[label].to_json(),
+        }
 
 
 def _backend_row(
@@ -375,6 +433,7 @@ def _backend_row(
         trace_queries=settings.query_trace,
         backend=name,
         exports_dir=settings.models_dir,
+        sentence_vectors=settings.sentence_vectors,
     )
     with MemoryStore(settings, store.endpoints, embedder=embedder, migrate=False) as backend_store:
         backend_store.ensure_model_index()
@@ -575,6 +634,15 @@ def stronger_summary(stronger: dict[str, Any]) -> str:
             f"chosen on all five: {both['chosen_on_all_five']}; "
             f"seed hit@1 {both['seed_hits_at_1']}/16",
         ]
+    for key, row in stronger.items():
+        if key.startswith("sentence_vectors_"):
+            lines += [
+                f"{row['model_id']} ({row['vectors']} vectors, rolled out in "
+                f"{row['rollout_s']:.0f} s):",
+                *(f"  without {f['held_out']}: {f['chosen']}" for f in row["folds"]),
+                f"chosen on all five: {row['chosen_on_all_five']}; "
+                f"seed hit@1 {row['seed_hits_at_1']}/16",
+            ]
     if only.get("encoder_backends"):
         lines += ["", backend_table(only["encoder_backends"], "torch")]
     return "\n".join(lines)

@@ -241,7 +241,7 @@ class MemorySearch:
             return self.embedder
         with self.db.connection() as conn:
             source = model_source_of(conn, model_id)
-        name, backend = split_model_id(model_id)
+        name, backend, sentence_vectors = split_model_id(model_id)
         return load_embedder(
             name,
             batch_size=self.embedder.batch_size,
@@ -251,6 +251,7 @@ class MemorySearch:
             trace_queries=self.embedder.trace_queries,
             backend=backend,
             exports_dir=self.embedder.exports_dir,
+            sentence_vectors=sentence_vectors,
         )
 
     def _retrieve(

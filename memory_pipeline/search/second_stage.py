@@ -38,7 +38,9 @@ def second_stage_model_id(settings: Settings) -> str | None:
     """The configured second-stage model's id, without loading it (``None``: no second stage)."""
     from memory_pipeline.embedding.backends import model_id_for
 
-    first = model_id_for(settings.embedding_model, settings.embedding_backend)
+    first = model_id_for(
+        settings.embedding_model, settings.embedding_backend, settings.sentence_vectors
+    )
     if not settings.rerank_model or settings.rerank_model == first:
         return None  # one model's vectors must not count as another stage's (0153)
     return settings.rerank_model
