@@ -58,7 +58,6 @@ from memory_pipeline.evaluation.tuning import (
 )
 from memory_pipeline.search.ranking import RankingParams
 from memory_pipeline.search.searcher import DEFAULT_PARAMS, MemorySearch
-from memory_pipeline.storage import memory_reads
 from memory_pipeline.tenancy import Tenant
 
 HELD_OUT = "hybrid (default, held-out)"
@@ -386,15 +385,7 @@ def rolled_out_model_row(
     settings = store.settings.with_overrides(**overrides)
     with MemoryStore(settings, store.endpoints, migrate=False) as other:
         other.ensure_model_index()
-        started = time.perf_counter()
-        for t in tenants:
-            other.process_pending(t.user_id, t.project_id)
-        seconds = time.perf_counter() - started
-        with other.db.autocommit_connection() as conn:
-            vectors = sum(
-                len(memory_reads.vector_ids_of_tenant(conn, t.key, other.embedder.model_id))
-                for t in tenants
-            )
+        vectors, seconds = write_second_stage(other, tenants, other.embedder.model_id)
         progress(f"{other.embedder.model_id} rolled out in {seconds:.0f} s ({vectors} vectors)")
         chosen = choose_first_stage(other, conversations, variants=False)
         rows[label] = held_out_scores(
